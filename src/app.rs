@@ -1,0 +1,133 @@
+//! Wiring: from a validated [`Config`] to a running refresher.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::admin::{self, AdminState};
+use crate::config::{Config, Mode};
+use crate::health::Health;
+use crate::http::{HttpClient, HttpError};
+use crate::metrics::Metrics;
+use crate::refresh::{NamedSink, PassError, Refresher};
+use crate::sink::{FileSink, SecretSink};
+use crate::source::{self, SourceError};
+
+/// Why regcred stopped with an error. Each variant maps to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Bad flags or files: the user must change something (exit 2).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Credentials(SourceError),
+    #[error("cannot find Kubernetes credentials ({0}); in a cluster, run with a service account; elsewhere set KUBECONFIG or create ~/.kube/config")]
+    Kubeconfig(String),
+    #[error("{0}")]
+    Setup(String),
+    #[error("cannot listen on the admin address {addr}: {source}; choose another --admin-addr or `off`")]
+    AdminBind { addr: std::net::SocketAddr, source: std::io::Error },
+    /// The refresh itself failed (exit 1).
+    #[error("{0}")]
+    Refresh(PassError),
+}
+
+impl AppError {
+    /// 2 for anything the user must fix before a retry can help, 1 for a
+    /// refresh that failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Refresh(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+impl From<HttpError> for AppError {
+    fn from(e: HttpError) -> Self {
+        AppError::Setup(e.to_string())
+    }
+}
+
+/// Runs the configured command until done or until `shutdown` flips.
+pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), AppError> {
+    let http = HttpClient::new(config.request_timeout)?;
+    let source = source::discover(&config, &http).map_err(AppError::Credentials)?;
+    info!(source = %source.describe(), registries = config.registries.len(), "credential source");
+
+    let metrics = Arc::new(Metrics::new());
+    let sinks = build_sinks(&config).await?;
+    // Ready until a credential is this far past its refresh point: half the
+    // refresh margin, so /readyz fails well before the credential expires.
+    let grace = config.timing.refresh_before / 2;
+    let stale_after = (config.timing.resync_interval * 3).max(Duration::from_secs(60));
+    let health = Arc::new(Health::new(sinks.iter().map(|s| s.sink.name().to_string()), grace, stale_after));
+
+    let refresher = Refresher {
+        source,
+        registries: config.registries.clone(),
+        sinks,
+        timing: config.timing,
+        metrics: metrics.clone(),
+        health: health.clone(),
+    };
+
+    if config.mode == Mode::Render {
+        let doc = refresher.render_only().await.map_err(AppError::Refresh)?;
+        let mut out = doc.expose_bytes().to_vec();
+        out.push(b'\n');
+        use std::io::Write as _;
+        std::io::stdout().write_all(&out).map_err(|e| AppError::Setup(format!("cannot write to stdout: {e}")))?;
+        return Ok(());
+    }
+
+    if let Some(addr) = config.admin_addr {
+        let listener = admin::bind(addr).await.map_err(|source| AppError::AdminBind { addr, source })?;
+        let state = AdminState { health, metrics };
+        tokio::spawn(admin::serve(listener, state, shutdown.clone()));
+    }
+
+    match config.mode {
+        Mode::Once => {
+            let summary = refresher.once().await.map_err(AppError::Refresh)?;
+            println!("{summary}");
+        }
+        Mode::Run => {
+            refresher.run(shutdown).await;
+            info!("shutting down");
+        }
+        Mode::Render => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+async fn build_sinks(config: &Config) -> Result<Vec<NamedSink>, AppError> {
+    let mut sinks = Vec::new();
+    if !config.secrets.is_empty() {
+        let mut kube_config = kube::Config::infer().await.map_err(|e| AppError::Kubeconfig(e.to_string()))?;
+        kube_config.connect_timeout = Some(config.request_timeout);
+        kube_config.read_timeout = Some(config.request_timeout);
+        kube_config.write_timeout = Some(config.request_timeout);
+        let default_ns = kube_config.default_namespace.clone();
+        let client = kube::Client::try_from(kube_config)
+            .map_err(|e| AppError::Setup(format!("cannot build the Kubernetes client: {e}")))?;
+        for target in &config.secrets {
+            let ns = target.namespace.as_deref().unwrap_or(&default_ns);
+            let sink = SecretSink::new(
+                client.clone(),
+                ns,
+                &target.name,
+                &config.secret_key,
+                config.secret_type(),
+                config.request_timeout,
+            );
+            sinks.push(NamedSink { sink: Box::new(sink), kind: "secret" });
+        }
+    }
+    for path in &config.output_files {
+        sinks.push(NamedSink { sink: Box::new(FileSink::new(path.clone(), config.output_file_mode)), kind: "file" });
+    }
+    Ok(sinks)
+}

@@ -1,0 +1,405 @@
+//! The command line, parsed once into a validated [`Config`].
+//!
+//! Every flag also reads `REGCRED_<FLAG>` from the environment, so a chart can
+//! set either. After [`Cli::into_config`] nothing re-parses a string.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::registry::{InvalidHost, RegistryHost};
+
+/// regcred keeps Kubernetes image-pull credentials for Google's container
+/// registries (gcr.io, *.gcr.io, LOCATION-docker.pkg.dev) fresh.
+///
+/// It mints a short-lived OAuth access token, renders the Docker config.json
+/// "auths" document, and writes it to Kubernetes Secrets and/or files, again
+/// before each token expires.
+#[derive(Debug, Parser)]
+#[command(name = "regcred", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Examples:\n  \
+  regcred run --secret ci/gcr-pull                    # keep ci/gcr-pull fresh (Workload Identity)\n  \
+  regcred once --key-file key.json --secret gcr-pull  # one refresh, for a CronJob\n  \
+  regcred render --key-file key.json                  # print the auths JSON")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Keep the credentials fresh until stopped (a Deployment or a sidecar).
+    Run(WriteArgs),
+    /// Refresh once and exit: 0 written or already current, 1 failed, 2 bad usage (a CronJob).
+    Once(WriteArgs),
+    /// Print the auths JSON to stdout; needs no cluster.
+    Render(CommonArgs),
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// How registries are authenticated: `oauth` mints short-lived access tokens
+    /// (username oauth2accesstoken); `json-key` and `json-key-base64` hand the
+    /// service-account key itself to the registry (never expires, never needs refresh).
+    #[arg(long, env = "REGCRED_AUTH", value_enum, default_value_t = AuthMode::OAuth)]
+    pub auth: AuthMode,
+
+    /// Service-account key (or other Google credentials file). Without it, oauth
+    /// uses GOOGLE_APPLICATION_CREDENTIALS, then gcloud's application-default
+    /// credentials, then the metadata server (GKE Workload Identity; GCE_METADATA_HOST honoured).
+    #[arg(long, env = "REGCRED_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+
+    /// Registry host to write credentials for; repeat or comma-separate.
+    /// [default: gcr.io, us.gcr.io, eu.gcr.io, asia.gcr.io, marketplace.gcr.io]
+    #[arg(long = "registry", env = "REGCRED_REGISTRY", value_name = "HOST", value_delimiter = ',')]
+    pub registries: Vec<String>,
+
+    /// Write credentials for every Container Registry host and every Artifact
+    /// Registry location (LOCATION-docker.pkg.dev), plus any --registry.
+    #[arg(long, env = "REGCRED_ALL_REGISTRIES")]
+    pub all_registries: bool,
+
+    /// Timeout for each request to Google or Kubernetes.
+    #[arg(long, env = "REGCRED_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Flags of the commands that write credentials somewhere.
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub sinks: SinkArgs,
+}
+
+/// Where to write, and when.
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    /// Kubernetes Secret to keep fresh, as [NAMESPACE/]NAME; repeat or
+    /// comma-separate. The namespace defaults to the pod's own (in a cluster)
+    /// or the kubeconfig's current namespace.
+    #[arg(long = "secret", env = "REGCRED_SECRET", value_name = "[NAMESPACE/]NAME", value_delimiter = ',')]
+    pub secrets: Vec<String>,
+
+    /// Data key of the Secret. `.dockerconfigjson` makes a
+    /// kubernetes.io/dockerconfigjson Secret; any other key an Opaque Secret
+    /// holding the auths JSON under that key.
+    #[arg(long, env = "REGCRED_SECRET_KEY", value_name = "KEY", default_value = DOCKERCONFIGJSON_KEY)]
+    pub secret_key: String,
+
+    /// Also write the auths JSON to this file, atomically; repeat or comma-separate.
+    #[arg(long = "output-file", env = "REGCRED_OUTPUT_FILE", value_name = "PATH", value_delimiter = ',')]
+    pub output_files: Vec<PathBuf>,
+
+    /// Permission bits of output files, in octal.
+    #[arg(long, env = "REGCRED_OUTPUT_FILE_MODE", value_name = "OCTAL", default_value = "0600", value_parser = parse_mode)]
+    pub output_file_mode: u32,
+
+    /// Mint the next token this long before the current one expires.
+    #[arg(long, env = "REGCRED_REFRESH_BEFORE", value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub refresh_before: Duration,
+
+    /// Refresh up to this much earlier, at random, so that replicas do not mint together.
+    #[arg(long, env = "REGCRED_JITTER", value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub jitter: Duration,
+
+    /// Rewrite the current credential at least this often, so that a deleted
+    /// or edited Secret or file comes back (and keys that never expire are re-checked).
+    #[arg(long, env = "REGCRED_RESYNC_INTERVAL", value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+
+    /// Address of the admin server (/livez, /readyz, /metrics). Default
+    /// 0.0.0.0:8080 for `run`; off for `once` unless given. `off` disables it.
+    #[arg(long, env = "REGCRED_ADMIN_ADDR", value_name = "ADDR")]
+    pub admin_addr: Option<String>,
+}
+
+/// Logging flags.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log line format.
+    #[arg(long, env = "REGCRED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive);
+    /// RUST_LOG is used when this is not given.
+    #[arg(long, env = "REGCRED_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// The Secret key whose presence makes a `kubernetes.io/dockerconfigjson` Secret.
+pub const DOCKERCONFIGJSON_KEY: &str = ".dockerconfigjson";
+
+/// How registries authenticate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// OAuth access token, username `oauth2accesstoken`.
+    #[value(name = "oauth")]
+    OAuth,
+    /// The raw key JSON, username `_json_key`.
+    JsonKey,
+    /// The key file in base64, username `_json_key_base64`.
+    JsonKeyBase64,
+}
+
+impl std::fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.to_possible_value().expect("no skipped variants").get_name())
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which command runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Run,
+    Once,
+    Render,
+}
+
+/// A Secret to keep fresh.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretTarget {
+    /// `None`: the default namespace, resolved once the Kubernetes client exists.
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// Refresh timing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub refresh_before: Duration,
+    pub jitter: Duration,
+    pub resync_interval: Duration,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub mode: Mode,
+    pub auth: AuthMode,
+    pub key_file: Option<PathBuf>,
+    /// Sorted and de-duplicated.
+    pub registries: Vec<RegistryHost>,
+    pub secrets: Vec<SecretTarget>,
+    pub secret_key: String,
+    pub output_files: Vec<PathBuf>,
+    pub output_file_mode: u32,
+    pub timing: Timing,
+    pub request_timeout: Duration,
+    pub log_format: LogFormat,
+    pub log_level: Option<String>,
+    pub admin_addr: Option<SocketAddr>,
+}
+
+impl Config {
+    /// The Secret type matching the data key.
+    pub fn secret_type(&self) -> &'static str {
+        if self.secret_key == DOCKERCONFIGJSON_KEY {
+            "kubernetes.io/dockerconfigjson"
+        } else {
+            "Opaque"
+        }
+    }
+}
+
+/// A configuration the user must fix; exit code 2.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Registry(#[from] InvalidHost),
+    #[error("invalid --secret {0:?}: expected [NAMESPACE/]NAME with lower-case DNS names (for example ci/gcr-pull)")]
+    SecretRef(String),
+    #[error("invalid --secret-key {0:?}: a Secret key may contain only letters, digits, '-', '_' and '.'")]
+    SecretKey(String),
+    #[error("nowhere to write: give at least one --secret or --output-file")]
+    NoSink,
+    #[error("invalid --admin-addr {0:?}: expected IP:PORT (for example 0.0.0.0:8080) or `off`")]
+    AdminAddr(String),
+    #[error("--resync-interval must be at least 1s")]
+    ResyncInterval,
+}
+
+impl Cli {
+    /// Validates everything once, up front.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let (mode, common, sinks) = match self.command {
+            Command::Run(WriteArgs { common, sinks }) => (Mode::Run, common, Some(sinks)),
+            Command::Once(WriteArgs { common, sinks }) => (Mode::Once, common, Some(sinks)),
+            Command::Render(c) => (Mode::Render, c, None),
+        };
+        let mut registries = common.registries.iter().map(|h| h.parse()).collect::<Result<Vec<RegistryHost>, _>>()?;
+        if common.all_registries {
+            registries.extend(RegistryHost::all());
+        }
+        if registries.is_empty() {
+            registries = RegistryHost::defaults();
+        }
+        registries.sort();
+        registries.dedup();
+
+        let mut config = Config {
+            mode,
+            auth: common.auth,
+            key_file: common.key_file,
+            registries,
+            secrets: Vec::new(),
+            secret_key: DOCKERCONFIGJSON_KEY.into(),
+            output_files: Vec::new(),
+            output_file_mode: 0o600,
+            timing: Timing {
+                refresh_before: Duration::from_secs(15 * 60),
+                jitter: Duration::from_secs(60),
+                resync_interval: Duration::from_secs(600),
+            },
+            request_timeout: common.request_timeout,
+            log_format: common.log.log_format,
+            log_level: common.log.log_level,
+            admin_addr: None,
+        };
+        if let Some(s) = sinks {
+            config.secrets = s.secrets.iter().map(|s| parse_secret_ref(s)).collect::<Result<_, _>>()?;
+            if !is_config_key(&s.secret_key) {
+                return Err(ConfigError::SecretKey(s.secret_key));
+            }
+            config.secret_key = s.secret_key;
+            config.output_files = s.output_files;
+            config.output_file_mode = s.output_file_mode;
+            if config.secrets.is_empty() && config.output_files.is_empty() {
+                return Err(ConfigError::NoSink);
+            }
+            if s.resync_interval < Duration::from_secs(1) {
+                return Err(ConfigError::ResyncInterval);
+            }
+            config.timing =
+                Timing { refresh_before: s.refresh_before, jitter: s.jitter, resync_interval: s.resync_interval };
+            config.admin_addr = match (s.admin_addr.as_deref(), mode) {
+                (Some("off"), _) | (None, Mode::Once) => None,
+                (None, _) => Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+                (Some(a), _) => Some(a.parse().map_err(|_| ConfigError::AdminAddr(a.to_string()))?),
+            };
+        }
+        Ok(config)
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use a duration such as 90s, 15m or 1h)"))
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err("expected octal permission bits such as 0600 or 0640".into()),
+    }
+}
+
+/// `[NAMESPACE/]NAME`: a DNS-1123 label and a DNS-1123 subdomain.
+fn parse_secret_ref(s: &str) -> Result<SecretTarget, ConfigError> {
+    let err = || ConfigError::SecretRef(s.to_string());
+    let (namespace, name) = match s.split_once('/') {
+        Some((ns, name)) => (Some(ns), name),
+        None => (None, s),
+    };
+    if namespace.is_some_and(|ns| !is_dns_label(ns)) || !is_dns_subdomain(name) {
+        return Err(err());
+    }
+    Ok(SecretTarget { namespace: namespace.map(str::to_string), name: name.to_string() })
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// Kubernetes' rule for Secret and ConfigMap keys.
+fn is_config_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s != "."
+        && s != ".."
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["regcred"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("clap accepts").into_config()
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_the_gcr_hosts_and_dockerconfigjson() {
+        let c = parse(&["once", "--secret", "pull"]).unwrap();
+        assert_eq!(c.registries.len(), 5);
+        assert_eq!(c.secret_type(), "kubernetes.io/dockerconfigjson");
+        assert_eq!(c.secrets, vec![SecretTarget { namespace: None, name: "pull".into() }]);
+        assert_eq!(c.timing.refresh_before, Duration::from_secs(900));
+        assert_eq!(c.admin_addr, None, "once has no admin server unless asked");
+        let c = parse(&["run", "--secret", "pull"]).unwrap();
+        assert_eq!(c.admin_addr, Some("0.0.0.0:8080".parse().unwrap()));
+    }
+
+    #[test]
+    fn registries_are_split_sorted_and_deduplicated() {
+        let c = parse(&["render", "--registry", "us.gcr.io,gcr.io", "--registry", "gcr.io"]).unwrap();
+        let hosts: Vec<_> = c.registries.iter().map(|h| h.as_str()).collect();
+        assert_eq!(hosts, ["gcr.io", "us.gcr.io"]);
+        let all = parse(&["render", "--all-registries"]).unwrap();
+        assert!(all.registries.len() > 40);
+    }
+
+    #[test]
+    fn other_keys_make_opaque_secrets() {
+        let c = parse(&["once", "--secret", "ns/a,b", "--secret-key", "registry-auth.json"]).unwrap();
+        assert_eq!(c.secret_type(), "Opaque");
+        assert_eq!(c.secrets[0], SecretTarget { namespace: Some("ns".into()), name: "a".into() });
+    }
+
+    #[test]
+    fn bad_input_is_rejected_with_the_reason() {
+        assert_eq!(parse(&["once"]).unwrap_err(), ConfigError::NoSink);
+        assert_eq!(parse(&["once", "--secret", "Bad/Name"]).unwrap_err(), ConfigError::SecretRef("Bad/Name".into()));
+        assert_eq!(parse(&["once", "--secret", "a/b/c"]).unwrap_err(), ConfigError::SecretRef("a/b/c".into()));
+        assert!(matches!(parse(&["once", "--secret", "x", "--registry", "docker.io"]), Err(ConfigError::Registry(_))));
+        assert!(matches!(parse(&["once", "--secret", "x", "--secret-key", "a/b"]), Err(ConfigError::SecretKey(_))));
+        assert!(matches!(parse(&["run", "--secret", "x", "--admin-addr", "nope"]), Err(ConfigError::AdminAddr(_))));
+        assert!(Cli::try_parse_from(["regcred", "once", "--auth", "password"]).is_err());
+        assert!(Cli::try_parse_from(["regcred", "once", "--output-file-mode", "999"]).is_err());
+        assert!(Cli::try_parse_from(["regcred", "once", "--refresh-before", "soon"]).is_err());
+    }
+}

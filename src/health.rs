@@ -1,0 +1,129 @@
+//! What `/readyz` reports: whether every sink holds a usable credential.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// What is known about one sink.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SinkState {
+    /// Last time the sink was confirmed to hold the current credential.
+    pub last_success: Option<SystemTime>,
+    /// When that credential expires (`None`: never).
+    pub expires_at: Option<SystemTime>,
+    /// When that credential was due to be replaced.
+    pub refresh_at: Option<SystemTime>,
+    /// The last write's error, cleared on success.
+    pub last_error: Option<String>,
+}
+
+/// Shared between the refresh loop (writer) and the admin server (reader).
+#[derive(Debug)]
+pub struct Health {
+    sinks: Mutex<BTreeMap<String, SinkState>>,
+    /// How far past its refresh point a credential may be and still count as ready.
+    grace: Duration,
+    /// How old a confirmation may be (for keys that never expire).
+    stale_after: Duration,
+}
+
+impl Health {
+    /// Registers every sink up front, so that a sink never written keeps the
+    /// process unready.
+    pub fn new(sinks: impl IntoIterator<Item = String>, grace: Duration, stale_after: Duration) -> Self {
+        let sinks = sinks.into_iter().map(|s| (s, SinkState::default())).collect();
+        Self { sinks: Mutex::new(sinks), grace, stale_after }
+    }
+
+    pub fn succeeded(&self, sink: &str, expires_at: Option<SystemTime>, refresh_at: Option<SystemTime>) {
+        let mut sinks = self.sinks.lock().expect("health lock");
+        let s = sinks.entry(sink.to_string()).or_default();
+        *s = SinkState { last_success: Some(SystemTime::now()), expires_at, refresh_at, last_error: None };
+    }
+
+    pub fn failed(&self, sink: &str, error: String) {
+        let mut sinks = self.sinks.lock().expect("health lock");
+        sinks.entry(sink.to_string()).or_default().last_error = Some(error);
+    }
+
+    /// `Ok` when every sink is fresh, else the reasons, one per sink.
+    pub fn readiness(&self, now: SystemTime) -> Result<(), Vec<String>> {
+        let sinks = self.sinks.lock().expect("health lock");
+        let problems: Vec<String> = sinks
+            .iter()
+            .filter_map(|(name, s)| unready(s, now, self.grace, self.stale_after).map(|why| format!("{name}: {why}")))
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// Why one sink is not ready, if it is not. Pure, for testing.
+pub fn unready(s: &SinkState, now: SystemTime, grace: Duration, stale_after: Duration) -> Option<String> {
+    let with_error = |msg: String| match &s.last_error {
+        Some(e) => format!("{msg}; last error: {e}"),
+        None => msg,
+    };
+    let Some(last) = s.last_success else {
+        return Some(with_error("no credential written yet".into()));
+    };
+    if let Some(exp) = s.expires_at {
+        if now >= exp {
+            return Some(with_error("credential expired".into()));
+        }
+    }
+    if let Some(at) = s.refresh_at {
+        if now > at + grace {
+            return Some(with_error("credential overdue for refresh".into()));
+        }
+    }
+    if now.duration_since(last).unwrap_or_default() > stale_after {
+        return Some(with_error("not confirmed recently".into()));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
+    }
+    const G: Duration = Duration::from_secs(60);
+    const STALE: Duration = Duration::from_secs(1800);
+
+    #[test]
+    fn not_ready_before_the_first_write() {
+        let h = Health::new(["secret a/b".to_string()], G, STALE);
+        let err = h.readiness(SystemTime::now()).unwrap_err();
+        assert_eq!(err, vec!["secret a/b: no credential written yet"]);
+    }
+
+    #[test]
+    fn turns_unready_past_refresh_plus_grace_before_expiry() {
+        const STALE: Duration = Duration::from_secs(7200);
+        let s = SinkState {
+            last_success: Some(t(0)),
+            expires_at: Some(t(3600)),
+            refresh_at: Some(t(2700)),
+            last_error: None,
+        };
+        assert_eq!(unready(&s, t(2700), G, STALE), None);
+        assert_eq!(unready(&s, t(2760), G, STALE), None);
+        assert!(unready(&s, t(2761), G, STALE).unwrap().contains("overdue"));
+        let s = SinkState { refresh_at: None, ..s };
+        assert!(unready(&s, t(3600), G, STALE).unwrap().contains("expired"));
+    }
+
+    #[test]
+    fn keys_that_never_expire_need_recent_confirmation() {
+        let s =
+            SinkState { last_success: Some(t(0)), expires_at: None, refresh_at: None, last_error: Some("boom".into()) };
+        assert_eq!(unready(&s, t(1800), G, STALE), None);
+        assert_eq!(unready(&s, t(1801), G, STALE).unwrap(), "not confirmed recently; last error: boom");
+    }
+}

@@ -1,0 +1,122 @@
+//! Registry hosts: validation, the default set and the `--all-registries` set.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The Container Registry hosts used when no `--registry` is given.
+pub const DEFAULT_HOSTS: &[&str] = &["gcr.io", "us.gcr.io", "eu.gcr.io", "asia.gcr.io", "marketplace.gcr.io"];
+
+/// Every Container Registry and Artifact Registry host, kept in one data file
+/// so that adding a region is a one-line change.
+const ALL_HOSTS: &str = include_str!("registries.txt");
+
+/// A Google registry host name that accepts an OAuth access token as a
+/// Docker password.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RegistryHost(String);
+
+impl RegistryHost {
+    /// The host as it appears as a key in the auths document.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Every host listed in the registries data file.
+    pub fn all() -> Vec<RegistryHost> {
+        ALL_HOSTS
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| l.parse().expect("registries.txt holds only valid hosts"))
+            .collect()
+    }
+
+    /// The default Container Registry hosts.
+    pub fn defaults() -> Vec<RegistryHost> {
+        DEFAULT_HOSTS.iter().map(|h| RegistryHost(h.to_string())).collect()
+    }
+}
+
+impl fmt::Display for RegistryHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a `--registry` value was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidHost {
+    #[error("invalid registry host {0:?}: give the host name alone, without a scheme or path (for example gcr.io or europe-west1-docker.pkg.dev)")]
+    NotBareHost(String),
+    #[error("invalid registry host {0:?}: not a valid DNS name")]
+    NotDnsName(String),
+    #[error(
+        "invalid registry host {0:?}: regcred's credentials work only for gcr.io, *.gcr.io and LOCATION-docker.pkg.dev"
+    )]
+    NotGoogle(String),
+}
+
+impl FromStr for RegistryHost {
+    type Err = InvalidHost;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let host = s.trim().to_ascii_lowercase();
+        if host.contains("://") || host.contains('/') || host.contains(':') {
+            return Err(InvalidHost::NotBareHost(s.to_string()));
+        }
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if host.len() > 253 || !host.split('.').all(label_ok) {
+            return Err(InvalidHost::NotDnsName(s.to_string()));
+        }
+        let google = host == "gcr.io"
+            || host.ends_with(".gcr.io")
+            || host
+                .strip_suffix("-docker.pkg.dev")
+                .is_some_and(|location| !location.is_empty() && !location.contains('.'));
+        if !google {
+            return Err(InvalidHost::NotGoogle(s.to_string()));
+        }
+        Ok(RegistryHost(host))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_gcr_and_artifact_registry_hosts() {
+        for h in ["gcr.io", "eu.gcr.io", "europe-west1-docker.pkg.dev", "US-docker.pkg.dev"] {
+            assert!(h.parse::<RegistryHost>().is_ok(), "{h}");
+        }
+        assert_eq!("US-docker.pkg.dev".parse::<RegistryHost>().unwrap().as_str(), "us-docker.pkg.dev");
+    }
+
+    #[test]
+    fn rejects_other_hosts_with_a_reason() {
+        assert!(matches!("https://gcr.io".parse::<RegistryHost>(), Err(InvalidHost::NotBareHost(_))));
+        assert!(matches!("gcr.io/project".parse::<RegistryHost>(), Err(InvalidHost::NotBareHost(_))));
+        assert!(matches!("docker.io".parse::<RegistryHost>(), Err(InvalidHost::NotGoogle(_))));
+        assert!(matches!("docker.pkg.dev".parse::<RegistryHost>(), Err(InvalidHost::NotGoogle(_))));
+        assert!(matches!("evil.com-docker.pkg.dev".parse::<RegistryHost>(), Err(InvalidHost::NotGoogle(_))));
+        assert!(matches!("gcr..io".parse::<RegistryHost>(), Err(InvalidHost::NotDnsName(_))));
+        assert!(matches!("".parse::<RegistryHost>(), Err(InvalidHost::NotDnsName(_))));
+    }
+
+    #[test]
+    fn all_hosts_parse_and_include_both_registries() {
+        let all = RegistryHost::all();
+        assert!(all.len() > 40);
+        for d in RegistryHost::defaults() {
+            assert!(all.contains(&d), "{d} missing from registries.txt");
+        }
+        assert!(all.iter().any(|h| h.as_str() == "us-central1-docker.pkg.dev"));
+        assert!(all.iter().any(|h| h.as_str() == "europe-docker.pkg.dev"));
+    }
+}

@@ -1,0 +1,108 @@
+//! Refresh arithmetic: when to mint next and how long to back off.
+//!
+//! Pure functions of `now`, the token's expiry and a random fraction, so the
+//! schedule is unit-tested without sleeping.
+
+use std::time::{Duration, SystemTime};
+
+use crate::config::Timing;
+
+/// The shortest wait between two refreshes, so a misconfigured schedule or a
+/// token that is about to expire cannot turn into a busy loop.
+pub const MIN_DELAY: Duration = Duration::from_secs(1);
+
+/// First retry delay after a failure.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
+
+/// Longest retry delay. Short enough that a token with a 15-minute refresh
+/// margin gets many attempts before it expires.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// When the credential expiring at `expires_at` should be replaced.
+///
+/// Normally `refresh_before` (plus up to `jitter`, scaled by `random` in
+/// [0, 1)) ahead of expiry. If that margin is more than half the token's
+/// remaining life (short-lived tokens, or a large `--refresh-before`), the
+/// token is replaced at half-life instead, so each token is used for a while.
+pub fn refresh_at(now: SystemTime, expires_at: SystemTime, timing: &Timing, random: f64) -> SystemTime {
+    let remaining = expires_at.duration_since(now).unwrap_or_default();
+    let lead = timing.refresh_before + timing.jitter.mul_f64(random.clamp(0.0, 1.0));
+    let lead = lead.min(remaining / 2);
+    expires_at - lead
+}
+
+/// How long to sleep before the next pass of the loop: until the refresh
+/// point, but no longer than the resync interval (so a deleted Secret comes
+/// back), and never less than [`MIN_DELAY`].
+pub fn next_wake(now: SystemTime, refresh_at: Option<SystemTime>, resync_interval: Duration) -> Duration {
+    let until_refresh = match refresh_at {
+        Some(at) => at.duration_since(now).unwrap_or_default(),
+        None => resync_interval,
+    };
+    until_refresh.min(resync_interval).max(MIN_DELAY)
+}
+
+/// Capped exponential backoff with full jitter: a random delay in
+/// [0, min(cap, base * 2^attempt)], at least `retry_after` when the peer
+/// asked for one (429 / 503 with Retry-After).
+pub fn backoff(attempt: u32, random: f64, retry_after: Option<Duration>) -> Duration {
+    let ceiling = BACKOFF_BASE.saturating_mul(2u32.saturating_pow(attempt.min(16))).min(BACKOFF_CAP);
+    let delay = ceiling.mul_f64(random.clamp(0.0, 1.0)).max(Duration::from_millis(100));
+    match retry_after {
+        Some(ra) => delay.max(ra.min(BACKOFF_CAP * 5)),
+        None => delay,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Duration = Duration::from_secs(1_800_000_000);
+
+    fn timing(before: u64, jitter: u64) -> Timing {
+        Timing {
+            refresh_before: Duration::from_secs(before),
+            jitter: Duration::from_secs(jitter),
+            resync_interval: Duration::from_secs(600),
+        }
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + T0 + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn refreshes_refresh_before_ahead_of_expiry() {
+        let t = timing(900, 60);
+        assert_eq!(refresh_at(at(0), at(3600), &t, 0.0), at(2700));
+        assert_eq!(refresh_at(at(0), at(3600), &t, 0.5), at(2670));
+        // Jitter only ever moves the refresh earlier.
+        assert!(refresh_at(at(0), at(3600), &t, 0.999) > at(2640));
+    }
+
+    #[test]
+    fn short_lived_tokens_are_replaced_at_half_life() {
+        assert_eq!(refresh_at(at(0), at(4), &timing(900, 0), 0.0), at(2));
+        assert_eq!(refresh_at(at(10), at(4), &timing(900, 0), 0.0), at(4), "already expired: refresh now");
+    }
+
+    #[test]
+    fn wake_is_bounded_by_resync_and_min_delay() {
+        let resync = Duration::from_secs(600);
+        assert_eq!(next_wake(at(0), Some(at(2700)), resync), resync);
+        assert_eq!(next_wake(at(0), Some(at(30)), resync), Duration::from_secs(30));
+        assert_eq!(next_wake(at(100), Some(at(30)), resync), MIN_DELAY);
+        assert_eq!(next_wake(at(0), None, resync), resync);
+    }
+
+    #[test]
+    fn backoff_grows_caps_and_honours_retry_after() {
+        assert_eq!(backoff(0, 1.0, None), Duration::from_secs(1));
+        assert_eq!(backoff(3, 1.0, None), Duration::from_secs(8));
+        assert_eq!(backoff(30, 1.0, None), BACKOFF_CAP);
+        assert_eq!(backoff(3, 0.5, None), Duration::from_secs(4));
+        assert_eq!(backoff(0, 0.0, None), Duration::from_millis(100));
+        assert_eq!(backoff(0, 0.1, Some(Duration::from_secs(7))), Duration::from_secs(7));
+    }
+}

@@ -1,0 +1,98 @@
+//! Sinks: where the rendered auths document is written.
+//!
+//! Every destination implements [`Sink`]; the refresh loop writes the same
+//! document to each and treats their failures independently.
+
+mod file;
+mod secret;
+
+use std::time::SystemTime;
+
+pub use file::FileSink;
+pub use secret::{SecretSink, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+
+use crate::render::AuthsDocument;
+
+/// What a successful write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Created,
+    Updated,
+    /// The destination already held this exact document.
+    Unchanged,
+}
+
+/// A destination for the auths document.
+#[async_trait::async_trait]
+pub trait Sink: Send + Sync {
+    /// Names the destination in logs and metrics ("secret ci/gcr-pull").
+    fn name(&self) -> &str;
+
+    /// Writes the document. Implementations must leave the previous content
+    /// intact when they fail.
+    async fn write(&self, doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Result<WriteOutcome, SinkError>;
+}
+
+/// Why a write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{sink}: forbidden: regcred's service account cannot `{verb}` secrets/{name} in namespace {namespace}; grant it with a Role (verbs get, create, update, patch on secrets)")]
+    Forbidden { sink: String, verb: &'static str, name: String, namespace: String },
+    #[error("{sink}: namespace {namespace} does not exist")]
+    NamespaceNotFound { sink: String, namespace: String },
+    #[error("{sink}: the existing Secret has type {found}, but --secret-key {key} needs type {wanted}; a Secret's type cannot be changed: delete the Secret (regcred recreates it) or choose another --secret-key")]
+    TypeMismatch { sink: String, found: String, wanted: &'static str, key: String },
+    #[error("{sink}: the API server rejected the Secret ({code} {reason}): {message}")]
+    Rejected { sink: String, code: u16, reason: String, message: String },
+    #[error("{sink}: the API server answered {code} {reason}: {message}")]
+    Api { sink: String, code: u16, reason: String, message: String, retry_after: Option<std::time::Duration> },
+    #[error("{sink}: {attempts} conflicting updates in a row; another writer keeps changing the Secret")]
+    ConflictStorm { sink: String, attempts: u32 },
+    #[error("{sink}: cannot reach the API server: {message}")]
+    Transport { sink: String, message: String },
+    #[error("{sink}: request timed out after {timeout:?}")]
+    Timeout { sink: String, timeout: std::time::Duration },
+    #[error("{sink}: {message}")]
+    Io { sink: String, message: String },
+}
+
+impl SinkError {
+    /// Whether a later attempt can succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SinkError::Forbidden { .. }
+            | SinkError::NamespaceNotFound { .. }
+            | SinkError::TypeMismatch { .. }
+            | SinkError::Rejected { .. } => false,
+            SinkError::Api { code, .. } => *code >= 500 || *code == 429 || *code == 408 || *code == 401,
+            SinkError::ConflictStorm { .. }
+            | SinkError::Transport { .. }
+            | SinkError::Timeout { .. }
+            | SinkError::Io { .. } => true,
+        }
+    }
+
+    /// The delay the API server asked for, if any.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            SinkError::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A fixed label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            SinkError::Forbidden { .. } => "forbidden",
+            SinkError::NamespaceNotFound { .. } => "namespace_not_found",
+            SinkError::TypeMismatch { .. } => "type_mismatch",
+            SinkError::Rejected { .. } => "rejected",
+            SinkError::Api { code, .. } if *code >= 500 => "api_5xx",
+            SinkError::Api { .. } => "api_4xx",
+            SinkError::ConflictStorm { .. } => "conflict",
+            SinkError::Transport { .. } => "transport",
+            SinkError::Timeout { .. } => "timeout",
+            SinkError::Io { .. } => "io",
+        }
+    }
+}

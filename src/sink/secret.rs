@@ -1,0 +1,168 @@
+//! A Kubernetes Secret sink.
+//!
+//! regcred owns one data key, the managed-by label and the expiry annotation;
+//! everything else on the Secret belongs to someone else and is kept. Updates
+//! use optimistic concurrency: a replace carries the `resourceVersion` that
+//! was read, and a 409 means "read again and retry", never "overwrite".
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use kube::api::{ObjectMeta, PostParams};
+use kube::Api;
+
+use super::{Sink, SinkError, WriteOutcome};
+use crate::render::AuthsDocument;
+
+/// The label that marks Secrets regcred manages.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Its value.
+pub const MANAGED_BY_VALUE: &str = "regcred";
+/// When the credential in the Secret stops working (RFC 3339, UTC).
+pub const EXPIRES_AT_ANNOTATION: &str = "regcred.dev/expires-at";
+
+/// Conflicts tolerated within one write before it counts as failed; the
+/// refresh loop then retries with backoff.
+const MAX_CONFLICTS: u32 = 5;
+
+/// Keeps one data key of one Secret up to date.
+pub struct SecretSink {
+    api: Api<Secret>,
+    namespace: String,
+    secret_name: String,
+    key: String,
+    secret_type: &'static str,
+    timeout: Duration,
+    name: String,
+}
+
+impl SecretSink {
+    pub fn new(
+        client: kube::Client,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        secret_type: &'static str,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_string(),
+            secret_name: name.to_string(),
+            key: key.to_string(),
+            secret_type,
+            timeout,
+            name: format!("secret {namespace}/{name}"),
+        }
+    }
+
+    /// Turns a client error into one that says what to do about it.
+    fn classify(&self, verb: &'static str, err: kube::Error) -> SinkError {
+        let sink = self.name.clone();
+        match err {
+            kube::Error::Api(status) => {
+                let (code, reason, message) = (status.code, status.reason.clone(), status.message.clone());
+                match (code, verb) {
+                    (403, _) => SinkError::Forbidden {
+                        sink,
+                        verb,
+                        name: self.secret_name.clone(),
+                        namespace: self.namespace.clone(),
+                    },
+                    (404, "create") => SinkError::NamespaceNotFound { sink, namespace: self.namespace.clone() },
+                    (422, _) | (400, _) => SinkError::Rejected { sink, code, reason, message },
+                    _ => SinkError::Api { sink, code, reason, message, retry_after: None },
+                }
+            }
+            other => SinkError::Transport { sink, message: other.to_string() },
+        }
+    }
+
+    /// Runs one API call under the request timeout.
+    async fn call<T>(
+        &self,
+        verb: &'static str,
+        fut: impl std::future::Future<Output = kube::Result<T>>,
+    ) -> Result<T, SinkError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r.map_err(|e| self.classify(verb, e)),
+            Err(_) => Err(SinkError::Timeout { sink: self.name.clone(), timeout: self.timeout }),
+        }
+    }
+
+    /// The Secret as it should be: `current` with regcred's parts replaced.
+    fn desired(&self, current: Option<&Secret>, doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Secret {
+        let mut secret = current.cloned().unwrap_or_else(|| Secret {
+            metadata: ObjectMeta {
+                name: Some(self.secret_name.clone()),
+                namespace: Some(self.namespace.clone()),
+                ..Default::default()
+            },
+            type_: Some(self.secret_type.to_string()),
+            ..Default::default()
+        });
+        secret.data.get_or_insert_with(BTreeMap::new).insert(self.key.clone(), ByteString(doc.expose_bytes().to_vec()));
+        secret
+            .metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+        let annotations = secret.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        match expires_at {
+            Some(t) => {
+                annotations.insert(EXPIRES_AT_ANNOTATION.into(), humantime::format_rfc3339_seconds(t).to_string());
+            }
+            None => {
+                annotations.remove(EXPIRES_AT_ANNOTATION);
+            }
+        }
+        secret
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for SecretSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn write(&self, doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Result<WriteOutcome, SinkError> {
+        for _ in 0..MAX_CONFLICTS {
+            let current = self.call("get", self.api.get_opt(&self.secret_name)).await?;
+            let Some(current) = current else {
+                let new = self.desired(None, doc, expires_at);
+                match self.call("create", self.api.create(&PostParams::default(), &new)).await {
+                    Ok(_) => return Ok(WriteOutcome::Created),
+                    // Someone created it between our read and our write: read again.
+                    Err(SinkError::Api { code: 409, .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            let found = current.type_.as_deref().unwrap_or("Opaque");
+            if found != self.secret_type {
+                return Err(SinkError::TypeMismatch {
+                    sink: self.name.clone(),
+                    found: found.to_string(),
+                    wanted: self.secret_type,
+                    key: self.key.clone(),
+                });
+            }
+            let desired = self.desired(Some(&current), doc, expires_at);
+            if desired == current {
+                return Ok(WriteOutcome::Unchanged);
+            }
+            // `desired` carries the resourceVersion we read, so the API server
+            // refuses the replace if anyone changed the Secret since.
+            match self.call("update", self.api.replace(&self.secret_name, &PostParams::default(), &desired)).await {
+                Ok(_) => return Ok(WriteOutcome::Updated),
+                Err(SinkError::Api { code: 409, .. }) => continue,
+                // Deleted between our read and our write: start over and create it.
+                Err(SinkError::Api { code: 404, .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(SinkError::ConflictStorm { sink: self.name.clone(), attempts: MAX_CONFLICTS })
+    }
+}

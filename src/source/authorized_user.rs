@@ -1,0 +1,82 @@
+//! OAuth tokens from an `authorized_user` file (gcloud's application-default
+//! login), by the refresh-token grant.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Request;
+use serde::Deserialize;
+
+use super::service_account::form_urlencoded;
+use super::{key_problem, oauth_token_from, read_key_file, Credential, CredentialSource, SourceError};
+use crate::http::HttpClient;
+use crate::secret::Secret;
+
+const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+const STEP: &str = "refreshing the authorized_user token";
+
+#[derive(Deserialize)]
+struct Fields {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    refresh_token: Option<String>,
+    token_uri: Option<String>,
+}
+
+/// An `authorized_user` credentials file.
+pub struct AuthorizedUser {
+    path: PathBuf,
+    client_id: String,
+    client_secret: Secret<String>,
+    refresh_token: Secret<String>,
+    token_uri: String,
+    http: HttpClient,
+}
+
+impl AuthorizedUser {
+    /// Checks the file has every field the grant needs.
+    pub fn parse(path: &Path, text: &str, http: HttpClient) -> Result<Self, SourceError> {
+        let f: Fields = serde_json::from_str(text)
+            .map_err(|e| key_problem(path, format!("not a valid authorized_user file ({e})")))?;
+        let need = |v: Option<String>, name: &str| {
+            v.filter(|s| !s.is_empty()).ok_or_else(|| {
+                key_problem(path, format!("missing field `{name}`; run `gcloud auth application-default login` again"))
+            })
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            client_id: need(f.client_id, "client_id")?,
+            client_secret: Secret::new(need(f.client_secret, "client_secret")?),
+            refresh_token: Secret::new(need(f.refresh_token, "refresh_token")?),
+            token_uri: f.token_uri.filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_TOKEN_URI.into()),
+            http,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl CredentialSource for AuthorizedUser {
+    fn describe(&self) -> String {
+        format!("authorized_user file {}", self.path.display())
+    }
+
+    async fn credential(&self) -> Result<Credential, SourceError> {
+        let text = read_key_file(&self.path)?;
+        // Re-read so that a new `gcloud auth application-default login` is
+        // picked up; fall back to what start-up validated if it broke.
+        let current = Self::parse(&self.path, &text, self.http.clone())?;
+        let body = form_urlencoded(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &current.client_id),
+            ("client_secret", current.client_secret.expose()),
+            ("refresh_token", current.refresh_token.expose()),
+        ]);
+        let req = Request::post(&current.token_uri)
+            .header(hyper::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|_| key_problem(&self.path, "field `token_uri` is not a valid URL".into()))?;
+        let resp = self.http.send(req).await.map_err(|source| SourceError::Http { step: STEP, source })?;
+        oauth_token_from(STEP, &current.token_uri, resp)
+    }
+}

@@ -1,0 +1,290 @@
+//! Credential sources: where the registry password comes from.
+//!
+//! Every source implements [`CredentialSource`]; the refresh loop knows only
+//! the trait. [`discover`] picks a source from the configuration the way
+//! Google's client libraries do.
+
+mod authorized_user;
+mod json_key;
+mod metadata;
+mod service_account;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hyper::StatusCode;
+use serde::Deserialize;
+
+use crate::config::{AuthMode, Config};
+use crate::http::{HttpClient, HttpError, Response};
+use crate::secret::Secret;
+
+pub use authorized_user::AuthorizedUser;
+pub use json_key::JsonKey;
+pub use metadata::MetadataServer;
+pub use service_account::ServiceAccountKey;
+
+/// The OAuth scope registries accept tokens for.
+pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// A registry credential: a Docker username and password, and when it stops
+/// working (`None` for keys that do not expire).
+#[derive(Clone, Debug)]
+pub struct Credential {
+    pub username: String,
+    pub password: Secret<String>,
+    pub expires_at: Option<SystemTime>,
+}
+
+/// Something that can produce a registry credential.
+#[async_trait::async_trait]
+pub trait CredentialSource: Send + Sync {
+    /// A human description for logs ("service-account key /k.json (sa@p.iam)").
+    fn describe(&self) -> String;
+
+    /// Produces a credential. Each call must return a token with (nearly) its
+    /// full lifetime: the loop calls it only when the previous one is due for
+    /// replacement, so a cached token would defeat the schedule.
+    async fn credential(&self) -> Result<Credential, SourceError>;
+}
+
+/// Why a credential could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("key file {path}: {problem}")]
+    KeyFile { path: PathBuf, problem: String },
+    #[error("{step}: {url} answered {status}: {message}")]
+    Endpoint { step: &'static str, url: String, status: u16, message: String, retry_after: Option<Duration> },
+    #[error("{step}: {url} answered with an unusable token response: {problem}")]
+    BadResponse { step: &'static str, url: String, problem: String },
+    #[error("{step}: {source}")]
+    Http {
+        step: &'static str,
+        #[source]
+        source: HttpError,
+    },
+    #[error("no Google credentials found: {0}")]
+    NotFound(String),
+}
+
+impl SourceError {
+    /// Whether trying again later can succeed. Bad keys and 4xx answers
+    /// (other than 408/429) will not fix themselves.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SourceError::KeyFile { .. } | SourceError::NotFound(_) => false,
+            SourceError::Endpoint { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            SourceError::BadResponse { .. } | SourceError::Http { .. } => true,
+        }
+    }
+
+    /// The delay the peer asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SourceError::Endpoint { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A short label for metrics, without any detail that could vary.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            SourceError::KeyFile { .. } => "key_file",
+            SourceError::Endpoint { status, .. } if *status >= 500 => "endpoint_5xx",
+            SourceError::Endpoint { status: 429, .. } => "endpoint_429",
+            SourceError::Endpoint { .. } => "endpoint_4xx",
+            SourceError::BadResponse { .. } => "bad_response",
+            SourceError::Http { source: HttpError::Timeout { .. }, .. } => "timeout",
+            SourceError::Http { .. } => "transport",
+            SourceError::NotFound(_) => "not_found",
+        }
+    }
+}
+
+/// Builds the credential source the configuration asks for.
+///
+/// Order for `--auth oauth` without `--key-file`, as in Google's libraries:
+/// `GOOGLE_APPLICATION_CREDENTIALS`, then gcloud's application-default
+/// credentials file, then the metadata server (GKE Workload Identity).
+pub fn discover(config: &Config, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
+    let env_file = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|v| !v.is_empty()).map(PathBuf::from);
+    match config.auth {
+        AuthMode::JsonKey | AuthMode::JsonKeyBase64 => {
+            let path = config.key_file.clone().or(env_file).ok_or_else(|| {
+                SourceError::NotFound(format!(
+                    "--auth {} needs a service-account key: pass --key-file PATH (or set GOOGLE_APPLICATION_CREDENTIALS)",
+                    config.auth
+                ))
+            })?;
+            Ok(Arc::new(JsonKey::load(path, config.auth == AuthMode::JsonKeyBase64)?))
+        }
+        AuthMode::OAuth => {
+            if let Some(path) = config.key_file.clone().or(env_file) {
+                return from_credentials_file(&path, http);
+            }
+            if let Some(path) = gcloud_adc_file().filter(|p| p.is_file()) {
+                return from_credentials_file(&path, http);
+            }
+            Ok(Arc::new(MetadataServer::from_env(http.clone())))
+        }
+    }
+}
+
+/// gcloud's application-default credentials file.
+fn gcloud_adc_file() -> Option<PathBuf> {
+    let dir = match std::env::var_os("CLOUDSDK_CONFIG").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".config/gcloud"),
+    };
+    Some(dir.join("application_default_credentials.json"))
+}
+
+#[derive(Deserialize)]
+struct FileType {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// Reads a credentials file and picks the source its `type` names.
+fn from_credentials_file(path: &Path, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
+    let text = read_key_file(path)?;
+    let kind: FileType = serde_json::from_str(&text).map_err(|e| key_problem(path, format!("not valid JSON ({e})")))?;
+    match kind.kind.as_deref() {
+        Some("service_account") => Ok(Arc::new(ServiceAccountKey::parse(path, &text, http.clone())?)),
+        Some("authorized_user") => Ok(Arc::new(AuthorizedUser::parse(path, &text, http.clone())?)),
+        Some(other) => Err(key_problem(
+            path,
+            format!("credential type {other:?} is not supported; use a service_account key, an authorized_user file, or the metadata server"),
+        )),
+        None => Err(key_problem(path, "missing field `type`".into())),
+    }
+}
+
+/// Reads a key file, turning I/O failures into messages that name the file.
+pub(crate) fn read_key_file(path: &Path) -> Result<String, SourceError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        let problem = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file; check the path or mount".to_string(),
+            std::io::ErrorKind::PermissionDenied => "permission denied; make it readable by regcred's user".to_string(),
+            std::io::ErrorKind::InvalidData => "not UTF-8 text; expected a JSON key file".to_string(),
+            _ => format!("cannot read: {e}"),
+        };
+        key_problem(path, problem)
+    })
+}
+
+pub(crate) fn key_problem(path: &Path, problem: String) -> SourceError {
+    SourceError::KeyFile { path: path.to_path_buf(), problem }
+}
+
+/// The success body of Google's token endpoints.
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: Option<String>,
+    expires_in: Option<i64>,
+}
+
+/// Turns a token endpoint's answer into a credential, or into an error that
+/// carries Google's own error text (never the request or the token).
+pub(crate) fn oauth_token_from(step: &'static str, url: &str, resp: Response) -> Result<Credential, SourceError> {
+    if !resp.status.is_success() {
+        return Err(SourceError::Endpoint {
+            step,
+            url: url.to_string(),
+            status: resp.status.as_u16(),
+            message: google_error_message(&resp.body, resp.status),
+            retry_after: crate::http::retry_after(&resp.headers),
+        });
+    }
+    let bad = |problem: &str| SourceError::BadResponse { step, url: url.to_string(), problem: problem.to_string() };
+    let parsed: TokenResponse = serde_json::from_slice(&resp.body).map_err(|_| bad("not the expected JSON"))?;
+    let token = parsed.access_token.filter(|t| !t.is_empty()).ok_or_else(|| bad("no access_token"))?;
+    let expires_in = parsed.expires_in.ok_or_else(|| bad("no expires_in"))?;
+    if expires_in <= 0 {
+        return Err(bad("the token is already expired (expires_in <= 0)"));
+    }
+    Ok(Credential {
+        username: OAUTH_USERNAME.to_string(),
+        password: Secret::new(token),
+        expires_at: Some(SystemTime::now() + Duration::from_secs(expires_in as u64)),
+    })
+}
+
+/// The Docker username registries expect with an OAuth access token.
+pub const OAUTH_USERNAME: &str = "oauth2accesstoken";
+
+/// Extracts the human text from Google's two error shapes:
+/// OAuth (`{"error": "invalid_grant", "error_description": "..."}`) and
+/// API (`{"error": {"code": 403, "message": "...", "status": "..."}}`).
+pub(crate) fn google_error_message(body: &[u8], status: StatusCode) -> String {
+    let fallback = || status.canonical_reason().unwrap_or("error").to_string();
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return fallback();
+    };
+    match &v["error"] {
+        serde_json::Value::String(code) => match v["error_description"].as_str() {
+            Some(desc) => format!("{code}: {desc}"),
+            None => code.clone(),
+        },
+        serde_json::Value::Object(o) => {
+            let msg = o.get("message").and_then(|m| m.as_str()).unwrap_or("");
+            match o.get("status").and_then(|s| s.as_str()) {
+                Some(s) => format!("{s}: {msg}"),
+                None => msg.to_string(),
+            }
+        }
+        _ => fallback(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn google_errors_are_summarised() {
+        let oauth = br#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#;
+        assert_eq!(google_error_message(oauth, StatusCode::BAD_REQUEST), "invalid_grant: Invalid JWT Signature.");
+        let api = br#"{"error":{"code":403,"message":"Permission denied","status":"PERMISSION_DENIED"}}"#;
+        assert_eq!(google_error_message(api, StatusCode::FORBIDDEN), "PERMISSION_DENIED: Permission denied");
+        assert_eq!(google_error_message(b"<html>", StatusCode::BAD_GATEWAY), "Bad Gateway");
+    }
+
+    fn resp(status: u16, body: &str) -> Response {
+        Response {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: Default::default(),
+            body: body.to_string().into(),
+        }
+    }
+
+    #[test]
+    fn token_responses_are_validated() {
+        let ok = oauth_token_from("t", "u", resp(200, r#"{"access_token":"ya29.x","expires_in":3599}"#)).unwrap();
+        assert_eq!(ok.username, "oauth2accesstoken");
+        assert_eq!(ok.password.expose(), "ya29.x");
+        let left = ok.expires_at.unwrap().duration_since(SystemTime::now()).unwrap();
+        assert!(left > Duration::from_secs(3590), "{left:?}");
+
+        for body in [
+            "{",
+            r#"{"expires_in":3599}"#,
+            r#"{"access_token":"x","expires_in":0}"#,
+            r#"{"access_token":"","expires_in":10}"#,
+        ] {
+            let err = oauth_token_from("t", "u", resp(200, body)).unwrap_err();
+            assert!(matches!(err, SourceError::BadResponse { .. }), "{body}: {err}");
+            assert!(err.is_retryable());
+        }
+    }
+
+    #[test]
+    fn status_decides_retryability() {
+        let e = |s| oauth_token_from("t", "u", resp(s, "{}")).unwrap_err();
+        assert!(e(500).is_retryable());
+        assert!(e(429).is_retryable());
+        assert!(!e(400).is_retryable());
+        assert!(!e(403).is_retryable());
+    }
+}
