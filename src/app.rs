@@ -8,6 +8,7 @@ use tracing::info;
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, Mode};
+use crate::events::Events;
 use crate::health::Health;
 use crate::http::{HttpClient, HttpError};
 use crate::metrics::Metrics;
@@ -58,7 +59,8 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     info!(source = %source.describe(), registries = config.registries.len(), "credential source");
 
     let metrics = Arc::new(Metrics::new());
-    let sinks = build_sinks(&config).await?;
+    let (sinks, kube_client) = build_sinks(&config).await?;
+    let events = kube_client.map(|client| Arc::new(Events::new(client, config.rotation_events)));
     // Ready until a credential is this far past its refresh point: half the
     // refresh margin, so /readyz fails well before the credential expires.
     let grace = config.timing.refresh_before / 2;
@@ -72,6 +74,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         timing: config.timing,
         metrics: metrics.clone(),
         health: health.clone(),
+        events,
     };
 
     if config.mode == Mode::Render {
@@ -103,8 +106,10 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     Ok(())
 }
 
-async fn build_sinks(config: &Config) -> Result<Vec<NamedSink>, AppError> {
+/// The sinks, and the Kubernetes client when any sink needs one.
+async fn build_sinks(config: &Config) -> Result<(Vec<NamedSink>, Option<kube::Client>), AppError> {
     let mut sinks = Vec::new();
+    let mut kube_client = None;
     if !config.secrets.is_empty() {
         let mut kube_config = kube::Config::infer().await.map_err(|e| AppError::Kubeconfig(e.to_string()))?;
         kube_config.connect_timeout = Some(config.request_timeout);
@@ -125,9 +130,10 @@ async fn build_sinks(config: &Config) -> Result<Vec<NamedSink>, AppError> {
             );
             sinks.push(NamedSink { sink: Box::new(sink), kind: "secret" });
         }
+        kube_client = Some(client);
     }
     for path in &config.output_files {
         sinks.push(NamedSink { sink: Box::new(FileSink::new(path.clone(), config.output_file_mode)), kind: "file" });
     }
-    Ok(sinks)
+    Ok((sinks, kube_client))
 }

@@ -117,6 +117,11 @@ pub struct SinkArgs {
     #[arg(long, env = "REGCRED_RESYNC_INTERVAL", value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub resync_interval: Duration,
 
+    /// Also publish a Kubernetes Event on the Secret at every routine rotation
+    /// (failures and recoveries are always published).
+    #[arg(long, env = "REGCRED_ROTATION_EVENTS")]
+    pub rotation_events: bool,
+
     /// Address of the admin server (/livez, /readyz, /metrics). Default
     /// 0.0.0.0:8080 for `run`; off for `once` unless given. `off` disables it.
     #[arg(long, env = "REGCRED_ADMIN_ADDR", value_name = "ADDR")]
@@ -207,6 +212,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: Option<String>,
     pub admin_addr: Option<SocketAddr>,
+    pub rotation_events: bool,
 }
 
 impl Config {
@@ -273,6 +279,7 @@ impl Cli {
             log_format: common.log.log_format,
             log_level: common.log.log_level,
             admin_addr: None,
+            rotation_events: false,
         };
         if let Some(s) = sinks {
             config.secrets = s.secrets.iter().map(|s| parse_secret_ref(s)).collect::<Result<_, _>>()?;
@@ -282,6 +289,7 @@ impl Cli {
             config.secret_key = s.secret_key;
             config.output_files = s.output_files;
             config.output_file_mode = s.output_file_mode;
+            config.rotation_events = s.rotation_events;
             if config.secrets.is_empty() && config.output_files.is_empty() {
                 return Err(ConfigError::NoSink);
             }

@@ -7,12 +7,13 @@
 //! - [`render`]: the Docker `config.json` auths document;
 //! - [`sink`]: where it is written (Kubernetes Secrets, files);
 //! - [`refresh`] and [`schedule`]: the loop and its timing arithmetic;
-//! - [`admin`], [`health`], [`metrics`], [`telemetry`]: what operators see;
+//! - [`admin`], [`health`], [`metrics`], [`events`], [`telemetry`]: what operators see;
 //! - [`app`]: the wiring.
 
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod events;
 pub mod health;
 pub mod http;
 pub mod metrics;

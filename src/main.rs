@@ -8,7 +8,16 @@ use regcred::{app, config::Cli, telemetry};
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
-    let config = match Cli::parse().into_config() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are "errors" to clap; print them as clap does.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(&one_line(&e.render().to_string()), 2),
+    };
+    let config = match cli.into_config() {
         Ok(c) => c,
         Err(e) => return fail(&e.to_string(), 2),
     };
@@ -38,6 +47,18 @@ fn main() -> ExitCode {
             Err(e) => fail(&e.to_string(), e.exit_code()),
         }
     })
+}
+
+/// Folds clap's multi-line usage error into one line, keeping the hint
+/// (possible values, the flag that was meant) and dropping the usage block.
+fn one_line(rendered: &str) -> String {
+    let parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect();
+    format!("{}; see `regcred --help`", parts.join("; "))
 }
 
 fn fail(message: &str, code: u8) -> ExitCode {

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::config::Timing;
+use crate::events::{Events, Failure};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::registry::RegistryHost;
@@ -33,6 +34,8 @@ pub struct Refresher {
     pub timing: Timing,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// Kubernetes Events, when any sink is a Secret.
+    pub events: Option<Arc<Events>>,
 }
 
 /// The credential currently being distributed.
@@ -116,6 +119,17 @@ impl Refresher {
         Ok(Current { doc, expires_at: credential.expires_at, refresh_at })
     }
 
+    /// Tells the Secrets' Events whether their credential can be refreshed.
+    async fn report_mint(&self, minted: &Result<Current, PassError>) {
+        let Some(events) = &self.events else { return };
+        for object in self.sinks.iter().filter_map(|s| s.sink.object_ref()) {
+            match minted {
+                Ok(_) => events.succeeded(&object, Failure::Mint, false).await,
+                Err(e) => events.failed(&object, Failure::Mint, e.is_retryable(), &e.to_string()).await,
+            }
+        }
+    }
+
     /// Writes the document to every sink concurrently; one failing sink does
     /// not stop the others.
     async fn write_all(&self, current: &Current) -> (Vec<(String, WriteOutcome)>, Vec<SinkError>) {
@@ -136,12 +150,18 @@ impl Refresher {
                     }
                     self.metrics.write_ok(name, s.kind, took, current.expires_at);
                     self.health.succeeded(name, current.expires_at, current.refresh_at);
+                    if let (Some(events), Some(object)) = (&self.events, s.sink.object_ref()) {
+                        events.succeeded(&object, Failure::Write, outcome != WriteOutcome::Unchanged).await;
+                    }
                     ok.push((name.to_string(), outcome));
                 }
                 Err(e) => {
                     warn!(sink = name, error = %e, retryable = e.is_retryable(), "write failed");
                     self.metrics.write_failed(name, s.kind, took, e.metric_label());
                     self.health.failed(name, e.to_string());
+                    if let (Some(events), Some(object)) = (&self.events, s.sink.object_ref()) {
+                        events.failed(&object, Failure::Write, e.is_retryable(), &e.to_string()).await;
+                    }
                     failed.push(e);
                 }
             }
@@ -153,7 +173,9 @@ impl Refresher {
     async fn pass(&self, current: &mut Option<Current>) -> Result<Vec<(String, WriteOutcome)>, PassError> {
         let mut mint_error = None;
         if self.due_for_mint(current, SystemTime::now()) {
-            match self.mint().await {
+            let minted = self.mint().await;
+            self.report_mint(&minted).await;
+            match minted {
                 Ok(c) => *current = Some(c),
                 Err(e) => mint_error = Some(e),
             }

@@ -11,6 +11,8 @@ use std::time::SystemTime;
 pub use file::FileSink;
 pub use secret::{SecretSink, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
+use k8s_openapi::api::core::v1::ObjectReference;
+
 use crate::render::AuthsDocument;
 
 /// What a successful write did.
@@ -31,6 +33,11 @@ pub trait Sink: Send + Sync {
     /// Writes the document. Implementations must leave the previous content
     /// intact when they fail.
     async fn write(&self, doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Result<WriteOutcome, SinkError>;
+
+    /// The Kubernetes object that Events about this sink are attached to.
+    fn object_ref(&self) -> Option<ObjectReference> {
+        None
+    }
 }
 
 /// Why a write failed.

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::ByteString;
 use kube::api::{ObjectMeta, PostParams};
 use kube::Api;
@@ -126,6 +126,16 @@ impl SecretSink {
 impl Sink for SecretSink {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn object_ref(&self) -> Option<ObjectReference> {
+        Some(ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Secret".into()),
+            namespace: Some(self.namespace.clone()),
+            name: Some(self.secret_name.clone()),
+            ..Default::default()
+        })
     }
 
     async fn write(&self, doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Result<WriteOutcome, SinkError> {

@@ -24,9 +24,13 @@ struct Fields {
     token_uri: Option<String>,
 }
 
-/// An `authorized_user` credentials file.
+/// An `authorized_user` credentials file, or the same JSON embedded in
+/// another credentials file.
 pub struct AuthorizedUser {
+    /// The file, or for embedded JSON a label naming where it was found.
     path: PathBuf,
+    /// Whether `path` is a real file to read again at every mint.
+    reread: bool,
     client_id: String,
     client_secret: Secret<String>,
     refresh_token: Secret<String>,
@@ -37,6 +41,16 @@ pub struct AuthorizedUser {
 impl AuthorizedUser {
     /// Checks the file has every field the grant needs.
     pub fn parse(path: &Path, text: &str, http: HttpClient) -> Result<Self, SourceError> {
+        Self::parse_fields(path, text, true, http)
+    }
+
+    /// The same JSON given in memory (`source_credentials` of an
+    /// `impersonated_service_account` file); `label` names it in messages.
+    pub fn embedded(label: &Path, text: &str, http: HttpClient) -> Result<Self, SourceError> {
+        Self::parse_fields(label, text, false, http)
+    }
+
+    fn parse_fields(path: &Path, text: &str, reread: bool, http: HttpClient) -> Result<Self, SourceError> {
         let f: Fields = serde_json::from_str(text)
             .map_err(|e| key_problem(path, format!("not a valid authorized_user file ({e})")))?;
         let need = |v: Option<String>, name: &str| {
@@ -46,6 +60,7 @@ impl AuthorizedUser {
         };
         Ok(Self {
             path: path.to_path_buf(),
+            reread,
             client_id: need(f.client_id, "client_id")?,
             client_secret: Secret::new(need(f.client_secret, "client_secret")?),
             refresh_token: Secret::new(need(f.refresh_token, "refresh_token")?),
@@ -62,10 +77,16 @@ impl CredentialSource for AuthorizedUser {
     }
 
     async fn credential(&self) -> Result<Credential, SourceError> {
-        let text = read_key_file(&self.path)?;
         // Re-read so that a new `gcloud auth application-default login` is
-        // picked up; fall back to what start-up validated if it broke.
-        let current = Self::parse(&self.path, &text, self.http.clone())?;
+        // picked up; embedded JSON cannot change.
+        let reread;
+        let current = if self.reread {
+            let text = read_key_file(&self.path)?;
+            reread = Self::parse(&self.path, &text, self.http.clone())?;
+            &reread
+        } else {
+            self
+        };
         let body = form_urlencoded(&[
             ("grant_type", "refresh_token"),
             ("client_id", &current.client_id),

@@ -20,6 +20,7 @@ use super::{
     key_problem, oauth_token_from, read_key_file, Credential, CredentialSource, SourceError, CLOUD_PLATFORM_SCOPE,
 };
 use crate::http::HttpClient;
+use crate::secret::Secret;
 
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 const STEP: &str = "minting a token with the service-account key";
@@ -40,10 +41,14 @@ struct Key {
     signer: gcp_auth::CustomServiceAccount,
 }
 
-/// A `service_account` key file. The file is read again at every mint, so a
+/// A `service_account` key. A key file is read again at every mint, so a
 /// key rotated in a mounted Secret is picked up without a restart.
 pub struct ServiceAccountKey {
+    /// The key file, or for an embedded key a label naming where it was found.
     path: PathBuf,
+    /// A key embedded in another credentials file (`source_credentials` of an
+    /// `impersonated_service_account` file): kept in memory, never written out.
+    embedded: Option<Secret<String>>,
     client_email: String,
     http: HttpClient,
 }
@@ -53,7 +58,19 @@ impl ServiceAccountKey {
     /// file fails at start-up with a message naming the file and the field.
     pub fn parse(path: &Path, text: &str, http: HttpClient) -> Result<Self, SourceError> {
         let key = parse_key(path, text)?;
-        Ok(Self { path: path.to_path_buf(), client_email: key.client_email, http })
+        Ok(Self { path: path.to_path_buf(), embedded: None, client_email: key.client_email, http })
+    }
+
+    /// A key given as JSON in memory; `label` names where it came from in
+    /// error messages.
+    pub fn embedded(label: &Path, text: &str, http: HttpClient) -> Result<Self, SourceError> {
+        let key = parse_key(label, text)?;
+        Ok(Self {
+            path: label.to_path_buf(),
+            embedded: Some(Secret::new(text.to_string())),
+            client_email: key.client_email,
+            http,
+        })
     }
 }
 
@@ -108,7 +125,10 @@ impl CredentialSource for ServiceAccountKey {
     }
 
     async fn credential(&self) -> Result<Credential, SourceError> {
-        let text = read_key_file(&self.path)?;
+        let text = match &self.embedded {
+            Some(json) => json.expose().clone(),
+            None => read_key_file(&self.path)?,
+        };
         let key = parse_key(&self.path, &text)?;
         let jwt = assertion(&key, &self.path)?;
         let body =
@@ -126,25 +146,28 @@ impl CredentialSource for ServiceAccountKey {
 
 /// Encodes form fields (`application/x-www-form-urlencoded`).
 pub(crate) fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
-    fn enc(s: &str, out: &mut String) {
-        for b in s.bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(b as char),
-                b' ' => out.push('+'),
-                _ => out.push_str(&format!("%{b:02X}")),
-            }
-        }
-    }
     let mut out = String::new();
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {
             out.push('&');
         }
-        enc(k, &mut out);
+        form_escape(k, &mut out);
         out.push('=');
-        enc(v, &mut out);
+        form_escape(v, &mut out);
     }
     out
+}
+
+/// Escapes one form component (also what OAuth's client authentication
+/// header expects of the client id and secret, RFC 6749 section 2.3.1).
+pub(crate) fn form_escape(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,274 @@
+//! Service-account impersonation: any OAuth source's token traded for a
+//! token of another service account through IAM Credentials'
+//! `generateAccessToken`.
+//!
+//! Used for `--impersonate`, for `impersonated_service_account` credential
+//! files (gcloud's `--impersonate-service-account` ADC), and for
+//! `external_account` files that name a `service_account_impersonation_url`.
+//! The wrapper asks its inner source for a fresh token at every mint, so the
+//! impersonated token always gets its full lifetime.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Request;
+use serde::Deserialize;
+
+use super::{google_error_message, Credential, CredentialSource, SourceError, CLOUD_PLATFORM_SCOPE, OAUTH_USERNAME};
+use crate::http::HttpClient;
+use crate::secret::Secret;
+
+/// IAM Credentials' public endpoint.
+pub const DEFAULT_ENDPOINT: &str = "https://iamcredentials.googleapis.com";
+
+/// What IAM Credentials issues when no lifetime is asked for, and what
+/// Google's libraries ask for.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The longest lifetime IAM Credentials grants, and only where the
+/// organisation policy `iam.allowServiceAccountCredentialLifetimeExtension`
+/// allows more than an hour.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+const STEP: &str = "impersonating the service account";
+
+/// A token of `target`, minted with the inner source's token.
+pub struct Impersonated {
+    inner: Arc<dyn CredentialSource>,
+    target: String,
+    /// Full resource names (`projects/-/serviceAccounts/EMAIL`), in chain order.
+    delegates: Vec<String>,
+    lifetime: Duration,
+    /// The full `generateAccessToken` URL.
+    url: String,
+    http: HttpClient,
+}
+
+impl Impersonated {
+    /// Impersonates `target` through the IAM Credentials API at `endpoint`
+    /// (scheme and host, such as [`DEFAULT_ENDPOINT`]).
+    pub fn new(
+        inner: Arc<dyn CredentialSource>,
+        target: &str,
+        delegates: &[String],
+        lifetime: Duration,
+        endpoint: &str,
+        http: HttpClient,
+    ) -> Self {
+        let url = format!("{}/v1/projects/-/serviceAccounts/{target}:generateAccessToken", endpoint.trim_end_matches('/'));
+        Self {
+            inner,
+            target: target.to_string(),
+            delegates: delegates.iter().map(|d| delegate_name(d)).collect(),
+            lifetime,
+            url,
+            http,
+        }
+    }
+
+    /// Impersonates through a full `generateAccessToken` URL, as credential
+    /// files give it (`service_account_impersonation_url`). `None` if the URL
+    /// does not have that shape.
+    pub fn with_url(
+        inner: Arc<dyn CredentialSource>,
+        url: &str,
+        delegates: &[String],
+        lifetime: Duration,
+        http: HttpClient,
+    ) -> Option<Self> {
+        let target = target_of(url)?;
+        Some(Self {
+            inner,
+            target: target.to_string(),
+            delegates: delegates.iter().map(|d| delegate_name(d)).collect(),
+            lifetime,
+            url: url.to_string(),
+            http,
+        })
+    }
+}
+
+/// The service-account email in a `.../serviceAccounts/EMAIL:generateAccessToken` URL.
+fn target_of(url: &str) -> Option<&str> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return None;
+    }
+    let rest = url.rsplit_once("/serviceAccounts/")?.1;
+    let email = rest.strip_suffix(":generateAccessToken")?;
+    (!email.is_empty() && !email.contains('/')).then_some(email)
+}
+
+/// Delegates may be given as emails (the flag, gcloud's files) or as full
+/// resource names (the API's own form); the API takes the latter.
+fn delegate_name(delegate: &str) -> String {
+    if delegate.starts_with("projects/") {
+        delegate.to_string()
+    } else {
+        format!("projects/-/serviceAccounts/{delegate}")
+    }
+}
+
+/// The `generateAccessToken` request body.
+fn request_body(delegates: &[String], lifetime: Duration) -> String {
+    let mut body = serde_json::json!({
+        "scope": [CLOUD_PLATFORM_SCOPE],
+        "lifetime": format!("{}s", lifetime.as_secs()),
+    });
+    if !delegates.is_empty() {
+        body["delegates"] = delegates.into();
+    }
+    body.to_string()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerateAccessTokenResponse {
+    access_token: Option<String>,
+    expire_time: Option<String>,
+}
+
+/// Turns IAM Credentials' answer into a credential, or into an error that
+/// carries Google's text (never the token).
+fn token_from(url: &str, status: hyper::StatusCode, headers: &hyper::HeaderMap, body: &[u8]) -> Result<Credential, SourceError> {
+    if !status.is_success() {
+        let mut message = google_error_message(body, status);
+        if status == hyper::StatusCode::FORBIDDEN {
+            message.push_str(
+                " (the source identity needs roles/iam.serviceAccountTokenCreator on the target service account, or on each delegate in turn)",
+            );
+        }
+        return Err(SourceError::Endpoint {
+            step: STEP,
+            url: url.to_string(),
+            status: status.as_u16(),
+            message,
+            retry_after: crate::http::retry_after(headers),
+        });
+    }
+    let bad = |problem: &str| SourceError::BadResponse { step: STEP, url: url.to_string(), problem: problem.to_string() };
+    let parsed: GenerateAccessTokenResponse = serde_json::from_slice(body).map_err(|_| bad("not the expected JSON"))?;
+    let token = parsed.access_token.filter(|t| !t.is_empty()).ok_or_else(|| bad("no accessToken"))?;
+    let expire_time = parsed.expire_time.ok_or_else(|| bad("no expireTime"))?;
+    let expires_at = parse_rfc3339(&expire_time).ok_or_else(|| bad("expireTime is not an RFC 3339 time"))?;
+    if expires_at <= SystemTime::now() {
+        return Err(bad("the token is already expired (expireTime is in the past)"));
+    }
+    Ok(Credential { username: OAUTH_USERNAME.to_string(), password: Secret::new(token), expires_at: Some(expires_at) })
+}
+
+/// Google writes `expireTime` in UTC with a `Z` (fractional seconds
+/// optional); a `+00:00` offset is accepted too.
+fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let s = s.trim();
+    let utc = match s.strip_suffix("+00:00") {
+        Some(base) => format!("{base}Z"),
+        None => s.to_string(),
+    };
+    humantime::parse_rfc3339(&utc).ok()
+}
+
+#[async_trait::async_trait]
+impl CredentialSource for Impersonated {
+    fn describe(&self) -> String {
+        format!("{}, impersonating {}", self.inner.describe(), self.target)
+    }
+
+    async fn credential(&self) -> Result<Credential, SourceError> {
+        let source = self.inner.credential().await?;
+        if source.username != OAUTH_USERNAME {
+            // The configuration rejects --impersonate with key auth; this
+            // guards against a future source that is not OAuth.
+            return Err(SourceError::Unsupported(format!(
+                "impersonation needs an OAuth source, but {} gives {} credentials",
+                self.inner.describe(),
+                source.username
+            )));
+        }
+        let req = Request::post(&self.url)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {}", source.password.expose()))
+            .body(Full::new(Bytes::from(request_body(&self.delegates, self.lifetime))))
+            .map_err(|_| SourceError::Unsupported(format!("the impersonation URL {:?} is not a valid URL", self.url)))?;
+        let resp = self.http.send(req).await.map_err(|source| SourceError::Http { step: STEP, source })?;
+        token_from(&self.url, resp.status, &resp.headers, &resp.body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::{HeaderMap, StatusCode};
+
+    #[test]
+    fn request_body_names_scope_lifetime_and_delegates() {
+        let body: serde_json::Value = serde_json::from_str(&request_body(&[], Duration::from_secs(3600))).unwrap();
+        assert_eq!(body, serde_json::json!({"scope": [CLOUD_PLATFORM_SCOPE], "lifetime": "3600s"}));
+
+        let delegates = vec![delegate_name("a@p.iam.gserviceaccount.com"), delegate_name("projects/-/serviceAccounts/b@p")];
+        let body: serde_json::Value = serde_json::from_str(&request_body(&delegates, Duration::from_secs(600))).unwrap();
+        assert_eq!(body["lifetime"], "600s");
+        assert_eq!(
+            body["delegates"],
+            serde_json::json!(["projects/-/serviceAccounts/a@p.iam.gserviceaccount.com", "projects/-/serviceAccounts/b@p"])
+        );
+    }
+
+    #[test]
+    fn target_comes_from_the_url() {
+        let url = "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com:generateAccessToken";
+        assert_eq!(target_of(url), Some("sa@p.iam.gserviceaccount.com"));
+        assert_eq!(target_of("http://127.0.0.1:9/v1/projects/-/serviceAccounts/x@y:generateAccessToken"), Some("x@y"));
+        assert_eq!(target_of("https://example.com/v1/projects/-/serviceAccounts/x@y:signJwt"), None);
+        assert_eq!(target_of("ftp://h/v1/projects/-/serviceAccounts/x@y:generateAccessToken"), None);
+        assert_eq!(target_of("https://h/v1/projects/-/serviceAccounts/:generateAccessToken"), None);
+    }
+
+    #[test]
+    fn flag_endpoint_builds_the_api_url() {
+        let http = HttpClient::new(Duration::from_secs(1)).unwrap();
+        let inner: Arc<dyn CredentialSource> = Arc::new(super::super::MetadataServer::from_env(http.clone()));
+        let imp = Impersonated::new(inner, "sa@p.iam", &[], DEFAULT_LIFETIME, "http://127.0.0.1:8/", http);
+        assert_eq!(imp.url, "http://127.0.0.1:8/v1/projects/-/serviceAccounts/sa@p.iam:generateAccessToken");
+        assert!(imp.describe().ends_with(", impersonating sa@p.iam"), "{}", imp.describe());
+    }
+
+    #[test]
+    fn responses_are_validated() {
+        let ok = |body: &str| token_from("u", StatusCode::OK, &HeaderMap::new(), body.as_bytes());
+        let cred = ok(r#"{"accessToken":"ya29.imp","expireTime":"2999-01-02T03:04:05Z"}"#).unwrap();
+        assert_eq!(cred.username, OAUTH_USERNAME);
+        assert_eq!(cred.password.expose(), "ya29.imp");
+        assert_eq!(cred.expires_at, Some(humantime::parse_rfc3339("2999-01-02T03:04:05Z").unwrap()));
+        assert!(ok(r#"{"accessToken":"t","expireTime":"2999-01-02T03:04:05.123456Z"}"#).is_ok());
+        assert!(ok(r#"{"accessToken":"t","expireTime":"2999-01-02T03:04:05+00:00"}"#).is_ok());
+
+        for body in [
+            "{",
+            r#"{"expireTime":"2999-01-02T03:04:05Z"}"#,
+            r#"{"accessToken":"t"}"#,
+            r#"{"accessToken":"t","expireTime":"tomorrow"}"#,
+            r#"{"accessToken":"t","expireTime":"2000-01-01T00:00:00Z"}"#,
+        ] {
+            let err = ok(body).unwrap_err();
+            assert!(matches!(err, SourceError::BadResponse { .. }), "{body}: {err}");
+            assert!(!err.to_string().contains("\"t\""), "{err}");
+        }
+    }
+
+    #[test]
+    fn refusals_carry_googles_text_and_a_hint() {
+        let body = br#"{"error":{"code":403,"message":"Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).","status":"PERMISSION_DENIED"}}"#;
+        let err = token_from("https://iam/x", StatusCode::FORBIDDEN, &HeaderMap::new(), body).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("impersonating the service account: https://iam/x answered 403: PERMISSION_DENIED: Permission 'iam.serviceAccounts.getAccessToken' denied"), "{text}");
+        assert!(text.contains("roles/iam.serviceAccountTokenCreator"), "{text}");
+        assert!(!err.is_retryable());
+        assert_eq!(err.metric_label(), "endpoint_4xx");
+
+        let err = token_from("u", StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new(), b"").unwrap_err();
+        assert!(err.is_retryable());
+        assert_eq!(err.metric_label(), "endpoint_5xx");
+    }
+}

@@ -1,0 +1,126 @@
+//! Shared set-up for the integration tests: the test kit's emulators, a
+//! scratch directory with a kubeconfig and a key file, and a way to run the
+//! real `regcred` binary against them with a clean environment.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use regcred_testkit::{Google, KubeApi};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_regcred");
+
+pub struct Kit {
+    pub kube: KubeApi,
+    pub google: Google,
+    pub dir: tempfile::TempDir,
+}
+
+impl Kit {
+    pub async fn start() -> Kit {
+        let kube = KubeApi::start().await;
+        let google = Google::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        kube.write_kubeconfig(&dir.path().join("kubeconfig"), "default");
+        google.write_key_file(&dir.path().join("key.json"));
+        Kit { kube, google, dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `regcred ARGS` with only the kit in reach: no inherited Google or
+    /// Kubernetes settings from the machine running the tests.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("KUBECONFIG", self.path("kubeconfig"))
+            .env("GCE_METADATA_HOST", self.google.metadata_host())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs to completion with a deadline.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        let child = self.command(args).spawn().unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("regcred finished within 60s")
+            .unwrap();
+        Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn key_file(&self) -> String {
+        self.path("key.json").display().to_string()
+    }
+
+    /// The auths document stored in a Secret under `key`.
+    pub fn secret_doc(&self, ns: &str, name: &str, key: &str) -> Option<Value> {
+        let secret = self.kube.secret(ns, name)?;
+        let b64 = secret["data"][key].as_str()?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        Some(serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// Every access token the kit has issued.
+    pub fn issued(&self) -> Vec<String> {
+        self.google.issued_tokens().into_iter().map(|t| t.access_token).collect()
+    }
+}
+
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The password of the `gcr.io` entry.
+pub fn password(doc: &Value) -> String {
+    doc["auths"]["gcr.io"]["password"].as_str().unwrap_or_default().to_string()
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout`.
+pub async fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends SIGTERM and waits for the exit code.
+pub async fn terminate(mut child: Child) -> (Option<i32>, String) {
+    let pid = child.id().expect("running") as i32;
+    // SAFETY: kill(2) on a child process we own; no memory is involved.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits promptly").unwrap();
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use tokio::io::AsyncReadExt as _;
+        let _ = e.read_to_string(&mut stderr).await;
+    }
+    (status.code(), stderr)
+}
+
+pub fn read_json(path: &Path) -> Option<Value> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}

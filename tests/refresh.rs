@@ -1,0 +1,320 @@
+//! The core behaviour, end to end: the real binary against the test kit.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::{password, read_json, terminate, wait_for, Kit};
+use regcred_testkit::Fault;
+use serde_json::json;
+
+const DEFAULT_HOSTS: [&str; 5] = ["asia.gcr.io", "eu.gcr.io", "gcr.io", "marketplace.gcr.io", "us.gcr.io"];
+
+#[tokio::test]
+async fn once_creates_the_secret() {
+    let kit = Kit::start().await;
+    let out = kit.run(&["once", "--key-file", &kit.key_file(), "--secret", "default/gcr-pull"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 1, "one-line summary: {}", out.stdout);
+    assert!(out.stdout.contains("secret default/gcr-pull created"), "{}", out.stdout);
+
+    let secret = kit.kube.secret("default", "gcr-pull").expect("Secret created");
+    assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+    assert_eq!(secret["metadata"]["labels"]["app.kubernetes.io/managed-by"], "regcred");
+    let expires = secret["metadata"]["annotations"]["regcred.dev/expires-at"].as_str().unwrap();
+    let expires = humantime::parse_rfc3339(expires).unwrap();
+    assert!(expires > SystemTime::now() + Duration::from_secs(3000), "a full-lifetime token");
+
+    let doc = kit.secret_doc("default", "gcr-pull", ".dockerconfigjson").unwrap();
+    let token = kit.issued().pop().unwrap();
+    let hosts: Vec<&str> = doc["auths"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(hosts, DEFAULT_HOSTS);
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("oauth2accesstoken:{token}"));
+    for host in DEFAULT_HOSTS {
+        assert_eq!(doc["auths"][host], json!({"username": "oauth2accesstoken", "password": token, "auth": auth}));
+    }
+}
+
+#[tokio::test]
+async fn second_once_updates_and_keeps_foreign_keys_labels_and_annotations() {
+    let kit = Kit::start().await;
+    kit.kube.put_object(
+        "default",
+        "secrets",
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": "gcr-pull", "namespace": "default",
+                         "labels": {"team": "ci"}, "annotations": {"owner": "platform"}},
+            "data": {".dockerconfigjson": "eyJhdXRocyI6e319", "extra": "a2VlcA=="}
+        }),
+    );
+    let args = ["once", "--key-file", &kit.key_file(), "--secret", "gcr-pull"];
+    assert_eq!(kit.run(&args).await.code, Some(0));
+    let first = password(&kit.secret_doc("default", "gcr-pull", ".dockerconfigjson").unwrap());
+    let out = kit.run(&args).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("secret default/gcr-pull updated"), "{}", out.stdout);
+
+    let secret = kit.kube.secret("default", "gcr-pull").unwrap();
+    let second = password(&kit.secret_doc("default", "gcr-pull", ".dockerconfigjson").unwrap());
+    assert_ne!(first, second, "a fresh token each run");
+    assert_eq!(second, kit.issued().pop().unwrap());
+    assert_eq!(secret["data"]["extra"], "a2VlcA==");
+    assert_eq!(secret["metadata"]["labels"]["team"], "ci");
+    assert_eq!(secret["metadata"]["labels"]["app.kubernetes.io/managed-by"], "regcred");
+    assert_eq!(secret["metadata"]["annotations"]["owner"], "platform");
+}
+
+#[tokio::test]
+async fn opaque_secret_under_another_key() {
+    let kit = Kit::start().await;
+    let out = kit
+        .run(&[
+            "once",
+            "--key-file",
+            &kit.key_file(),
+            "--secret",
+            "default/reg",
+            "--secret-key",
+            "registry-auth.json",
+            "--registry",
+            "europe-west1-docker.pkg.dev",
+        ])
+        .await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(kit.kube.secret("default", "reg").unwrap()["type"], "Opaque");
+    let doc = kit.secret_doc("default", "reg", "registry-auth.json").unwrap();
+    assert_eq!(doc["auths"].as_object().unwrap().len(), 1);
+    assert_eq!(doc["auths"]["europe-west1-docker.pkg.dev"]["username"], "oauth2accesstoken");
+}
+
+#[tokio::test]
+async fn existing_secret_of_another_type_is_reported_not_overwritten() {
+    let kit = Kit::start().await;
+    kit.kube.put_object(
+        "default",
+        "secrets",
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+               "metadata": {"name": "gcr-pull", "namespace": "default"}, "data": {"x": "eQ=="}}),
+    );
+    let out = kit.run(&["once", "--key-file", &kit.key_file(), "--secret", "gcr-pull"]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let last = out.stderr.lines().last().unwrap();
+    assert!(
+        last.contains("has type Opaque")
+            && last.contains("kubernetes.io/dockerconfigjson")
+            && last.contains("delete the Secret"),
+        "{last}"
+    );
+    assert_eq!(kit.kube.secret("default", "gcr-pull").unwrap()["data"], json!({"x": "eQ=="}));
+}
+
+#[tokio::test]
+async fn conflict_on_first_update_is_retried() {
+    let kit = Kit::start().await;
+    let args = ["once", "--key-file", &kit.key_file(), "--secret", "gcr-pull"];
+    assert_eq!(kit.run(&args).await.code, Some(0));
+    kit.kube.clear_requests();
+    kit.kube.faults().inject(
+        Some("PUT"),
+        "/api/v1/namespaces/default/secrets/gcr-pull",
+        Fault::Status { code: 409, body: None, retry_after: None },
+        1,
+    );
+    let out = kit.run(&args).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let puts: Vec<u16> = kit.kube.requests().iter().filter(|r| r.method == "PUT").map(|r| r.status).collect();
+    assert_eq!(puts, [409, 200]);
+    assert_eq!(
+        password(&kit.secret_doc("default", "gcr-pull", ".dockerconfigjson").unwrap()),
+        kit.issued().pop().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn token_endpoint_failure_keeps_the_last_good_secret() {
+    let kit = Kit::start().await;
+    let args = [
+        "once",
+        "--key-file",
+        &kit.key_file(),
+        "--secret",
+        "gcr-pull",
+        "--output-file",
+        &kit.path("config.json").display().to_string(),
+    ];
+    assert_eq!(kit.run(&args).await.code, Some(0));
+    let before = kit.kube.secret("default", "gcr-pull").unwrap();
+    let file_before = std::fs::read(kit.path("config.json")).unwrap();
+
+    kit.google.faults().inject(None, "/token", Fault::Status { code: 500, body: None, retry_after: None }, 100);
+    let out = kit.run(&args).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let last = out.stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("regcred: error: minting a token with the service-account key:") && last.contains("500"),
+        "{last}"
+    );
+    assert_eq!(kit.kube.secret("default", "gcr-pull").unwrap(), before, "Secret untouched");
+    assert_eq!(std::fs::read(kit.path("config.json")).unwrap(), file_before, "file untouched");
+}
+
+#[tokio::test]
+async fn run_rotates_secret_and_file_before_each_token_expires() {
+    let kit = Kit::start().await;
+    let lifetime = Duration::from_secs(3);
+    kit.google.set_token_lifetime(lifetime);
+    let file = kit.path("config.json");
+    let child = kit
+        .command(&[
+            "run",
+            "--key-file",
+            &kit.key_file(),
+            "--secret",
+            "gcr-pull",
+            "--output-file",
+            &file.display().to_string(),
+            "--refresh-before",
+            "1s",
+            "--jitter",
+            "0s",
+            "--admin-addr",
+            "off",
+        ])
+        .spawn()
+        .unwrap();
+
+    // Watch the Secret and the file through several rotations, noting when each token first appeared.
+    let mut seen: Vec<(String, SystemTime)> = Vec::new();
+    wait_for(Duration::from_secs(30), "four distinct tokens in the Secret and the file", || {
+        let secret_tok = kit.secret_doc("default", "gcr-pull", ".dockerconfigjson").map(|d| password(&d));
+        let file_tok = read_json(&file).map(|d| password(&d));
+        if let (Some(s), Some(f)) = (secret_tok, file_tok) {
+            if s == f && seen.last().is_none_or(|(t, _)| *t != s) {
+                seen.push((s, SystemTime::now()));
+            }
+        }
+        (seen.len() >= 4).then_some(())
+    })
+    .await;
+    let (code, stderr) = terminate(child).await;
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // Each token was replaced in both sinks before it expired.
+    let issued = kit.google.issued_tokens();
+    for pair in seen.windows(2) {
+        let old = issued.iter().find(|t| t.access_token == pair[0].0).unwrap();
+        assert!(pair[1].1 < old.expires_at, "token replaced only after it expired");
+    }
+    // One token per rotation, not a mint storm.
+    assert!(issued.len() <= seen.len() + 2, "{} tokens minted for {} rotations", issued.len(), seen.len());
+}
+
+#[tokio::test]
+async fn deleted_secret_comes_back_at_the_next_resync() {
+    let kit = Kit::start().await;
+    let child = kit
+        .command(&[
+            "run",
+            "--key-file",
+            &kit.key_file(),
+            "--secret",
+            "gcr-pull",
+            "--resync-interval",
+            "1s",
+            "--admin-addr",
+            "off",
+        ])
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), "the Secret", || kit.kube.secret("default", "gcr-pull")).await;
+    kit.kube.delete_object("default", "secrets", "gcr-pull");
+    wait_for(Duration::from_secs(10), "the Secret to come back", || kit.kube.secret("default", "gcr-pull")).await;
+    assert_eq!(kit.issued().len(), 1, "a resync reuses the current token");
+    let (code, _) = terminate(child).await;
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn sigterm_exits_zero_promptly() {
+    let kit = Kit::start().await;
+    let child = kit
+        .command(&["run", "--key-file", &kit.key_file(), "--secret", "gcr-pull", "--admin-addr", "off"])
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), "the Secret", || kit.kube.secret("default", "gcr-pull")).await;
+    let started = std::time::Instant::now();
+    let (code, stderr) = terminate(child).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn metadata_server_is_used_without_a_key_and_honours_gce_metadata_host() {
+    let kit = Kit::start().await;
+    let file = kit.path("config.json");
+    let out = kit.run(&["once", "--output-file", &file.display().to_string()]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let issued = kit.google.issued_tokens();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(issued[0].grant, "metadata");
+    assert_eq!(password(&read_json(&file).unwrap()), issued[0].access_token);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn json_key_modes_use_the_key_itself() {
+    let kit = Kit::start().await;
+    let key = std::fs::read_to_string(kit.path("key.json")).unwrap();
+    let out = kit.run(&["render", "--auth", "json-key", "--key-file", &kit.key_file(), "--registry", "gcr.io"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["auths"]["gcr.io"]["username"], "_json_key");
+    assert_eq!(doc["auths"]["gcr.io"]["password"], key);
+
+    let out =
+        kit.run(&["render", "--auth", "json-key-base64", "--key-file", &kit.key_file(), "--registry", "gcr.io"]).await;
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["auths"]["gcr.io"]["username"], "_json_key_base64");
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.as_bytes());
+    assert_eq!(doc["auths"]["gcr.io"]["password"], b64);
+    assert!(kit.google.issued_tokens().is_empty(), "no token minted for key modes");
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs_even_at_trace_level() {
+    let kit = Kit::start().await;
+    let file = kit.path("config.json").display().to_string();
+    let key_text = std::fs::read_to_string(kit.path("key.json")).unwrap();
+    let private_key: serde_json::Value = serde_json::from_str(&key_text).unwrap();
+    let pem_line = private_key["private_key"].as_str().unwrap().lines().nth(1).unwrap().to_string();
+    for format in ["text", "json"] {
+        let out = kit
+            .run(&[
+                "once",
+                "--key-file",
+                &kit.key_file(),
+                "--secret",
+                "gcr-pull",
+                "--output-file",
+                &file,
+                "--log-level",
+                "trace",
+                "--log-format",
+                format,
+            ])
+            .await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert!(all.lines().count() > 20, "trace logging is on ({format})");
+        let doc = read_json(std::path::Path::new(&file)).unwrap();
+        let auth = doc["auths"]["gcr.io"]["auth"].as_str().unwrap().to_string();
+        for token in kit.issued() {
+            assert!(!all.contains(&token), "access token in the {format} logs");
+        }
+        assert!(!all.contains(&auth), "auth field in the {format} logs");
+        assert!(!all.contains(&pem_line), "private key in the {format} logs");
+        assert!(!all.contains("eyJhbGciOiJSUzI1NiIs"), "signed assertion in the {format} logs");
+    }
+}
