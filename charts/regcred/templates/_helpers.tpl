@@ -1,0 +1,326 @@
+{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{- define "regcred.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name of the release's resources. */}}
+{{- define "regcred.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "regcred.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "regcred.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "regcred.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "regcred.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "regcred.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "regcred.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "regcred.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* True (non-empty) when regcred writes into namespaces it selects itself. */}}
+{{- define "regcred.fanOut" -}}
+{{- with .Values.targets }}
+{{- if or .allNamespaces .namespaceSelector .namespaces }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The target Secrets as a JSON list of {name, namespace, key}, with the
+namespace defaulted to the release namespace (left empty under fan-out) and
+the key defaulted to .dockerconfigjson.
+*/}}
+{{- define "regcred.targets" -}}
+{{- $fanOut := include "regcred.fanOut" . }}
+{{- $out := list }}
+{{- range .Values.targets.secrets }}
+{{- $ns := .namespace | default "" }}
+{{- if and (not $fanOut) (not $ns) }}{{ $ns = $.Release.Namespace }}{{ end }}
+{{- $out = append $out (dict "name" .name "namespace" $ns "key" (.key | default ".dockerconfigjson")) }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/* The one Secret key every target uses. */}}
+{{- define "regcred.secretKey" -}}
+{{- $keys := list }}
+{{- range (include "regcred.targets" . | fromJsonArray) }}{{ $keys = append $keys .key }}{{ end }}
+{{- $keys | uniq | first | default ".dockerconfigjson" }}
+{{- end }}
+
+{{/* Paths inside the container. */}}
+{{- define "regcred.keyDir" -}}/etc/regcred/key{{- end }}
+{{- define "regcred.federationDir" -}}/etc/regcred/federation{{- end }}
+{{- define "regcred.tokenDir" -}}/var/run/secrets/regcred/token{{- end }}
+
+{{/*
+Rejects combinations of values that the schema cannot express, with a message
+that says what to change.
+*/}}
+{{- define "regcred.validate" -}}
+{{- $v := .Values }}
+{{- $t := $v.targets }}
+{{- $fanOut := include "regcred.fanOut" . }}
+{{- if not $t.secrets }}
+{{- fail "targets.secrets is empty: name at least one Secret for regcred to keep fresh" }}
+{{- end }}
+{{- $keys := list }}
+{{- range (include "regcred.targets" . | fromJsonArray) }}{{ $keys = append $keys .key }}{{ end }}
+{{- if gt (len ($keys | uniq)) 1 }}
+{{- fail (printf "targets.secrets use different keys %v: regcred writes one key name (--secret-key) into every Secret; use one key or a second release" ($keys | uniq)) }}
+{{- end }}
+{{- if and (ne $v.auth "oauth") (not $v.credentials.existingSecret) }}
+{{- fail (printf "auth=%s hands the service-account key itself to the registry: set credentials.existingSecret to the Secret holding the key" $v.auth) }}
+{{- end }}
+{{- if $v.federation.enabled }}
+{{- if $v.credentials.existingSecret }}
+{{- fail "federation.enabled and credentials.existingSecret are both set: regcred takes one credential file; choose one" }}
+{{- end }}
+{{- if not $v.federation.audience }}
+{{- fail "federation.enabled needs federation.audience (the workload identity pool provider, //iam.googleapis.com/projects/.../providers/...)" }}
+{{- end }}
+{{- if ne $v.auth "oauth" }}
+{{- fail "federation.enabled mints OAuth access tokens: set auth=oauth" }}
+{{- end }}
+{{- end }}
+{{- if and $v.impersonate.delegates (not $v.impersonate.serviceAccount) }}
+{{- fail "impersonate.delegates is set without impersonate.serviceAccount" }}
+{{- end }}
+{{- $modes := 0 }}
+{{- if $t.allNamespaces }}{{ $modes = add1 $modes }}{{ end }}
+{{- if $t.namespaceSelector }}{{ $modes = add1 $modes }}{{ end }}
+{{- if $t.namespaces }}{{ $modes = add1 $modes }}{{ end }}
+{{- if gt $modes 1 }}
+{{- fail "set only one of targets.namespaces, targets.namespaceSelector and targets.allNamespaces" }}
+{{- end }}
+{{- if and $t.excludeNamespaces (not (or $t.allNamespaces $t.namespaceSelector)) }}
+{{- fail "targets.excludeNamespaces applies to targets.allNamespaces or targets.namespaceSelector; set one of them" }}
+{{- end }}
+{{- if and (or $t.prune $t.patchServiceAccounts) (not $fanOut) }}
+{{- fail "targets.prune and targets.patchServiceAccounts act on the namespaces fan-out selects: set targets.namespaces, targets.namespaceSelector or targets.allNamespaces" }}
+{{- end }}
+{{- if $fanOut }}
+{{- if $t.createSecrets }}
+{{- fail "targets.createSecrets cannot be combined with namespace fan-out: the namespaces are only known at run time, so regcred must create the Secrets itself" }}
+{{- end }}
+{{- range $t.secrets }}
+{{- if .namespace }}
+{{- fail (printf "targets.secrets[%s].namespace is set, but with namespace fan-out each Secret is written into every selected namespace: leave namespace empty" .name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+regcred's arguments. Call with (dict "root" $ "command" "run"|"once").
+*/}}
+{{- define "regcred.args" -}}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $t := $v.targets }}
+{{- $args := list .command (printf "--auth=%s" $v.auth) }}
+{{- if $v.credentials.existingSecret }}
+{{- $args = append $args (printf "--key-file=%s/key.json" (include "regcred.keyDir" $root)) }}
+{{- else if $v.federation.enabled }}
+{{- $args = append $args (printf "--key-file=%s/credential-configuration.json" (include "regcred.federationDir" $root)) }}
+{{- end }}
+{{- range $v.registries }}{{ $args = append $args (printf "--registry=%s" .) }}{{ end }}
+{{- if $v.allRegistries }}{{ $args = append $args "--all-registries" }}{{ end }}
+{{- range (include "regcred.targets" $root | fromJsonArray) }}
+{{- if .namespace }}
+{{- $args = append $args (printf "--secret=%s/%s" .namespace .name) }}
+{{- else }}
+{{- $args = append $args (printf "--secret=%s" .name) }}
+{{- end }}
+{{- end }}
+{{- $key := include "regcred.secretKey" $root }}
+{{- if ne $key ".dockerconfigjson" }}
+{{- $args = append $args (printf "--secret-key=%s" $key) }}
+{{- end }}
+{{- range $t.namespaces }}{{ $args = append $args (printf "--namespace=%s" .) }}{{ end }}
+{{- if $t.namespaceSelector }}
+{{- $args = append $args (printf "--namespace-selector=%s" $t.namespaceSelector) }}
+{{- end }}
+{{- if $t.allNamespaces }}{{ $args = append $args "--all-namespaces" }}{{ end }}
+{{- range $t.excludeNamespaces }}{{ $args = append $args (printf "--exclude-namespace=%s" .) }}{{ end }}
+{{- if $t.prune }}{{ $args = append $args "--prune" }}{{ end }}
+{{- if $t.patchServiceAccounts }}{{ $args = append $args "--patch-service-accounts" }}{{ end }}
+{{- with $v.impersonate }}
+{{- if .serviceAccount }}
+{{- $args = append $args (printf "--impersonate=%s" .serviceAccount) }}
+{{- if .delegates }}
+{{- $args = append $args (printf "--impersonate-delegates=%s" (join "," .delegates)) }}
+{{- end }}
+{{- $args = append $args (printf "--token-lifetime=%s" .tokenLifetime) }}
+{{- end }}
+{{- end }}
+{{- if eq .command "run" }}
+{{- $args = append $args (printf "--refresh-before=%s" $v.refresh.before) }}
+{{- $args = append $args (printf "--jitter=%s" $v.refresh.jitter) }}
+{{- $args = append $args (printf "--resync-interval=%s" $v.refresh.resyncInterval) }}
+{{- $args = append $args (printf "--admin-addr=0.0.0.0:%d" (int $v.admin.port)) }}
+{{- end }}
+{{- $args = append $args (printf "--request-timeout=%s" $v.refresh.requestTimeout) }}
+{{- $args = append $args (printf "--log-format=%s" $v.log.format) }}
+{{- $args = append $args (printf "--log-level=%s" $v.log.level) }}
+{{- $args = concat $args $v.extraArgs }}
+{{- toYaml $args }}
+{{- end }}
+
+{{/*
+The pod spec shared by the Deployment, the CronJob and the install Job.
+Call with (dict "root" $ "command" "run"|"once").
+*/}}
+{{- define "regcred.podSpec" -}}
+{{- $root := .root }}
+{{- $v := $root.Values -}}
+serviceAccountName: {{ include "regcred.serviceAccountName" $root }}
+# regcred talks to the Kubernetes API to write the Secrets.
+automountServiceAccountToken: true
+enableServiceLinks: false
+{{- with $v.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- with $v.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+securityContext:
+  {{- toYaml $v.podSecurityContext | nindent 2 }}
+containers:
+  - name: regcred
+    image: {{ include "regcred.image" $root }}
+    imagePullPolicy: {{ $v.image.pullPolicy }}
+    args:
+      {{- include "regcred.args" . | nindent 6 }}
+    {{- with $v.extraEnv }}
+    env:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- if eq .command "run" }}
+    ports:
+      - name: admin
+        containerPort: {{ $v.admin.port }}
+        protocol: TCP
+    startupProbe:
+      httpGet:
+        path: /livez
+        port: admin
+      periodSeconds: 2
+      failureThreshold: 30
+    livenessProbe:
+      httpGet:
+        path: /livez
+        port: admin
+      periodSeconds: 20
+      timeoutSeconds: 3
+      failureThreshold: 3
+    readinessProbe:
+      httpGet:
+        path: /readyz
+        port: admin
+      periodSeconds: 10
+      timeoutSeconds: 3
+      failureThreshold: 3
+    {{- end }}
+    resources:
+      {{- toYaml $v.resources | nindent 6 }}
+    securityContext:
+      {{- toYaml $v.securityContext | nindent 6 }}
+    {{- if or $v.credentials.existingSecret $v.federation.enabled }}
+    volumeMounts:
+      {{- if $v.credentials.existingSecret }}
+      - name: key
+        mountPath: {{ include "regcred.keyDir" $root }}
+        readOnly: true
+      {{- end }}
+      {{- if $v.federation.enabled }}
+      - name: federation
+        mountPath: {{ include "regcred.federationDir" $root }}
+        readOnly: true
+      - name: federation-token
+        mountPath: {{ include "regcred.tokenDir" $root }}
+        readOnly: true
+      {{- end }}
+    {{- end }}
+{{- if or $v.credentials.existingSecret $v.federation.enabled }}
+volumes:
+  {{- if $v.credentials.existingSecret }}
+  # A directory mount (not subPath), so a rotated key reaches the pod.
+  - name: key
+    secret:
+      secretName: {{ $v.credentials.existingSecret }}
+      defaultMode: 0440
+      items:
+        - key: {{ $v.credentials.key }}
+          path: key.json
+  {{- end }}
+  {{- if $v.federation.enabled }}
+  - name: federation
+    configMap:
+      name: {{ include "regcred.fullname" $root }}-federation
+      defaultMode: 0444
+  - name: federation-token
+    projected:
+      defaultMode: 0440
+      sources:
+        - serviceAccountToken:
+            path: token
+            audience: {{ $v.federation.token.audience | default (printf "https:%s" $v.federation.audience) }}
+            expirationSeconds: {{ $v.federation.token.expirationSeconds }}
+  {{- end }}
+{{- end }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{- define "regcred.podMetadata" -}}
+labels:
+  {{- include "regcred.selectorLabels" . | nindent 2 }}
+  {{- with .Values.podLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with .Values.podAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,657 @@
+#!/usr/bin/env python3
+"""Unit tests for the regcred chart: render it with helm and assert on the
+parsed manifests. Needs helm on PATH and PyYAML.
+
+Run: python3 charts/regcred/tests/test_chart.py   (prints 'N passed, N failed')
+"""
+import base64
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+import traceback
+
+import yaml
+
+CHART = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NS = "regcred"
+
+
+def render(*values_files, sets=(), release="t", expect_fail=False):
+    cmd = ["helm", "template", release, CHART, "--namespace", NS]
+    for f in values_files:
+        cmd += ["-f", os.path.join(CHART, f)]
+    for s in sets:
+        cmd += ["--set", s]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if expect_fail:
+        assert p.returncode != 0, f"helm template {sets} {values_files} should fail"
+        return p.stderr
+    assert p.returncode == 0, f"helm template failed: {p.stderr}"
+    return [d for d in yaml.safe_load_all(p.stdout) if d]
+
+
+def kinds(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs, kind):
+    found = kinds(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def pod_spec(doc):
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return doc["spec"]["template"]["spec"]
+
+
+def container(doc):
+    cs = pod_spec(doc)["containers"]
+    assert len(cs) == 1
+    return cs[0]
+
+
+def args(doc):
+    return container(doc)["args"]
+
+
+def rules(doc):
+    return doc.get("rules", [])
+
+
+def secret_rules(doc):
+    return [r for r in rules(doc) if "secrets" in r["resources"]]
+
+
+def workloads(docs):
+    return [d for d in docs if d["kind"] in ("Deployment", "CronJob", "Job")]
+
+
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+# --- RBAC ----------------------------------------------------------------
+
+
+@test
+def rbac_names_only_the_target_secrets():
+    docs = render("ci/deployment-values.yaml")
+    roles = {r["metadata"]["namespace"]: r for r in kinds(docs, "Role")}
+    assert set(roles) == {NS, "ci"}, roles.keys()
+    expected = {NS: ["gcr-pull"], "ci": ["build-pull", "gcr-pull"]}
+    for ns, role in roles.items():
+        named = [r for r in secret_rules(role) if "resourceNames" in r]
+        assert len(named) == 1
+        assert sorted(named[0]["resourceNames"]) == expected[ns], named
+        assert sorted(named[0]["verbs"]) == ["get", "patch", "update"]
+    bindings = {b["metadata"]["namespace"]: b for b in kinds(docs, "RoleBinding")}
+    assert set(bindings) == {NS, "ci"}
+    for b in bindings.values():
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "t-regcred", "namespace": NS}]
+        assert b["roleRef"]["kind"] == "Role"
+
+
+@test
+def rbac_has_no_wildcards_in_any_scenario():
+    for f in sorted(os.listdir(os.path.join(CHART, "ci"))):
+        for d in render("ci/" + f):
+            for r in rules(d):
+                for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+                    assert "*" not in r.get(field, []), f"{f}: wildcard in {d['kind']} {r}"
+                # Only create (which RBAC cannot limit by name) and events
+                # are allowed without resourceNames on secrets.
+                if "secrets" in r["resources"] and "resourceNames" not in r:
+                    assert r["verbs"] == ["create"], f"{f}: unnamed secret verbs {r}"
+
+
+@test
+def rbac_grants_create_only_without_create_secrets():
+    role = one(render(), "Role")
+    creates = [r for r in secret_rules(role) if "create" in r["verbs"]]
+    assert len(creates) == 1 and "resourceNames" not in creates[0]
+    events = [r for r in rules(role) if r["apiGroups"] == ["events.k8s.io"]]
+    assert events and events[0]["resources"] == ["events"]
+    assert sorted(events[0]["verbs"]) == ["create", "patch"]
+
+    docs = render("ci/create-secrets-values.yaml")
+    for role in kinds(docs, "Role"):
+        for r in secret_rules(role):
+            assert "create" not in r["verbs"], r
+        assert [r for r in rules(role) if r["apiGroups"] == ["events.k8s.io"]]
+
+
+@test
+def cluster_role_only_with_fan_out():
+    for f in sorted(os.listdir(os.path.join(CHART, "ci"))):
+        docs = render("ci/" + f)
+        has_cluster = bool(kinds(docs, "ClusterRole") or kinds(docs, "ClusterRoleBinding"))
+        assert has_cluster == (f == "fan-out-values.yaml"), f
+        if f == "fan-out-values.yaml":
+            assert not kinds(docs, "Role") and not kinds(docs, "RoleBinding")
+
+
+@test
+def fan_out_cluster_role_rules():
+    docs = render("ci/fan-out-values.yaml")
+    cr = one(docs, "ClusterRole")
+    by_resource = {}
+    for r in rules(cr):
+        for res in r["resources"]:
+            by_resource.setdefault(res, []).append(r)
+    ns_verbs = sorted(by_resource["namespaces"][0]["verbs"])
+    assert ns_verbs == ["get", "list", "watch"], ns_verbs
+    named = [r for r in by_resource["secrets"] if "resourceNames" in r]
+    assert named[0]["resourceNames"] == ["gcr-pull"]
+    assert sorted(named[0]["verbs"]) == ["delete", "get", "list", "patch", "update", "watch"]
+    assert sorted(by_resource["serviceaccounts"][0]["verbs"]) == ["get", "patch"]
+    crb = one(docs, "ClusterRoleBinding")
+    assert crb["subjects"][0]["namespace"] == NS and crb["roleRef"]["kind"] == "ClusterRole"
+
+    docs = render(sets=["targets.allNamespaces=true"])
+    cr = one(docs, "ClusterRole")
+    for r in rules(cr):
+        assert "delete" not in r["verbs"], "delete without prune"
+        assert "serviceaccounts" not in r["resources"], "serviceaccounts without patchServiceAccounts"
+
+
+@test
+def rbac_can_be_turned_off():
+    docs = render(sets=["rbac.create=false"])
+    for k in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
+        assert not kinds(docs, k)
+
+
+# --- placeholder Secrets --------------------------------------------------
+
+
+@test
+def create_secrets_renders_typed_placeholders():
+    docs = render("ci/create-secrets-values.yaml")
+    secrets = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in kinds(docs, "Secret")}
+    assert set(secrets) == {(NS, "gcr-pull"), ("apps", "gcr-pull")}
+    for s in secrets.values():
+        assert s["type"] == "kubernetes.io/dockerconfigjson"
+        assert json.loads(base64.b64decode(s["data"][".dockerconfigjson"])) == {"auths": {}}
+        assert "helm.sh/resource-policy" not in (s["metadata"].get("annotations") or {})
+
+    docs = render(sets=["targets.createSecrets=true", "targets.keepSecretsOnUninstall=true",
+                        "targets.secrets[0].name=cfg", "targets.secrets[0].key=config.json"])
+    s = one(docs, "Secret")
+    assert s["type"] == "Opaque"
+    assert json.loads(base64.b64decode(s["data"]["config.json"])) == {"auths": {}}
+    assert s["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+@test
+def no_placeholders_by_default():
+    assert not kinds(render(), "Secret")
+
+
+# --- pod hardening --------------------------------------------------------
+
+
+@test
+def pods_are_hardened_in_every_mode():
+    for files in (["ci/deployment-values.yaml"], ["ci/cronjob-values.yaml"], ["ci/federation-values.yaml"]):
+        for w in workloads(render(*files)):
+            spec = pod_spec(w)
+            psc = spec["securityContext"]
+            assert psc["runAsNonRoot"] is True
+            assert psc["runAsUser"] == 65532 and psc["runAsGroup"] == 65532
+            assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+            csc = container(w)["securityContext"]
+            assert csc["allowPrivilegeEscalation"] is False
+            assert csc["readOnlyRootFilesystem"] is True
+            assert csc["capabilities"]["drop"] == ["ALL"]
+            res = container(w)["resources"]
+            assert res["requests"]["cpu"] and res["requests"]["memory"] and res["limits"]["memory"]
+            assert spec["automountServiceAccountToken"] is True
+            assert spec["serviceAccountName"] == "t-regcred"
+
+
+@test
+def service_account_carries_annotations():
+    sa = one(render("ci/deployment-values.yaml"), "ServiceAccount")
+    assert sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].endswith(".iam.gserviceaccount.com")
+    assert sa["automountServiceAccountToken"] is True
+    docs = render(sets=["serviceAccount.create=false", "serviceAccount.name=existing"])
+    assert not kinds(docs, "ServiceAccount")
+    assert pod_spec(one(docs, "Deployment"))["serviceAccountName"] == "existing"
+    assert one(docs, "RoleBinding")["subjects"][0]["name"] == "existing"
+
+
+# --- arguments ------------------------------------------------------------
+
+
+@test
+def deployment_default_args():
+    d = one(render(), "Deployment")
+    assert args(d) == [
+        "run", "--auth=oauth", f"--secret={NS}/gcr-pull",
+        "--refresh-before=15m", "--jitter=1m", "--resync-interval=10m",
+        "--admin-addr=0.0.0.0:8080", "--request-timeout=10s",
+        "--log-format=json", "--log-level=info",
+    ], args(d)
+    assert d["spec"]["replicas"] == 1
+    assert not pod_spec(d).get("volumes")
+
+
+@test
+def args_follow_values():
+    a = args(one(render("ci/deployment-values.yaml"), "Deployment"))
+    assert a.count("--registry=gcr.io") == 1 and "--registry=europe-west1-docker.pkg.dev" in a
+    assert [x for x in a if x.startswith("--secret=")] == [
+        f"--secret={NS}/gcr-pull", "--secret=ci/gcr-pull", "--secret=ci/build-pull"]
+    assert not any(x.startswith("--secret-key") for x in a)
+
+    a = args(one(render("ci/existing-key-values.yaml"), "Deployment"))
+    assert "--auth=json-key" in a and "--all-registries" in a
+    assert not any(x.startswith("--registry") for x in a)
+    assert "--secret-key=config.json" in a
+    assert "--log-format=text" in a and "--log-level=debug" in a
+
+    a = args(one(render(sets=["refresh.before=20m", "admin.port=9090", "extraArgs[0]=--foo"]), "Deployment"))
+    assert "--refresh-before=20m" in a and "--admin-addr=0.0.0.0:9090" in a and a[-1] == "--foo"
+
+    a = args(one(render(sets=["allRegistries=true", "registries[0]=registry.example.com"]), "Deployment"))
+    assert "--all-registries" in a and "--registry=registry.example.com" in a
+
+
+@test
+def existing_key_is_mounted_read_only_and_passed():
+    d = one(render("ci/existing-key-values.yaml"), "Deployment")
+    spec = pod_spec(d)
+    key_flag = [x for x in args(d) if x.startswith("--key-file=")]
+    assert key_flag == ["--key-file=/etc/regcred/key/key.json"]
+    vol = [v for v in spec["volumes"] if v["name"] == "key"][0]
+    assert vol["secret"]["secretName"] == "regcred-key"
+    assert vol["secret"]["items"] == [{"key": "credentials.json", "path": "key.json"}]
+    mount = [m for m in container(d)["volumeMounts"] if m["name"] == "key"][0]
+    assert mount["mountPath"] == "/etc/regcred/key" and mount["readOnly"] is True
+    assert "subPath" not in mount
+
+
+@test
+def federation_renders_external_account_config():
+    docs = render("ci/federation-values.yaml")
+    d = one(docs, "Deployment")
+    a = args(d)
+    assert "--key-file=/etc/regcred/federation/credential-configuration.json" in a
+    assert "--impersonate=puller@example-project.iam.gserviceaccount.com" in a
+    assert "--impersonate-delegates=middle@example-project.iam.gserviceaccount.com" in a
+    assert "--token-lifetime=1800s" in a
+    cm = one(docs, "ConfigMap")
+    cfg = json.loads(cm["data"]["credential-configuration.json"])
+    assert cfg["type"] == "external_account"
+    assert cfg["audience"].startswith("//iam.googleapis.com/projects/123456789012/")
+    assert cfg["subject_token_type"] == "urn:ietf:params:oauth:token-type:jwt"
+    assert cfg["token_url"] == "https://sts.googleapis.com/v1/token"
+    assert cfg["service_account_impersonation_url"].endswith(":generateAccessToken")
+    assert cfg["credential_source"] == {"file": "/var/run/secrets/regcred/token/token",
+                                        "format": {"type": "text"}}
+    spec = pod_spec(d)
+    vols = {v["name"]: v for v in spec["volumes"]}
+    sat = vols["federation-token"]["projected"]["sources"][0]["serviceAccountToken"]
+    assert sat["path"] == "token" and sat["expirationSeconds"] == 7200
+    assert sat["audience"] == "https:" + cfg["audience"]
+    mounts = {m["name"]: m for m in container(d)["volumeMounts"]}
+    assert mounts["federation-token"]["mountPath"] + "/" + sat["path"] == cfg["credential_source"]["file"]
+    assert all(m["readOnly"] for m in mounts.values())
+    assert vols["federation"]["configMap"]["name"] == cm["metadata"]["name"]
+
+    cm = one(render("ci/federation-values.yaml", sets=["federation.serviceAccountImpersonationUrl=",
+                                                      "federation.token.audience=regcred"]), "ConfigMap")
+    assert "service_account_impersonation_url" not in json.loads(cm["data"]["credential-configuration.json"])
+
+
+@test
+def fan_out_args():
+    a = args(one(render("ci/fan-out-values.yaml"), "Deployment"))
+    assert "--secret=gcr-pull" in a
+    assert "--namespace-selector=regcred.io/pull-secret=true" in a
+    assert "--exclude-namespace=kube-system" in a
+    assert "--prune" in a and "--patch-service-accounts" in a
+    a = args(one(render(sets=["targets.namespaces={a,b}"]), "Deployment"))
+    assert "--namespace=a" in a and "--namespace=b" in a and "--secret=gcr-pull" in a
+    a = args(one(render(sets=["targets.allNamespaces=true"]), "Deployment"))
+    assert "--all-namespaces" in a
+
+
+# --- modes ----------------------------------------------------------------
+
+
+@test
+def deployment_probes_use_the_admin_port():
+    d = one(render(sets=["admin.port=9100"]), "Deployment")
+    c = container(d)
+    assert c["ports"] == [{"name": "admin", "containerPort": 9100, "protocol": "TCP"}]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "admin"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert c["startupProbe"]["httpGet"]["port"] == "admin"
+    assert "--admin-addr=0.0.0.0:9100" in c["args"]
+
+
+@test
+def cronjob_mode():
+    docs = render(sets=["mode=cronjob"])
+    assert not kinds(docs, "Deployment")
+    cj = one(docs, "CronJob")
+    spec = cj["spec"]
+    assert spec["schedule"] == "*/30 * * * *"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["startingDeadlineSeconds"] > 0
+    assert spec["successfulJobsHistoryLimit"] >= 0 and spec["failedJobsHistoryLimit"] >= 1
+    job_spec = spec["jobTemplate"]["spec"]
+    assert 0 < job_spec["backoffLimit"] <= 6
+    assert pod_spec(cj)["restartPolicy"] == "Never"
+    a = args(cj)
+    assert a[0] == "once"
+    for flag in ("--admin-addr", "--jitter", "--resync-interval", "--refresh-before"):
+        assert not any(x.startswith(flag) for x in a), flag
+    c = container(cj)
+    assert "livenessProbe" not in c and "readinessProbe" not in c and "ports" not in c
+
+    job = one(docs, "Job")
+    ann = job["metadata"]["annotations"]
+    assert "post-install" in ann["helm.sh/hook"].split(",")
+    assert "before-hook-creation" in ann["helm.sh/hook-delete-policy"].split(",")
+    assert args(job) == a
+    assert pod_spec(job)["restartPolicy"] == "Never"
+
+    assert not kinds(render(sets=["mode=cronjob", "cronjob.runOnInstall=false"]), "Job")
+    assert not kinds(render(sets=["mode=cronjob", "admin.service.enabled=true"]), "Service")
+
+
+@test
+def admin_service_selects_the_pod():
+    docs = render("ci/deployment-values.yaml")
+    svc = one(docs, "Service")
+    d = one(docs, "Deployment")
+    labels = d["spec"]["template"]["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in svc["spec"]["selector"].items())
+    assert svc["spec"]["ports"][0]["targetPort"] == "admin"
+
+
+@test
+def image_reference():
+    c = container(one(render(), "Deployment"))
+    assert c["image"] == "regcred:0.1.0"
+    digest = "sha256:" + "a" * 64
+    c = container(one(render(sets=[f"image.digest={digest}", "image.repository=r.example/regcred"]), "Deployment"))
+    assert c["image"] == f"r.example/regcred@{digest}"
+
+
+@test
+def notes_say_how_to_check():
+    for f in sorted(os.listdir(os.path.join(CHART, "ci"))) + ["../examples/gitpod-values.yaml"]:
+        p = subprocess.run(["helm", "install", "t", CHART, "--namespace", NS, "--dry-run=client",
+                            "-f", os.path.join(CHART, "ci", f)], capture_output=True, text=True)
+        assert p.returncode == 0, f"{f}: {p.stderr}"
+        notes = p.stdout.split("NOTES:", 1)[1]
+        assert "kubectl get secret" in notes and "-o jsonpath=" in notes, f
+        assert "subPath" in notes, f"{f}: no subPath warning"
+        if "cronjob" in f:
+            assert "kubectl get jobs" in notes and "create job" in notes, f
+        else:
+            assert "kubectl logs" in notes and "/readyz" in notes, f
+
+
+# --- contradictory values fail with a message ------------------------------
+
+
+@test
+def contradictions_fail():
+    cases = [
+        (["auth=json-key"], "credentials.existingSecret"),
+        (["federation.enabled=true"], "federation.audience"),
+        (["federation.enabled=true", "federation.audience=//x", "credentials.existingSecret=k"], "choose one"),
+        (["federation.enabled=true", "federation.audience=//x", "auth=json-key",
+          "credentials.existingSecret="], "existingSecret"),
+        (["targets.secrets[0].name=a", "targets.secrets[1].name=b", "targets.secrets[1].key=x"], "one key"),
+        (["targets.allNamespaces=true", "targets.createSecrets=true"], "createSecrets"),
+        (["targets.prune=true"], "fan-out"),
+        (["targets.patchServiceAccounts=true"], "fan-out"),
+        (["targets.allNamespaces=true", "targets.namespaces={a}"], "only one"),
+        (["targets.excludeNamespaces={a}"], "excludeNamespaces"),
+        (["targets.allNamespaces=true", "targets.secrets[0].name=a", "targets.secrets[0].namespace=b"],
+         "leave namespace empty"),
+        (["impersonate.delegates={a@b.c}"], "impersonate.serviceAccount"),
+        (["targets.secrets=null"], "targets.secrets"),
+    ]
+    for sets, needle in cases:
+        err = render(sets=sets, expect_fail=True)
+        assert needle in err, f"{sets}: {needle!r} not in {err!r}"
+
+
+# --- sidecar examples -----------------------------------------------------
+
+
+def check_sidecar(init, app_mount_path, output_file):
+    assert init["restartPolicy"] == "Always"
+    a = init["args"]
+    assert a[0] == "run"
+    assert f"--output-file={output_file}" in a
+    assert not any(x.startswith("--secret") for x in a)
+    admin = [x for x in a if x.startswith("--admin-addr=")][0]
+    port = int(admin.rsplit(":", 1)[1])
+    ports = {p["name"]: p["containerPort"] for p in init["ports"]}
+    probe = init["startupProbe"]["httpGet"]
+    assert probe["path"] == "/readyz" and ports[probe["port"]] == port
+    assert init["livenessProbe"]["httpGet"]["path"] == "/livez"
+    sc = init["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    mount = [m for m in init["volumeMounts"] if output_file.startswith(m["mountPath"] + "/")]
+    assert mount and "subPath" not in mount[0]
+    assert mount[0]["mountPath"] == app_mount_path
+    return mount[0]["name"]
+
+
+@test
+def sidecar_pod_example():
+    with open(os.path.join(CHART, "examples/sidecar-pod.yaml")) as f:
+        pod = yaml.safe_load(f)
+    spec = pod["spec"]
+    (init,) = spec["initContainers"]
+    (app,) = spec["containers"]
+    vol = check_sidecar(init, "/run/regcred", "/run/regcred/config.json")
+    volume = [v for v in spec["volumes"] if v["name"] == vol][0]
+    assert volume["emptyDir"]["medium"] == "Memory"
+    app_mount = [m for m in app["volumeMounts"] if m["name"] == vol][0]
+    assert app_mount["mountPath"] == "/run/regcred" and app_mount["readOnly"] is True
+    assert "subPath" not in app_mount
+    assert spec["automountServiceAccountToken"] is False
+
+
+def strategic_merge(base, patch):
+    """The subset of Kubernetes strategic merge patch the examples use: maps
+    merge, null deletes, lists of named objects merge by name."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for k, v in patch.items():
+            if v is None:
+                out.pop(k, None)
+            elif k in out:
+                out[k] = strategic_merge(out[k], v)
+            else:
+                out[k] = v
+        return out
+    if isinstance(base, list) and isinstance(patch, list) and all(
+            isinstance(x, dict) and "name" in x for x in base + patch):
+        out = [copy.deepcopy(x) for x in base]
+        for p in patch:
+            idx = [i for i, x in enumerate(out) if x["name"] == p["name"]]
+            if idx:
+                out[idx[0]] = strategic_merge(out[idx[0]], p)
+            else:
+                out.append(strategic_merge({}, p))
+        return out
+    return patch
+
+
+# The parts of Gitpod's image-builder-mk3 Deployment the patch touches: the
+# registry Secret mounted as a directory, key .dockerconfigjson as
+# pull-secret.json.
+GITPOD_IMAGE_BUILDER = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "image-builder-mk3", "namespace": "gitpod"},
+    "spec": {
+        "selector": {"matchLabels": {"component": "image-builder-mk3"}},
+        "template": {
+            "metadata": {"labels": {"component": "image-builder-mk3"}},
+            "spec": {
+                "volumes": [{"name": "pull-secret", "secret": {
+                    "secretName": "image-builder-registry-secret",
+                    "items": [{"key": ".dockerconfigjson", "path": "pull-secret.json"}]}}],
+                "containers": [{
+                    "name": "image-builder-mk3",
+                    "image": "image-builder-mk3:latest",
+                    "args": ["run", "--config", "/config/image-builder.json"],
+                    "securityContext": {"runAsUser": 33333, "allowPrivilegeEscalation": False},
+                    "volumeMounts": [{"name": "pull-secret", "mountPath": "/config/pull-secret"}],
+                }],
+            },
+        },
+    },
+}
+
+
+@test
+def gitpod_sidecar_patch_example():
+    with open(os.path.join(CHART, "examples/gitpod-image-builder-sidecar-patch.yaml")) as f:
+        patch = yaml.safe_load(f)
+    merged = strategic_merge(GITPOD_IMAGE_BUILDER, patch)
+    spec = merged["spec"]["template"]["spec"]
+    (vol,) = spec["volumes"]
+    assert "secret" not in vol and vol["emptyDir"]["medium"] == "Memory"
+    (init,) = spec["initContainers"]
+    name = check_sidecar(init, "/config/pull-secret", "/config/pull-secret/pull-secret.json")
+    assert name == vol["name"]
+    builder_uid = spec["containers"][0]["securityContext"]["runAsUser"]
+    assert init["securityContext"]["runAsUser"] == builder_uid
+    out = os.environ.get("REGCRED_GITPOD_MERGED")
+    if out:
+        with open(out, "w") as f:
+            yaml.safe_dump(merged, f)
+
+
+@test
+def readme_sidecar_snippet_matches_example():
+    with open(os.path.join(CHART, "README.md")) as f:
+        readme = f.read()
+    with open(os.path.join(CHART, "examples/sidecar-pod.yaml")) as f:
+        pod = yaml.safe_load(f)
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", readme, re.S)]
+    snippets = [b for b in blocks if isinstance(b, dict) and "initContainers" in b]
+    assert snippets, "README has no sidecar snippet"
+    assert snippets[0]["initContainers"] == pod["spec"]["initContainers"], \
+        "README sidecar snippet differs from examples/sidecar-pod.yaml"
+    assert snippets[0]["volumes"] == pod["spec"]["volumes"]
+
+
+# --- values documentation and schema ----------------------------------------
+
+
+@test
+def every_value_is_documented():
+    """Each key in values.yaml carries a `# --` comment, or sits under a key
+    that does (a map documented as a whole)."""
+    with open(os.path.join(CHART, "values.yaml")) as f:
+        lines = f.read().splitlines()
+    documented_at = []  # indents of ancestors documented as a whole
+    parents = []
+    missing = []
+    comment = []
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            comment.append(stripped)
+            continue
+        if not stripped:
+            comment = []
+            continue
+        indent = len(line) - len(line.lstrip())
+        m = re.match(r"^(\s*)(- )?([A-Za-z][\w.-]*):(.*)$", line)
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        while documented_at and documented_at[-1] >= indent:
+            documented_at.pop()
+        if m and not m.group(2):
+            has_doc = any(c.startswith("# --") for c in comment)
+            if has_doc:
+                documented_at.append(indent)
+            elif not documented_at and m.group(4).strip() not in ("",):
+                missing.append(".".join([p[1] for p in parents] + [m.group(3)]))
+            parents.append((indent, m.group(3)))
+        comment = []
+    assert not missing, f"undocumented values: {missing}"
+
+
+def schema_paths(schema, prefix=""):
+    assert schema.get("type") != "object" or "properties" not in schema or \
+        schema.get("additionalProperties") is False, f"{prefix or '/'} allows unknown keys"
+    for k, sub in schema.get("properties", {}).items():
+        yield prefix + "." + k if prefix else k
+        yield from schema_paths(sub, prefix + "." + k if prefix else k)
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield prefix + ".*"  # a map: any key
+    if isinstance(schema.get("items"), dict):
+        yield from schema_paths(schema["items"], prefix + "[]")
+
+
+def value_paths(values, prefix=""):
+    for k, v in values.items():
+        p = prefix + "." + k if prefix else k
+        yield p
+        if isinstance(v, dict):
+            yield from value_paths(v, p)
+        if isinstance(v, list):
+            for item in v:
+                if isinstance(item, dict):
+                    yield from value_paths(item, p + "[]")
+
+
+@test
+def schema_is_strict_and_covers_every_value():
+    with open(os.path.join(CHART, "values.schema.json")) as f:
+        schema = json.load(f)
+    with open(os.path.join(CHART, "values.yaml")) as f:
+        values = yaml.safe_load(f)
+    known = set(schema_paths(schema))
+    missing = [p for p in value_paths(values)
+               if p not in known and p.rsplit(".", 1)[0] + ".*" not in known]
+    assert not missing, f"values missing from the schema: {missing}"
+
+
+def main():
+    only = sys.argv[1:]
+    passed = failed = 0
+    for fn in TESTS:
+        if only and fn.__name__ not in only:
+            continue
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - report every failure, keep going
+            failed += 1
+            print(f"FAIL {fn.__name__}: {e}")
+            if not isinstance(e, AssertionError):
+                traceback.print_exc()
+        else:
+            passed += 1
+            print(f"ok   {fn.__name__}")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
