@@ -191,7 +191,13 @@ impl Refresher {
             }
         }
         match mint_error {
-            Some(e) => Err(e),
+            Some(e) => {
+                // After the writes, so /readyz shows why the credential is going stale.
+                for s in &self.sinks {
+                    self.health.failed(s.sink.name(), e.to_string());
+                }
+                Err(e)
+            }
             None => Ok(outcomes),
         }
     }
