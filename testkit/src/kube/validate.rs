@@ -1,0 +1,701 @@
+//! Decoding and validation of written objects, mirroring the apiserver.
+//!
+//! The apiserver rejects a write at two stages, with different errors:
+//! * decoding (`400 BadRequest`, "... cannot be handled as a Secret: ..."): the
+//!   body is not the right JSON shape, e.g. a `data` value that is not base64;
+//! * validation (`422 Invalid` with `details.causes[]`): the object is well
+//!   formed but breaks a rule of `pkg/apis/core/validation` (names, keys, secret
+//!   types, sizes, immutability) or `pkg/apis/events/validation`.
+//!
+//! [`normalize`] performs the decoding checks plus the defaulting that the
+//! apiserver applies on write (`stringData` folded into `data`, `type: Opaque`,
+//! the namespace name label), and the `validate_*` functions return the causes.
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+use super::resources::Resource;
+use super::status::{ApiError, Cause};
+
+/// `core.MaxSecretSize` (and the ConfigMap limit): 1 MiB.
+pub(crate) const MAX_SECRET_SIZE: usize = 1024 * 1024;
+const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
+
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+
+/// `validation.IsDNS1123Subdomain` without the length check.
+pub(crate) fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label_any_len)
+}
+
+fn is_dns1123_label_any_len(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+fn subdomain_errors(field: &str, s: &str) -> Vec<Cause> {
+    let mut out = Vec::new();
+    if s.len() > 253 {
+        out.push(Cause::invalid(field, s, "must be no more than 253 characters"));
+    }
+    if !s.split('.').all(is_dns1123_label_any_len) || s.is_empty() {
+        out.push(Cause::invalid(field, s, DNS1123_SUBDOMAIN_MSG));
+    }
+    out
+}
+
+fn label_errors(field: &str, s: &str) -> Vec<Cause> {
+    let mut out = Vec::new();
+    if s.len() > 63 {
+        out.push(Cause::invalid(field, s, "must be no more than 63 characters"));
+    }
+    if !is_dns1123_label_any_len(s) || s.contains('.') {
+        out.push(Cause::invalid(field, s, DNS1123_LABEL_MSG));
+    }
+    out
+}
+
+fn is_qualified_name_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// `validation.IsQualifiedName`: `[dns-subdomain-prefix/]name`.
+fn qualified_name_errors(field: &str, s: &str) -> Vec<Cause> {
+    let (prefix, name) = match s.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    let mut out = Vec::new();
+    if let Some(p) = prefix {
+        if !is_dns1123_subdomain(p) {
+            out.push(Cause::invalid(field, s, format!("prefix part {DNS1123_SUBDOMAIN_MSG}")));
+        }
+    }
+    if name.is_empty() {
+        out.push(Cause::invalid(field, s, "name part must be non-empty"));
+    } else if !is_qualified_name_part(name) {
+        out.push(Cause::invalid(field, s, QUALIFIED_NAME_MSG));
+    }
+    out
+}
+
+/// `validation.IsConfigMapKey`.
+fn config_key_errors(field: &str, key: &str) -> Vec<Cause> {
+    let mut out = Vec::new();
+    if key.len() > 253 {
+        out.push(Cause::invalid(field, key, "must be no more than 253 characters"));
+    }
+    if key.is_empty() || !key.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')) {
+        out.push(Cause::invalid(field, key, CONFIG_KEY_MSG));
+    }
+    if key == "." {
+        out.push(Cause::invalid(field, key, "must not be '.'"));
+    } else if key == ".." {
+        out.push(Cause::invalid(field, key, "must not be '..'"));
+    } else if key.starts_with("..") {
+        out.push(Cause::invalid(field, key, "must not start with '..'"));
+    }
+    out
+}
+
+/// The message Go's `encoding/json` gives when `bytes` is not a JSON object
+/// (the apiserver unmarshals `.dockerconfigjson` into `map[string]interface{}`
+/// and reports that error). `None` when Go would accept it (an object or `null`).
+pub(crate) fn go_json_object_error(bytes: &[u8]) -> Option<String> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(_)) | Ok(Value::Null) => None,
+        Ok(v) => {
+            let t = match v {
+                Value::Bool(_) => "bool",
+                Value::Number(_) => "number",
+                Value::String(_) => "string",
+                _ => "array",
+            };
+            Some(format!("json: cannot unmarshal {t} into Go value of type map[string]interface {{}}"))
+        }
+        Err(e) => Some(go_json_syntax_error(bytes, &e)),
+    }
+}
+
+/// Renders a serde_json syntax error in the words of Go's `encoding/json` scanner.
+pub(crate) fn go_json_syntax_error(bytes: &[u8], e: &serde_json::Error) -> String {
+    if e.is_eof() || bytes.iter().all(u8::is_ascii_whitespace) {
+        return "unexpected end of JSON input".to_string();
+    }
+    // Locate the offending byte from serde's 1-based line/column.
+    let mut line = 1;
+    let mut offset = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if line == e.line() {
+            offset = i;
+            break;
+        }
+        if *b == b'\n' {
+            line += 1;
+        }
+    }
+    let idx = (offset + e.column().saturating_sub(1)).min(bytes.len().saturating_sub(1));
+    let c = String::from_utf8_lossy(&bytes[idx..]).chars().next().unwrap_or(' ');
+    let quoted = match c {
+        '\'' => "'\\''".to_string(),
+        '"' => "'\"'".to_string(),
+        '\n' => "'\\n'".to_string(),
+        '\t' => "'\\t'".to_string(),
+        '\r' => "'\\r'".to_string(),
+        c => format!("'{c}'"),
+    };
+    let msg = e.to_string();
+    let context = if msg.starts_with("trailing characters") {
+        "after top-level value"
+    } else if msg.starts_with("expected `:`") {
+        "after object key"
+    } else if msg.starts_with("expected `,` or `}`") {
+        "after object key:value pair"
+    } else if msg.starts_with("expected `,` or `]`") {
+        "after array element"
+    } else if msg.starts_with("key must be a string") {
+        "looking for beginning of object key string"
+    } else if msg.starts_with("control character") {
+        "in string literal"
+    } else if msg.starts_with("expected ident") {
+        // Inside `null`, `true` or `false`: Go names the literal and the byte it wanted.
+        let start = bytes[..idx].iter().rposition(|b| !b.is_ascii_alphabetic()).map_or(0, |p| p + 1);
+        let lit = match bytes.get(start) {
+            Some(b't') => "true",
+            Some(b'f') => "false",
+            _ => "null",
+        };
+        let want = lit.as_bytes().get(idx - start).map_or('?', |b| *b as char);
+        return format!("invalid character {quoted} in literal {lit} (expecting '{want}')");
+    } else {
+        "looking for beginning of value"
+    };
+    format!("invalid character {quoted} {context}")
+}
+
+fn cannot_handle(res: &Resource, detail: &str) -> ApiError {
+    let version = res.api_version.rsplit('/').next().unwrap_or("v1");
+    ApiError::bad_request(format!(
+        "{} in version \"{}\" cannot be handled as a {}: {}",
+        res.kind, version, res.kind, detail
+    ))
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Go's `encoding/json` decoding of `[]byte`: standard base64, padded, with
+/// `\r` and `\n` ignored.
+fn decode_go_base64(s: &str) -> Result<Vec<u8>, String> {
+    let cleaned: String = s.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+    base64::engine::general_purpose::STANDARD.decode(cleaned.as_bytes()).map_err(|e| {
+        let at = match e {
+            base64::DecodeError::InvalidByte(i, _) => i,
+            base64::DecodeError::InvalidLastSymbol(i, _) => i,
+            base64::DecodeError::InvalidLength(n) => n,
+            base64::DecodeError::InvalidPadding => cleaned.len().saturating_sub(1),
+        };
+        format!("illegal base64 data at input byte {at}")
+    })
+}
+
+/// Checks a `map[string]string` field (labels, annotations, stringData, ConfigMap data).
+fn check_string_map(res: &Resource, v: Option<&Value>, go_field: &str) -> Result<(), ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(m)) => {
+            for val in m.values() {
+                if !val.is_string() && !val.is_null() {
+                    return Err(cannot_handle(
+                        res,
+                        &format!(
+                            "json: cannot unmarshal {} into Go struct field {} of type string",
+                            json_type(val),
+                            go_field
+                        ),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Some(other) => Err(cannot_handle(
+            res,
+            &format!(
+                "json: cannot unmarshal {} into Go struct field {} of type map[string]string",
+                json_type(other),
+                go_field
+            ),
+        )),
+    }
+}
+
+/// Checks a `map[string][]byte` field: every value a base64 string.
+fn check_bytes_map(res: &Resource, v: Option<&Value>, go_field: &str) -> Result<(), ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(m)) => {
+            for val in m.values() {
+                match val {
+                    Value::String(s) => {
+                        decode_go_base64(s).map_err(|e| cannot_handle(res, &e))?;
+                    }
+                    Value::Null => {}
+                    other => {
+                        return Err(cannot_handle(
+                            res,
+                            &format!(
+                                "json: cannot unmarshal {} into Go struct field {} of type []uint8",
+                                json_type(other),
+                                go_field
+                            ),
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        }
+        Some(other) => Err(cannot_handle(
+            res,
+            &format!(
+                "json: cannot unmarshal {} into Go struct field {} of type map[string][]uint8",
+                json_type(other),
+                go_field
+            ),
+        )),
+    }
+}
+
+/// Decoding checks and write-time defaulting. `obj` must already be a JSON object.
+pub(crate) fn normalize(res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
+    let Some(map) = obj.as_object_mut() else {
+        return Err(ApiError::bad_request(format!(
+            "json: cannot unmarshal {} into Go value of type struct",
+            json_type(obj)
+        )));
+    };
+    if let Some(k) = map.get("kind").and_then(Value::as_str) {
+        if !k.is_empty() && k != res.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the body ({k}) does not match the kind on the URL ({})",
+                res.kind
+            )));
+        }
+    }
+    if let Some(v) = map.get("apiVersion").and_then(Value::as_str) {
+        if !v.is_empty() && v != res.api_version {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({})",
+                res.api_version
+            )));
+        }
+    }
+    map.insert("kind".into(), json!(res.kind));
+    map.insert("apiVersion".into(), json!(res.api_version));
+    match map.get("metadata") {
+        None | Some(Value::Null) => {
+            map.insert("metadata".into(), json!({}));
+        }
+        Some(Value::Object(_)) => {}
+        Some(other) => {
+            return Err(cannot_handle(
+                res,
+                &format!(
+                    "json: cannot unmarshal {} into Go struct field {}.metadata of type v1.ObjectMeta",
+                    json_type(other),
+                    res.kind
+                ),
+            ))
+        }
+    }
+    check_string_map(res, map.get("metadata").and_then(|m| m.get("labels")), "ObjectMeta.metadata.labels")?;
+    check_string_map(res, map.get("metadata").and_then(|m| m.get("annotations")), "ObjectMeta.metadata.annotations")?;
+    // Null-valued map entries are dropped by Go's decoder for map[string]string.
+    for field in ["labels", "annotations"] {
+        if let Some(Value::Object(m)) = map.get_mut("metadata").and_then(|m| m.get_mut(field)) {
+            m.retain(|_, v| !v.is_null());
+        }
+    }
+
+    match res.plural {
+        "secrets" => {
+            check_bytes_map(res, map.get("data"), "Secret.data")?;
+            check_string_map(res, map.get("stringData"), "Secret.stringData")?;
+            if let Some(t) = map.get("type") {
+                if !t.is_string() && !t.is_null() {
+                    return Err(cannot_handle(
+                        res,
+                        &format!(
+                            "json: cannot unmarshal {} into Go struct field Secret.type of type v1.SecretType",
+                            json_type(t)
+                        ),
+                    ));
+                }
+            }
+            // stringData is write-only: merged into data, never stored or returned.
+            if let Some(Value::Object(sd)) = map.remove("stringData") {
+                let data = map.entry("data").or_insert_with(|| Value::Object(Map::new()));
+                if data.is_null() {
+                    *data = Value::Object(Map::new());
+                }
+                let data = data.as_object_mut().expect("checked above");
+                for (k, v) in sd {
+                    if let Value::String(s) = v {
+                        data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s)));
+                    }
+                }
+            }
+            if let Some(Value::Object(d)) = map.get_mut("data") {
+                d.retain(|_, v| !v.is_null());
+            }
+            if map.get("data").is_some_and(|d| d.as_object().is_some_and(|m| m.is_empty()) || d.is_null()) {
+                map.remove("data");
+            }
+            if map.get("type").and_then(Value::as_str).unwrap_or("").is_empty() {
+                map.insert("type".into(), json!("Opaque"));
+            }
+        }
+        "configmaps" => {
+            check_string_map(res, map.get("data"), "ConfigMap.data")?;
+            check_bytes_map(res, map.get("binaryData"), "ConfigMap.binaryData")?;
+        }
+        "namespaces" => {
+            let name =
+                map.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
+            let meta = map.get_mut("metadata").and_then(Value::as_object_mut).expect("object");
+            let labels = meta.entry("labels").or_insert_with(|| Value::Object(Map::new()));
+            if !labels.is_object() {
+                *labels = Value::Object(Map::new());
+            }
+            if !name.is_empty() {
+                labels["kubernetes.io/metadata.name"] = json!(name);
+            }
+            let spec = map.entry("spec").or_insert_with(|| json!({}));
+            if spec.get("finalizers").is_none() {
+                spec["finalizers"] = json!(["kubernetes"]);
+            }
+            let status = map.entry("status").or_insert_with(|| json!({}));
+            if status.get("phase").is_none() {
+                status["phase"] = json!("Active");
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
+    obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+fn meta_errors(res: &Resource, obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let name = str_at(obj, "/metadata/name");
+    if name.is_empty() {
+        out.push(Cause::required("metadata.name", "name or generateName is required"));
+    } else if res.plural == "namespaces" {
+        out.extend(label_errors("metadata.name", name));
+    } else {
+        out.extend(subdomain_errors("metadata.name", name));
+    }
+    if let Some(Value::Object(labels)) = obj.pointer("/metadata/labels") {
+        for (k, v) in labels {
+            out.extend(qualified_name_errors("metadata.labels", k));
+            let v = v.as_str().unwrap_or("");
+            if v.len() > 63 {
+                out.push(Cause::invalid("metadata.labels", v, "must be no more than 63 characters"));
+            }
+            if !v.is_empty() && !is_qualified_name_part(v) && v.len() <= 63 {
+                out.push(Cause::invalid("metadata.labels", v, LABEL_VALUE_MSG));
+            }
+        }
+    }
+    if let Some(Value::Object(ann)) = obj.pointer("/metadata/annotations") {
+        let mut total = 0;
+        for (k, v) in ann {
+            out.extend(qualified_name_errors("metadata.annotations", &k.to_lowercase()));
+            total += k.len() + v.as_str().map_or(0, str::len);
+        }
+        if total > TOTAL_ANNOTATION_SIZE_LIMIT {
+            out.push(Cause {
+                reason: "FieldValueTooLong",
+                field: "metadata.annotations".into(),
+                message: format!("Too long: must have at most {TOTAL_ANNOTATION_SIZE_LIMIT} bytes"),
+            });
+        }
+    }
+    out
+}
+
+fn decoded_data(obj: &Value, field: &str) -> Vec<(String, Vec<u8>)> {
+    obj.get(field)
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter().map(|(k, v)| (k.clone(), decode_go_base64(v.as_str().unwrap_or("")).unwrap_or_default())).collect()
+        })
+        .unwrap_or_default()
+}
+
+fn secret_errors(obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let data = decoded_data(obj, "data");
+    let mut total = 0;
+    for (k, v) in &data {
+        out.extend(config_key_errors(&format!("data[{k}]"), k));
+        total += v.len();
+    }
+    if total > MAX_SECRET_SIZE {
+        out.push(Cause::too_long("data", MAX_SECRET_SIZE));
+    }
+    let get = |k: &str| data.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.as_slice());
+    let ty = str_at(obj, "/type");
+    let require = |out: &mut Vec<Cause>, key: &str| {
+        if get(key).is_none() {
+            out.push(Cause::required(format!("data[{key}]"), ""));
+        }
+    };
+    match ty {
+        "kubernetes.io/dockerconfigjson" => match get(".dockerconfigjson") {
+            None => out.push(Cause::required("data[.dockerconfigjson]", "")),
+            Some(bytes) => {
+                if let Some(e) = go_json_object_error(bytes) {
+                    out.push(Cause::invalid("data[.dockerconfigjson]", "<secret contents redacted>", e));
+                }
+            }
+        },
+        "kubernetes.io/dockercfg" => match get(".dockercfg") {
+            None => out.push(Cause::required("data[.dockercfg]", "")),
+            Some(bytes) => {
+                if let Some(e) = go_json_object_error(bytes) {
+                    out.push(Cause::invalid("data[.dockercfg]", "<secret contents redacted>", e));
+                }
+            }
+        },
+        "kubernetes.io/service-account-token"
+            if str_at(obj, "/metadata/annotations/kubernetes.io~1service-account.name").is_empty() =>
+        {
+            out.push(Cause::required("metadata.annotations[kubernetes.io/service-account.name]", ""));
+        }
+        "kubernetes.io/basic-auth" if get("username").is_none() && get("password").is_none() => {
+            out.push(Cause::required("data[username]", "either username or password is required"));
+            out.push(Cause::required("data[password]", "either username or password is required"));
+        }
+        "kubernetes.io/ssh-auth" if get("ssh-privatekey").is_none_or(<[u8]>::is_empty) => {
+            out.push(Cause::required("data[ssh-privatekey]", ""));
+        }
+        "kubernetes.io/tls" => {
+            require(&mut out, "tls.crt");
+            require(&mut out, "tls.key");
+        }
+        _ => {}
+    }
+    out
+}
+
+fn configmap_errors(obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let mut total = 0;
+    let data = obj.get("data").and_then(Value::as_object);
+    if let Some(d) = data {
+        for (k, v) in d {
+            out.extend(config_key_errors(&format!("data[{k}]"), k));
+            total += v.as_str().map_or(0, str::len);
+        }
+    }
+    for (k, v) in decoded_data(obj, "binaryData") {
+        out.extend(config_key_errors(&format!("binaryData[{k}]"), &k));
+        if data.is_some_and(|d| d.contains_key(&k)) {
+            out.push(Cause::invalid(format!("data[{k}]"), &k, "duplicate of key present in binaryData"));
+        }
+        total += v.len();
+    }
+    if total > MAX_SECRET_SIZE {
+        out.push(Cause::too_long("", MAX_SECRET_SIZE));
+    }
+    out
+}
+
+/// `events.k8s.io/v1` strict validation (`ValidateEventCreate` for v1).
+fn event_errors(obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let ns = str_at(obj, "/metadata/namespace");
+    if str_at(obj, "/eventTime").is_empty() {
+        out.push(Cause::required("eventTime", ""));
+    } else if humantime::parse_rfc3339_weak(str_at(obj, "/eventTime").trim_end_matches('Z')).is_err()
+        && humantime::parse_rfc3339(str_at(obj, "/eventTime")).is_err()
+    {
+        out.push(Cause::invalid(
+            "eventTime",
+            str_at(obj, "/eventTime"),
+            "must be an RFC 3339 timestamp with microseconds",
+        ));
+    }
+    let ty = str_at(obj, "/type");
+    if ty != "Normal" && ty != "Warning" {
+        out.push(Cause::invalid("type", "", format!("has invalid value: {ty}")));
+    }
+    if !str_at(obj, "/deprecatedFirstTimestamp").is_empty() {
+        out.push(Cause::invalid("deprecatedFirstTimestamp", "", "needs to be unset"));
+    }
+    if !str_at(obj, "/deprecatedLastTimestamp").is_empty() {
+        out.push(Cause::invalid("deprecatedLastTimestamp", "", "needs to be unset"));
+    }
+    if obj.get("deprecatedCount").and_then(Value::as_i64).unwrap_or(0) != 0 {
+        out.push(Cause::invalid("deprecatedCount", "", "needs to be unset"));
+    }
+    if obj.get("deprecatedSource").is_some_and(|s| s.as_object().is_some_and(|m| !m.is_empty())) {
+        out.push(Cause::invalid("deprecatedSource", "", "needs to be unset"));
+    }
+    // The legacy check, run for every Event: a regarding object without a
+    // namespace is only allowed for events in "default" or "kube-system".
+    let regarding_ns = str_at(obj, "/regarding/namespace");
+    if regarding_ns.is_empty() {
+        if ns != "default" && ns != "kube-system" {
+            out.push(Cause::invalid("involvedObject.namespace", "", "does not match event.namespace"));
+        }
+    } else if regarding_ns != ns {
+        out.push(Cause::invalid("involvedObject.namespace", regarding_ns, "does not match event.namespace"));
+    }
+    let controller = str_at(obj, "/reportingController");
+    if controller.is_empty() {
+        out.push(Cause::required("reportingController", ""));
+    } else {
+        out.extend(qualified_name_errors("reportingController", controller));
+    }
+    let limited = |out: &mut Vec<Cause>, field: &str, max: usize, required: bool| {
+        let v = str_at(obj, &format!("/{field}"));
+        if required && v.is_empty() {
+            out.push(Cause::required(field, ""));
+        }
+        if v.len() > max {
+            out.push(Cause::invalid(field, "", format!("can have at most {max} characters")));
+        }
+    };
+    limited(&mut out, "reportingInstance", 128, true);
+    limited(&mut out, "action", 128, true);
+    limited(&mut out, "reason", 128, true);
+    limited(&mut out, "note", 1024, false);
+    if let Some(series) = obj.get("series").filter(|s| !s.is_null()) {
+        if series.get("count").and_then(Value::as_i64).unwrap_or(0) < 2 {
+            out.push(Cause::invalid("series.count", "", "should be at least 2"));
+        }
+        if str_at(series, "/lastObservedTime").is_empty() {
+            out.push(Cause::required("series.lastObservedTime", ""));
+        }
+    }
+    out
+}
+
+/// Validation of a new object (`strategy.Validate`).
+pub(crate) fn validate_create(res: &Resource, obj: &Value) -> Vec<Cause> {
+    let mut out = meta_errors(res, obj);
+    match res.plural {
+        "secrets" => out.extend(secret_errors(obj)),
+        "configmaps" => out.extend(configmap_errors(obj)),
+        "events" => out.extend(event_errors(obj)),
+        _ => {}
+    }
+    out
+}
+
+/// Validation of an update (`strategy.ValidateUpdate`): the create rules plus
+/// immutability.
+pub(crate) fn validate_update(res: &Resource, new: &Value, old: &Value) -> Vec<Cause> {
+    let mut out = validate_create(res, new);
+    let old_uid = str_at(old, "/metadata/uid");
+    let new_uid = str_at(new, "/metadata/uid");
+    if new_uid != old_uid {
+        out.push(Cause::invalid("metadata.uid", new_uid, "field is immutable"));
+    }
+    match res.plural {
+        "secrets" | "configmaps" => {
+            if res.plural == "secrets" {
+                let (nt, ot) = (str_at(new, "/type"), str_at(old, "/type"));
+                if nt != ot {
+                    out.push(Cause::invalid("type", nt, "field is immutable"));
+                }
+            }
+            if old.get("immutable").and_then(Value::as_bool) == Some(true) {
+                if new.get("immutable").and_then(Value::as_bool) != Some(true) {
+                    out.push(Cause::forbidden("immutable", "field is immutable when `immutable` is set"));
+                }
+                for field in ["data", "binaryData"] {
+                    if new.get(field) != old.get(field) {
+                        out.push(Cause::forbidden(field, "field is immutable when `immutable` is set"));
+                    }
+                }
+            }
+        }
+        "events" => {
+            for field in [
+                "action",
+                "reason",
+                "regarding",
+                "related",
+                "reportingController",
+                "reportingInstance",
+                "type",
+                "eventTime",
+            ] {
+                if new.get(field) != old.get(field) {
+                    out.push(Cause::invalid(field, "", "field is immutable"));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_json_messages() {
+        assert_eq!(go_json_object_error(b"{}"), None);
+        assert_eq!(go_json_object_error(b"null"), None);
+        assert_eq!(
+            go_json_object_error(b"not json"),
+            Some("invalid character 'o' in literal null (expecting 'u')".into())
+        );
+        assert_eq!(go_json_object_error(b"hello"), Some("invalid character 'h' looking for beginning of value".into()));
+        assert_eq!(go_json_object_error(b"{\"a\":1"), Some("unexpected end of JSON input".into()));
+        assert_eq!(
+            go_json_object_error(b"[1]"),
+            Some("json: cannot unmarshal array into Go value of type map[string]interface {}".into())
+        );
+        assert_eq!(go_json_object_error(b"{} x"), Some("invalid character 'x' after top-level value".into()));
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_dns1123_subdomain("gcr-pull.example"));
+        assert!(!is_dns1123_subdomain("Gcr"));
+        assert!(!is_dns1123_subdomain("-a"));
+        assert!(label_errors("f", "kube-system").is_empty());
+        assert!(!label_errors("f", "a.b").is_empty());
+        assert!(config_key_errors("k", ".dockerconfigjson").is_empty());
+        assert!(!config_key_errors("k", "a/b").is_empty());
+        assert!(!config_key_errors("k", "..x").is_empty());
+    }
+}

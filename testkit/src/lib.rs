@@ -1,0 +1,22 @@
+//! Test kit for regcred: faithful local emulators of the peers regcred talks
+//! to, served over real HTTP on 127.0.0.1 so the product's real HTTP clients
+//! (kube-rs, its Google token client) are exercised end to end.
+//!
+//! * [`kube::KubeApi`]: the Kubernetes API server (namespaces, secrets,
+//!   service accounts, events, watches, validation).
+//! * [`google::Google`]: Google's OAuth 2.0 token endpoint (JWT-bearer and
+//!   refresh-token grants), the GCE metadata server, STS and IAM Credentials.
+//! * [`faults::Faults`]: error statuses, hangs, delays, garbage bodies and
+//!   dropped connections, injectable into either.
+//!
+//! The emulators must reject what the real servers reject, with the real error
+//! shapes: a client that passes here should pass against the real thing.
+
+pub mod faults;
+pub mod google;
+pub mod kube;
+mod server;
+
+pub use faults::{Fault, Faults};
+pub use google::{Google, IssuedToken};
+pub use kube::{KubeApi, RecordedRequest};

@@ -1,0 +1,471 @@
+//! The Kubernetes emulator over plain HTTP: status codes and `Status` bodies
+//! exactly as a client sees them on the wire.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use regcred_testkit::KubeApi;
+use serde_json::{json, Value};
+
+fn dockerconfig_secret(name: &str, doc: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": b64(doc)},
+    })
+}
+
+fn secrets_url(k: &KubeApi, ns: &str) -> String {
+    format!("{}/api/v1/namespaces/{ns}/secrets", k.url())
+}
+
+fn assert_status(r: &Resp, code: u16, reason: &str) -> Value {
+    assert_eq!(r.status, code, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let s = r.json();
+    assert_eq!(s["kind"], "Status");
+    assert_eq!(s["apiVersion"], "v1");
+    assert_eq!(s["status"], "Failure");
+    assert_eq!(s["reason"], reason);
+    assert_eq!(s["code"], code);
+    s
+}
+
+#[tokio::test]
+async fn create_get_replace_and_conflicts() {
+    let k = KubeApi::start().await;
+    let url = secrets_url(&k, "default");
+    let r = json_req("POST", &url, &dockerconfig_secret("gcr-pull", r#"{"auths":{}}"#)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let created = r.json();
+    assert_eq!(created["kind"], "Secret");
+    assert_eq!(created["apiVersion"], "v1");
+    assert_eq!(created["metadata"]["namespace"], "default");
+    let rv1: u64 = created["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert!(!created["metadata"]["uid"].as_str().unwrap().is_empty());
+    assert!(created["metadata"]["creationTimestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(k.secret("default", "gcr-pull").unwrap(), created);
+
+    // AlreadyExists
+    let r = json_req("POST", &url, &dockerconfig_secret("gcr-pull", "{}")).await;
+    let s = assert_status(&r, 409, "AlreadyExists");
+    assert_eq!(s["message"], "secrets \"gcr-pull\" already exists");
+    assert_eq!(s["details"], json!({"name": "gcr-pull", "kind": "secrets"}));
+
+    // GET
+    let r = get(&format!("{url}/gcr-pull")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), created);
+
+    // PUT with the current resourceVersion
+    let mut next = created.clone();
+    next["data"][".dockerconfigjson"] = json!(b64(r#"{"auths":{"gcr.io":{}}}"#));
+    let r = json_req("PUT", &format!("{url}/gcr-pull"), &next).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let updated = r.json();
+    let rv2: u64 = updated["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert!(rv2 > rv1);
+    assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
+
+    // PUT with the stale one
+    let r = json_req("PUT", &format!("{url}/gcr-pull"), &next).await;
+    let s = assert_status(&r, 409, "Conflict");
+    assert_eq!(
+        s["message"],
+        "Operation cannot be fulfilled on secrets \"gcr-pull\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+
+    // Like the real apiserver, secrets allow an unconditional update (no resourceVersion).
+    let mut unconditional = updated.clone();
+    unconditional["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+    unconditional["metadata"]["labels"] = json!({"x": "y"});
+    let r = json_req("PUT", &format!("{url}/gcr-pull"), &unconditional).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let updated = r.json();
+
+    // A no-op update writes nothing.
+    let r = json_req("PUT", &format!("{url}/gcr-pull"), &updated).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["metadata"]["resourceVersion"], updated["metadata"]["resourceVersion"]);
+
+    // PUT of a missing object
+    let r = json_req("PUT", &format!("{url}/nope"), &dockerconfig_secret("nope", "{}")).await;
+    let s = assert_status(&r, 404, "NotFound");
+    assert_eq!(s["message"], "secrets \"nope\" not found");
+
+    // name mismatch
+    let r = json_req("PUT", &format!("{url}/gcr-pull"), &dockerconfig_secret("other", "{}")).await;
+    assert_status(&r, 400, "BadRequest");
+
+    // DELETE returns a Success Status, then 404.
+    let r = send("DELETE", &format!("{url}/gcr-pull"), &[], None).await.unwrap();
+    assert_eq!(r.status, 200);
+    let s = r.json();
+    assert_eq!(s["status"], "Success");
+    assert_eq!(s["details"]["uid"], created["metadata"]["uid"]);
+    let r = send("DELETE", &format!("{url}/gcr-pull"), &[], None).await.unwrap();
+    assert_status(&r, 404, "NotFound");
+    assert_status(&get(&format!("{url}/gcr-pull")).await, 404, "NotFound");
+}
+
+#[tokio::test]
+async fn namespace_rules_on_create() {
+    let k = KubeApi::start().await;
+    let r = json_req("POST", &secrets_url(&k, "missing"), &dockerconfig_secret("a", "{}")).await;
+    let s = assert_status(&r, 404, "NotFound");
+    assert_eq!(s["message"], "namespaces \"missing\" not found");
+    let mut body = dockerconfig_secret("a", "{}");
+    body["metadata"]["namespace"] = json!("kube-system");
+    let r = json_req("POST", &secrets_url(&k, "default"), &body).await;
+    let s = assert_status(&r, 400, "BadRequest");
+    assert_eq!(s["message"], "the namespace of the provided object does not match the namespace sent on the request");
+}
+
+#[tokio::test]
+async fn validation_errors_are_422_with_causes() {
+    let k = KubeApi::start().await;
+    let url = secrets_url(&k, "default");
+
+    let r = json_req("POST", &url, &dockerconfig_secret("gcr-pull", "not json")).await;
+    let s = assert_status(&r, 422, "Invalid");
+    assert_eq!(
+        s["message"],
+        "Secret \"gcr-pull\" is invalid: data[.dockerconfigjson]: Invalid value: \"<secret contents redacted>\": invalid character 'o' in literal null (expecting 'u')"
+    );
+    assert_eq!(s["details"]["kind"], "Secret");
+    assert_eq!(s["details"]["name"], "gcr-pull");
+    assert_eq!(
+        s["details"]["causes"],
+        json!([{"reason": "FieldValueInvalid",
+                "message": "Invalid value: \"<secret contents redacted>\": invalid character 'o' in literal null (expecting 'u')",
+                "field": "data[.dockerconfigjson]"}])
+    );
+    assert!(!r.body.contains(&b64("not json")));
+
+    // Missing key
+    let mut body = dockerconfig_secret("gcr-pull", "{}");
+    body["data"] = json!({"other": b64("x")});
+    let s = assert_status(&json_req("POST", &url, &body).await, 422, "Invalid");
+    assert_eq!(s["message"], "Secret \"gcr-pull\" is invalid: data[.dockerconfigjson]: Required value");
+
+    // Bad name and bad key together: both causes, bracketed.
+    let mut body = dockerconfig_secret("Bad_Name", "{}");
+    body["data"]["a/b"] = json!(b64("x"));
+    let s = assert_status(&json_req("POST", &url, &body).await, 422, "Invalid");
+    let causes = s["details"]["causes"].as_array().unwrap();
+    assert_eq!(causes.len(), 2, "{s}");
+    assert!(s["message"].as_str().unwrap().starts_with(
+        "Secret \"Bad_Name\" is invalid: [metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"
+    ));
+
+    // Not base64: a decoding error, 400.
+    let mut body = dockerconfig_secret("gcr-pull", "{}");
+    body["data"][".dockerconfigjson"] = json!("!!!");
+    let s = assert_status(&json_req("POST", &url, &body).await, 400, "BadRequest");
+    assert_eq!(
+        s["message"],
+        "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data at input byte 0"
+    );
+
+    // Too large
+    let big = "a".repeat(1024 * 1024 + 1);
+    let body = json!({"metadata": {"name": "big"}, "stringData": {"k": big}});
+    let s = assert_status(&json_req("POST", &url, &body).await, 422, "Invalid");
+    assert_eq!(s["message"], "Secret \"big\" is invalid: data: Too long: may not be more than 1048576 bytes");
+
+    // Type is immutable.
+    let r = json_req("POST", &url, &json!({"metadata": {"name": "plain"}, "stringData": {"k": "v"}})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut obj = r.json();
+    assert_eq!(obj["type"], "Opaque");
+    assert_eq!(obj["data"]["k"], b64("v"));
+    assert!(obj.get("stringData").is_none());
+    obj["type"] = json!("kubernetes.io/dockerconfigjson");
+    obj["data"] = json!({".dockerconfigjson": b64("{}")});
+    let s = assert_status(&json_req("PUT", &format!("{url}/plain"), &obj).await, 422, "Invalid");
+    assert_eq!(
+        s["message"],
+        "Secret \"plain\" is invalid: type: Invalid value: \"kubernetes.io/dockerconfigjson\": field is immutable"
+    );
+}
+
+#[tokio::test]
+async fn patches() {
+    let k = KubeApi::start().await;
+    let url = secrets_url(&k, "default");
+    let r = json_req("POST", &url, &dockerconfig_secret("s", "{}")).await;
+    let rv = r.json()["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+
+    // RFC 7386 merge patch: add an annotation, remove nothing else.
+    let r = patch(
+        &format!("{url}/s"),
+        "application/merge-patch+json",
+        &json!({"metadata": {"annotations": {"regcred.dev/expires-at": "x"}}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let obj = r.json();
+    assert_eq!(obj["metadata"]["annotations"]["regcred.dev/expires-at"], "x");
+    assert_eq!(obj["data"][".dockerconfigjson"], b64("{}"));
+
+    // A stale resourceVersion in the patch body is a conflict.
+    let r = patch(
+        &format!("{url}/s"),
+        "application/merge-patch+json",
+        &json!({"metadata": {"resourceVersion": rv}, "data": {"x": b64("1")}}),
+    )
+    .await;
+    assert_status(&r, 409, "Conflict");
+
+    // A patch that breaks validation is a 422.
+    let r =
+        patch(&format!("{url}/s"), "application/merge-patch+json", &json!({"data": {".dockerconfigjson": b64("[]")}}))
+            .await;
+    let s = assert_status(&r, 422, "Invalid");
+    assert!(s["message"]
+        .as_str()
+        .unwrap()
+        .contains("json: cannot unmarshal array into Go value of type map[string]interface {}"));
+
+    // RFC 6902 JSON patch, including a failing test op.
+    let r = patch(
+        &format!("{url}/s"),
+        "application/json-patch+json",
+        &json!([{"op": "add", "path": "/metadata/labels", "value": {"app": "regcred"}}]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["metadata"]["labels"]["app"], "regcred");
+    let r = patch(
+        &format!("{url}/s"),
+        "application/json-patch+json",
+        &json!([{"op": "test", "path": "/metadata/labels/app", "value": "other"}]),
+    )
+    .await;
+    assert_status(&r, 422, "Invalid");
+
+    // Unknown patch type
+    let r = patch(&format!("{url}/s"), "application/json", &json!({})).await;
+    assert_status(&r, 415, "UnsupportedMediaType");
+
+    // Server-side apply: fieldManager required; creates; conflicts with another manager.
+    let applied = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}, "type": "Opaque", "data": {"k": b64("1")}});
+    let r = patch(&format!("{url}/a"), "application/apply-patch+yaml", &applied).await;
+    let s = assert_status(&r, 422, "Invalid");
+    assert_eq!(
+        s["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+    );
+    let r = patch(&format!("{url}/a?fieldManager=regcred"), "application/apply-patch+yaml", &applied).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["metadata"]["managedFields"][0]["manager"], "regcred");
+    let r = patch(
+        &format!("{url}/a?fieldManager=kubectl"),
+        "application/merge-patch+json",
+        &json!({"data": {"k": b64("2")}}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = patch(&format!("{url}/a?fieldManager=regcred"), "application/apply-patch+yaml", &applied).await;
+    let s = assert_status(&r, 409, "Conflict");
+    assert_eq!(s["message"], "Apply failed with 1 conflict: conflict with \"kubectl\" using v1: .data.k");
+    let r = patch(&format!("{url}/a?fieldManager=regcred&force=true"), "application/apply-patch+yaml", &applied).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["data"]["k"], b64("1"));
+}
+
+#[tokio::test]
+async fn label_selectors_on_namespaces() {
+    let k = KubeApi::start().await;
+    k.create_namespace("team-a", &[("regcred", "enabled"), ("tier", "web")]);
+    k.create_namespace("team-b", &[("regcred", "disabled")]);
+    k.create_namespace("team-c", &[]);
+    let names = |v: Value| -> Vec<String> {
+        v["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect()
+    };
+    let list = |sel: &str| {
+        let url = format!("{}/api/v1/namespaces?labelSelector={}", k.url(), urlenc(sel));
+        async move { get(&url).await }
+    };
+    let r = list("regcred=enabled").await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["kind"], "NamespaceList");
+    assert_eq!(v["apiVersion"], "v1");
+    assert!(v["items"][0].get("kind").is_none(), "list items carry no kind");
+    assert_eq!(names(v), ["team-a"]);
+    assert_eq!(names(list("regcred").await.json()), ["team-a", "team-b"]);
+    assert_eq!(names(list("regcred in (enabled,disabled),tier!=db").await.json()), ["team-a", "team-b"]);
+    assert_eq!(names(list("regcred notin (enabled),kubernetes.io/metadata.name!=default,!foo").await.json()).len(), 5);
+    assert_eq!(names(list("kubernetes.io/metadata.name=team-c").await.json()), ["team-c"]);
+    assert_status(&list("a=b=c").await, 400, "BadRequest");
+
+    // Pagination
+    let r = get(&format!("{}/api/v1/namespaces?limit=2", k.url())).await.json();
+    assert_eq!(r["items"].as_array().unwrap().len(), 2);
+    let cont = r["metadata"]["continue"].as_str().unwrap();
+    let r2 = get(&format!("{}/api/v1/namespaces?limit=10&continue={cont}", k.url())).await.json();
+    assert_eq!(r2["items"].as_array().unwrap().len(), 5);
+    assert!(r2["metadata"].get("continue").is_none());
+}
+
+fn urlenc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn watch_streams_events_from_a_resource_version() {
+    let k = KubeApi::start().await;
+    k.create_namespace("apps", &[("regcred", "enabled")]);
+    let list = get(&format!("{}/api/v1/namespaces/apps/secrets", k.url())).await.json();
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let (status, mut body) = open_stream(&format!(
+        "{}/api/v1/namespaces/apps/secrets?watch=true&resourceVersion={rv}&timeoutSeconds=5",
+        k.url()
+    ))
+    .await;
+    assert_eq!(status, 200);
+    let mut buf = String::new();
+
+    k.put_object("apps", "secrets", json!({"metadata": {"name": "one"}, "stringData": {"a": "1"}}));
+    k.put_object("apps", "secrets", json!({"metadata": {"name": "one"}, "stringData": {"a": "2"}}));
+    k.put_object("default", "secrets", json!({"metadata": {"name": "elsewhere"}}));
+    k.delete_object("apps", "secrets", "one");
+    let evs = read_events(&mut body, &mut buf, 3, Duration::from_secs(5)).await;
+    let types: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ADDED", "MODIFIED", "DELETED"]);
+    assert_eq!(evs[0]["object"]["kind"], "Secret");
+    assert_eq!(evs[1]["object"]["data"]["a"], b64("2"));
+    let rvs: Vec<u64> =
+        evs.iter().map(|e| e["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()).collect();
+    assert!(rvs.windows(2).all(|w| w[0] < w[1]));
+
+    // Resuming from the first event replays the rest.
+    let (_, mut body2) = open_stream(&format!(
+        "{}/api/v1/namespaces/apps/secrets?watch=1&resourceVersion={}&timeoutSeconds=1",
+        k.url(),
+        rvs[0]
+    ))
+    .await;
+    let mut buf2 = String::new();
+    let replay = read_events(&mut body2, &mut buf2, 10, Duration::from_secs(3)).await;
+    assert_eq!(replay.len(), 2, "{replay:?}");
+
+    // A compacted resourceVersion yields an ERROR event with 410 Expired.
+    k.compact();
+    let (status, mut body3) =
+        open_stream(&format!("{}/api/v1/namespaces/apps/secrets?watch=1&resourceVersion={}", k.url(), rvs[0])).await;
+    assert_eq!(status, 200);
+    let mut buf3 = String::new();
+    let ev = read_events(&mut body3, &mut buf3, 1, Duration::from_secs(3)).await;
+    assert_eq!(ev[0]["type"], "ERROR");
+    assert_eq!(ev[0]["object"]["code"], 410);
+    assert_eq!(ev[0]["object"]["reason"], "Expired");
+}
+
+#[tokio::test]
+async fn watch_without_resource_version_and_label_transitions() {
+    let k = KubeApi::start().await;
+    let (_, mut body) = open_stream(&format!(
+        "{}/api/v1/namespaces?watch=true&labelSelector=regcred%3Denabled&timeoutSeconds=5",
+        k.url()
+    ))
+    .await;
+    let mut buf = String::new();
+    k.create_namespace("x", &[]);
+    k.label_namespace("x", &[("regcred", "enabled")]);
+    k.label_namespace("x", &[("regcred", "")]);
+    k.label_namespace("x", &[("regcred", "enabled")]);
+    k.delete_namespace("x");
+    let evs = read_events(&mut body, &mut buf, 5, Duration::from_secs(5)).await;
+    let types: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    // entering the selection is ADDED, leaving it DELETED; deletion goes through Terminating.
+    assert_eq!(types, ["ADDED", "DELETED", "ADDED", "MODIFIED", "DELETED"]);
+    assert_eq!(evs[3]["object"]["status"]["phase"], "Terminating");
+}
+
+#[tokio::test]
+async fn namespace_deletion_deletes_contents() {
+    let k = KubeApi::start().await;
+    k.create_namespace("gone", &[]);
+    let r = json_req("POST", &secrets_url(&k, "gone"), &dockerconfig_secret("s", "{}")).await;
+    assert_eq!(r.status, 201);
+    let r = send("DELETE", &format!("{}/api/v1/namespaces/gone", k.url()), &[], None).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"]["phase"], "Terminating");
+    assert!(k.secret("gone", "s").is_none());
+    assert!(k.namespace("gone").is_none());
+    assert_status(&get(&format!("{}/api/v1/namespaces/gone/secrets/s", k.url())).await, 404, "NotFound");
+    let r = json_req("POST", &secrets_url(&k, "gone"), &dockerconfig_secret("s", "{}")).await;
+    assert_status(&r, 404, "NotFound");
+}
+
+#[tokio::test]
+async fn events_are_validated() {
+    let k = KubeApi::start().await;
+    let url = format!("{}/apis/events.k8s.io/v1/namespaces/default/events", k.url());
+    let r = json_req("POST", &url, &json!({"metadata": {"name": "e1"}})).await;
+    let s = assert_status(&r, 422, "Invalid");
+    assert_eq!(s["details"]["group"], "events.k8s.io");
+    let fields: Vec<&str> =
+        s["details"]["causes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
+    for f in ["eventTime", "type", "reportingController", "reportingInstance", "action", "reason"] {
+        assert!(fields.contains(&f), "{f} missing from {fields:?}");
+    }
+    let ev = json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "gcr-pull.1"},
+        "eventTime": "2025-01-01T00:00:00.000000Z",
+        "reportingController": "regcred.dev/regcred",
+        "reportingInstance": "regcred-abc",
+        "action": "Refresh", "reason": "Refreshed", "type": "Normal",
+        "note": "wrote credentials",
+        "regarding": {"kind": "Secret", "namespace": "default", "name": "gcr-pull", "apiVersion": "v1"},
+    });
+    let r = json_req("POST", &url, &ev).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(k.events("default").len(), 1);
+    assert_eq!(k.events("default")[0]["reason"], "Refreshed");
+    let mut bad = ev.clone();
+    bad["metadata"]["name"] = json!("gcr-pull.2");
+    bad["type"] = json!("Info");
+    let s = assert_status(&json_req("POST", &url, &bad).await, 422, "Invalid");
+    assert_eq!(
+        s["message"],
+        "Event.events.k8s.io \"gcr-pull.2\" is invalid: type: Invalid value: \"\": has invalid value: Info"
+    );
+    let r = get(&url).await.json();
+    assert_eq!(r["kind"], "EventList");
+    assert_eq!(r["apiVersion"], "events.k8s.io/v1");
+}
+
+#[tokio::test]
+async fn auth_discovery_and_unknown_paths() {
+    let k = KubeApi::start_with_token("s3cret").await;
+    let s = assert_status(&get(&format!("{}/api/v1/namespaces", k.url())).await, 401, "Unauthorized");
+    assert_eq!(s["message"], "Unauthorized");
+    let r = send("GET", &format!("{}/api/v1/namespaces", k.url()), &[("authorization", "Bearer s3cret")], None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let r = send("GET", &format!("{}/version", k.url()), &[("authorization", "Bearer s3cret")], None).await.unwrap();
+    assert_eq!(r.json()["major"], "1");
+    let r =
+        send("GET", &format!("{}/api/v1/pods", k.url()), &[("authorization", "Bearer s3cret")], None).await.unwrap();
+    assert_status(&r, 404, "NotFound");
+    let r =
+        send("PUT", &format!("{}/api/v1/secrets", k.url()), &[("authorization", "Bearer s3cret")], None).await.unwrap();
+    assert_status(&r, 405, "MethodNotAllowed");
+    assert_eq!(k.requests().len(), 5);
+    assert_eq!(k.requests()[0].status, 401);
+    assert_eq!(k.requests()[1].path, "/api/v1/namespaces");
+}
