@@ -48,11 +48,35 @@ pub struct CommonArgs {
     #[arg(long, env = "REGCRED_AUTH", value_enum, default_value_t = AuthMode::OAuth)]
     pub auth: AuthMode,
 
-    /// Service-account key (or other Google credentials file). Without it, oauth
-    /// uses GOOGLE_APPLICATION_CREDENTIALS, then gcloud's application-default
-    /// credentials, then the metadata server (GKE Workload Identity; GCE_METADATA_HOST honoured).
+    /// Google credentials file: a service-account key, or an authorized_user,
+    /// impersonated_service_account or external_account (workload identity federation)
+    /// file. Without it, oauth uses GOOGLE_APPLICATION_CREDENTIALS, then gcloud's
+    /// application-default credentials, then the metadata server (GKE Workload
+    /// Identity; GCE_METADATA_HOST honoured).
     #[arg(long, env = "REGCRED_KEY_FILE", value_name = "PATH")]
     pub key_file: Option<PathBuf>,
+
+    /// Service account to impersonate: the token of the credentials found as
+    /// above is traded for this account's token (IAM Credentials
+    /// generateAccessToken). The source identity needs
+    /// roles/iam.serviceAccountTokenCreator on it. oauth only.
+    #[arg(long, env = "REGCRED_IMPERSONATE", value_name = "SERVICE_ACCOUNT_EMAIL")]
+    pub impersonate: Option<String>,
+
+    /// Delegation chain for --impersonate, in order: the source identity may
+    /// impersonate the first, each the next, the last the target. Repeat or comma-separate.
+    #[arg(long, env = "REGCRED_IMPERSONATE_DELEGATES", value_name = "EMAIL", value_delimiter = ',')]
+    pub impersonate_delegates: Vec<String>,
+
+    /// Lifetime of impersonated tokens (--impersonate, and credential files that
+    /// impersonate), in whole seconds up to 12h; over 1h needs the organisation policy
+    /// iam.allowServiceAccountCredentialLifetimeExtension. [default: 1h, or the file's own]
+    #[arg(long, env = "REGCRED_TOKEN_LIFETIME", value_name = "DURATION", value_parser = parse_duration)]
+    pub token_lifetime: Option<Duration>,
+
+    /// IAM Credentials API that --impersonate calls.
+    #[arg(long, env = "REGCRED_IMPERSONATION_ENDPOINT", value_name = "URL", default_value = crate::source::IAM_CREDENTIALS_ENDPOINT)]
+    pub impersonation_endpoint: String,
 
     /// Registry host to write credentials for; repeat or comma-separate.
     /// [default: gcr.io, us.gcr.io, eu.gcr.io, asia.gcr.io, marketplace.gcr.io]
@@ -213,6 +237,18 @@ pub struct Config {
     pub log_level: Option<String>,
     pub admin_addr: Option<SocketAddr>,
     pub rotation_events: bool,
+    /// `--impersonate`: a service account to impersonate on top of the source.
+    pub impersonate: Option<Impersonation>,
+    /// `--token-lifetime`; `None` leaves it to credential files, else 1h.
+    pub token_lifetime: Option<Duration>,
+}
+
+/// `--impersonate` with its delegates and endpoint, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Impersonation {
+    pub target: String,
+    pub delegates: Vec<String>,
+    pub endpoint: String,
 }
 
 impl Config {
@@ -241,6 +277,20 @@ pub enum ConfigError {
     AdminAddr(String),
     #[error("--resync-interval must be at least 1s")]
     ResyncInterval,
+    #[error(
+        "invalid --impersonate {0:?}: expected a service account email such as regcred@PROJECT.iam.gserviceaccount.com"
+    )]
+    ImpersonateTarget(String),
+    #[error("invalid --impersonate-delegates entry {0:?}: expected a service account email")]
+    ImpersonateDelegate(String),
+    #[error("--impersonate-delegates needs --impersonate")]
+    DelegatesWithoutTarget,
+    #[error("--impersonate needs --auth oauth: --auth {0} gives the registry the key itself, not a token")]
+    ImpersonateWithKeyAuth(AuthMode),
+    #[error("invalid --token-lifetime {0}: expected whole seconds from 1s to 12h (43200s)")]
+    TokenLifetime(String),
+    #[error("invalid --impersonation-endpoint {0:?}: expected http(s)://HOST[:PORT]")]
+    ImpersonationEndpoint(String),
 }
 
 impl Cli {
@@ -260,6 +310,7 @@ impl Cli {
         }
         registries.sort();
         registries.dedup();
+        let impersonate = impersonation(&common)?;
 
         let mut config = Config {
             mode,
@@ -280,6 +331,8 @@ impl Cli {
             log_level: common.log.log_level,
             admin_addr: None,
             rotation_events: false,
+            impersonate,
+            token_lifetime: common.token_lifetime.map(token_lifetime).transpose()?,
         };
         if let Some(s) = sinks {
             config.secrets = s.secrets.iter().map(|s| parse_secret_ref(s)).collect::<Result<_, _>>()?;
@@ -306,6 +359,49 @@ impl Cli {
         }
         Ok(config)
     }
+}
+
+/// Validates `--impersonate` and its companions.
+fn impersonation(common: &CommonArgs) -> Result<Option<Impersonation>, ConfigError> {
+    let endpoint = common.impersonation_endpoint.trim_end_matches('/');
+    let host = endpoint.strip_prefix("https://").or_else(|| endpoint.strip_prefix("http://"));
+    if host.is_none_or(|h| h.is_empty() || h.contains('/') || h.contains('?')) {
+        return Err(ConfigError::ImpersonationEndpoint(common.impersonation_endpoint.clone()));
+    }
+    let Some(target) = common.impersonate.as_deref().map(str::trim) else {
+        if !common.impersonate_delegates.is_empty() {
+            return Err(ConfigError::DelegatesWithoutTarget);
+        }
+        return Ok(None);
+    };
+    if !looks_like_email(target) {
+        return Err(ConfigError::ImpersonateTarget(target.to_string()));
+    }
+    if common.auth != AuthMode::OAuth {
+        return Err(ConfigError::ImpersonateWithKeyAuth(common.auth));
+    }
+    let delegates: Vec<String> = common.impersonate_delegates.iter().map(|d| d.trim().to_string()).collect();
+    if let Some(bad) = delegates.iter().find(|d| !looks_like_email(d)) {
+        return Err(ConfigError::ImpersonateDelegate(bad.clone()));
+    }
+    Ok(Some(Impersonation { target: target.to_string(), delegates, endpoint: endpoint.to_string() }))
+}
+
+/// NAME@DOMAIN with a dotted domain, and nothing that would break the API path.
+fn looks_like_email(s: &str) -> bool {
+    let Some((name, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let clean = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b));
+    clean(name) && clean(domain) && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+}
+
+/// IAM Credentials takes whole seconds, at most 12 hours.
+fn token_lifetime(d: Duration) -> Result<Duration, ConfigError> {
+    if d.subsec_nanos() != 0 || d < Duration::from_secs(1) || d > crate::source::MAX_TOKEN_LIFETIME {
+        return Err(ConfigError::TokenLifetime(humantime::format_duration(d).to_string()));
+    }
+    Ok(d)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -409,5 +505,63 @@ mod tests {
         assert!(Cli::try_parse_from(["regcred", "once", "--auth", "password"]).is_err());
         assert!(Cli::try_parse_from(["regcred", "once", "--output-file-mode", "999"]).is_err());
         assert!(Cli::try_parse_from(["regcred", "once", "--refresh-before", "soon"]).is_err());
+    }
+
+    #[test]
+    fn impersonation_flags_are_validated() {
+        let c = parse(&["render"]).unwrap();
+        assert_eq!((c.impersonate, c.token_lifetime), (None, None));
+
+        let c = parse(&[
+            "render",
+            "--impersonate",
+            "pull@p.iam.gserviceaccount.com",
+            "--impersonate-delegates",
+            "a@p.iam.gserviceaccount.com,b@p.iam.gserviceaccount.com",
+            "--token-lifetime",
+            "2h",
+            "--impersonation-endpoint",
+            "http://127.0.0.1:9999/",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.impersonate,
+            Some(Impersonation {
+                target: "pull@p.iam.gserviceaccount.com".into(),
+                delegates: vec!["a@p.iam.gserviceaccount.com".into(), "b@p.iam.gserviceaccount.com".into()],
+                endpoint: "http://127.0.0.1:9999".into(),
+            })
+        );
+        assert_eq!(c.token_lifetime, Some(Duration::from_secs(7200)));
+        let c = parse(&["render", "--impersonate", "pull@p.iam.gserviceaccount.com"]).unwrap();
+        assert_eq!(c.impersonate.unwrap().endpoint, "https://iamcredentials.googleapis.com");
+
+        let err = |args: &[&str]| parse(args).unwrap_err();
+        assert_eq!(err(&["render", "--impersonate", "pull"]), ConfigError::ImpersonateTarget("pull".into()));
+        assert_eq!(err(&["render", "--impersonate", "a/b@c.d"]), ConfigError::ImpersonateTarget("a/b@c.d".into()));
+        assert_eq!(
+            err(&["render", "--impersonate", "a@b.c", "--impersonate-delegates", "x@y.z,nope"]),
+            ConfigError::ImpersonateDelegate("nope".into())
+        );
+        assert_eq!(err(&["render", "--impersonate-delegates", "x@y.z"]), ConfigError::DelegatesWithoutTarget);
+        assert_eq!(
+            err(&["render", "--impersonate", "a@b.c", "--auth", "json-key"]),
+            ConfigError::ImpersonateWithKeyAuth(AuthMode::JsonKey)
+        );
+        assert_eq!(err(&["render", "--token-lifetime", "13h"]), ConfigError::TokenLifetime("13h".into()));
+        assert_eq!(err(&["render", "--token-lifetime", "1500ms"]), ConfigError::TokenLifetime("1s 500ms".into()));
+        assert_eq!(err(&["render", "--token-lifetime", "0s"]), ConfigError::TokenLifetime("0s".into()));
+        assert!(matches!(
+            err(&["render", "--impersonation-endpoint", "iam.local"]),
+            ConfigError::ImpersonationEndpoint(_)
+        ));
+        assert!(matches!(
+            err(&["render", "--impersonation-endpoint", "https://h/v1"]),
+            ConfigError::ImpersonationEndpoint(_)
+        ));
+        assert_eq!(
+            err(&["render", "--impersonate", "a@b.c", "--auth", "json-key-base64"]).to_string(),
+            "--impersonate needs --auth oauth: --auth json-key-base64 gives the registry the key itself, not a token"
+        );
     }
 }

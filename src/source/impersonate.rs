@@ -8,6 +8,7 @@
 //! The wrapper asks its inner source for a fresh token at every mint, so the
 //! impersonated token always gets its full lifetime.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -16,21 +17,24 @@ use http_body_util::Full;
 use hyper::Request;
 use serde::Deserialize;
 
-use super::{google_error_message, Credential, CredentialSource, SourceError, CLOUD_PLATFORM_SCOPE, OAUTH_USERNAME};
+use super::{
+    google_error_message, key_problem, AuthorizedUser, Credential, CredentialSource, ServiceAccountKey, SourceError,
+    CLOUD_PLATFORM_SCOPE, OAUTH_USERNAME,
+};
 use crate::http::HttpClient;
 use crate::secret::Secret;
 
 /// IAM Credentials' public endpoint.
-pub const DEFAULT_ENDPOINT: &str = "https://iamcredentials.googleapis.com";
+pub const IAM_CREDENTIALS_ENDPOINT: &str = "https://iamcredentials.googleapis.com";
 
 /// What IAM Credentials issues when no lifetime is asked for, and what
 /// Google's libraries ask for.
-pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// The longest lifetime IAM Credentials grants, and only where the
 /// organisation policy `iam.allowServiceAccountCredentialLifetimeExtension`
 /// allows more than an hour.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 const STEP: &str = "impersonating the service account";
 
@@ -48,7 +52,7 @@ pub struct Impersonated {
 
 impl Impersonated {
     /// Impersonates `target` through the IAM Credentials API at `endpoint`
-    /// (scheme and host, such as [`DEFAULT_ENDPOINT`]).
+    /// (scheme and host, such as [`IAM_CREDENTIALS_ENDPOINT`]).
     pub fn new(
         inner: Arc<dyn CredentialSource>,
         target: &str,
@@ -57,7 +61,8 @@ impl Impersonated {
         endpoint: &str,
         http: HttpClient,
     ) -> Self {
-        let url = format!("{}/v1/projects/-/serviceAccounts/{target}:generateAccessToken", endpoint.trim_end_matches('/'));
+        let url =
+            format!("{}/v1/projects/-/serviceAccounts/{target}:generateAccessToken", endpoint.trim_end_matches('/'));
         Self {
             inner,
             target: target.to_string(),
@@ -88,6 +93,52 @@ impl Impersonated {
             http,
         })
     }
+}
+
+#[derive(Deserialize)]
+struct ImpersonatedFile {
+    service_account_impersonation_url: Option<String>,
+    source_credentials: Option<serde_json::Value>,
+    delegates: Option<Vec<String>>,
+}
+
+/// Builds the source an `impersonated_service_account` file describes (what
+/// `gcloud auth application-default login --impersonate-service-account`
+/// writes). The nested `source_credentials` stay in memory.
+pub(crate) fn from_impersonated_file(
+    path: &Path,
+    text: &str,
+    lifetime: Duration,
+    http: &HttpClient,
+) -> Result<Arc<dyn CredentialSource>, SourceError> {
+    let f: ImpersonatedFile = serde_json::from_str(text)
+        .map_err(|e| key_problem(path, format!("not a valid impersonated_service_account file ({e})")))?;
+    let url = f
+        .service_account_impersonation_url
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| key_problem(path, "missing field `service_account_impersonation_url`".into()))?;
+    let nested = f.source_credentials.ok_or_else(|| key_problem(path, "missing field `source_credentials`".into()))?;
+    let label = PathBuf::from(format!("{} (source_credentials)", path.display()));
+    let nested_text = nested.to_string();
+    let inner: Arc<dyn CredentialSource> = match nested["type"].as_str() {
+        Some("service_account") => Arc::new(ServiceAccountKey::embedded(&label, &nested_text, http.clone())?),
+        Some("authorized_user") => Arc::new(AuthorizedUser::embedded(&label, &nested_text, http.clone())?),
+        Some(other) => {
+            return Err(key_problem(
+                path,
+                format!("source_credentials of type {other:?} are not supported; use a service_account key or authorized_user credentials"),
+            ))
+        }
+        None => return Err(key_problem(path, "source_credentials has no field `type`".into())),
+    };
+    let delegates = f.delegates.unwrap_or_default();
+    let imp = Impersonated::with_url(inner, &url, &delegates, lifetime, http.clone()).ok_or_else(|| {
+        key_problem(
+            path,
+            format!("field `service_account_impersonation_url` {url:?} is not a generateAccessToken URL (https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/EMAIL:generateAccessToken)"),
+        )
+    })?;
+    Ok(Arc::new(imp))
 }
 
 /// The service-account email in a `.../serviceAccounts/EMAIL:generateAccessToken` URL.
@@ -131,7 +182,12 @@ struct GenerateAccessTokenResponse {
 
 /// Turns IAM Credentials' answer into a credential, or into an error that
 /// carries Google's text (never the token).
-fn token_from(url: &str, status: hyper::StatusCode, headers: &hyper::HeaderMap, body: &[u8]) -> Result<Credential, SourceError> {
+fn token_from(
+    url: &str,
+    status: hyper::StatusCode,
+    headers: &hyper::HeaderMap,
+    body: &[u8],
+) -> Result<Credential, SourceError> {
     if !status.is_success() {
         let mut message = google_error_message(body, status);
         if status == hyper::StatusCode::FORBIDDEN {
@@ -147,7 +203,8 @@ fn token_from(url: &str, status: hyper::StatusCode, headers: &hyper::HeaderMap, 
             retry_after: crate::http::retry_after(headers),
         });
     }
-    let bad = |problem: &str| SourceError::BadResponse { step: STEP, url: url.to_string(), problem: problem.to_string() };
+    let bad =
+        |problem: &str| SourceError::BadResponse { step: STEP, url: url.to_string(), problem: problem.to_string() };
     let parsed: GenerateAccessTokenResponse = serde_json::from_slice(body).map_err(|_| bad("not the expected JSON"))?;
     let token = parsed.access_token.filter(|t| !t.is_empty()).ok_or_else(|| bad("no accessToken"))?;
     let expire_time = parsed.expire_time.ok_or_else(|| bad("no expireTime"))?;
@@ -190,7 +247,9 @@ impl CredentialSource for Impersonated {
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .header(hyper::header::AUTHORIZATION, format!("Bearer {}", source.password.expose()))
             .body(Full::new(Bytes::from(request_body(&self.delegates, self.lifetime))))
-            .map_err(|_| SourceError::Unsupported(format!("the impersonation URL {:?} is not a valid URL", self.url)))?;
+            .map_err(|_| {
+                SourceError::Unsupported(format!("the impersonation URL {:?} is not a valid URL", self.url))
+            })?;
         let resp = self.http.send(req).await.map_err(|source| SourceError::Http { step: STEP, source })?;
         token_from(&self.url, resp.status, &resp.headers, &resp.body)
     }
@@ -206,12 +265,17 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&request_body(&[], Duration::from_secs(3600))).unwrap();
         assert_eq!(body, serde_json::json!({"scope": [CLOUD_PLATFORM_SCOPE], "lifetime": "3600s"}));
 
-        let delegates = vec![delegate_name("a@p.iam.gserviceaccount.com"), delegate_name("projects/-/serviceAccounts/b@p")];
-        let body: serde_json::Value = serde_json::from_str(&request_body(&delegates, Duration::from_secs(600))).unwrap();
+        let delegates =
+            vec![delegate_name("a@p.iam.gserviceaccount.com"), delegate_name("projects/-/serviceAccounts/b@p")];
+        let body: serde_json::Value =
+            serde_json::from_str(&request_body(&delegates, Duration::from_secs(600))).unwrap();
         assert_eq!(body["lifetime"], "600s");
         assert_eq!(
             body["delegates"],
-            serde_json::json!(["projects/-/serviceAccounts/a@p.iam.gserviceaccount.com", "projects/-/serviceAccounts/b@p"])
+            serde_json::json!([
+                "projects/-/serviceAccounts/a@p.iam.gserviceaccount.com",
+                "projects/-/serviceAccounts/b@p"
+            ])
         );
     }
 
@@ -229,9 +293,49 @@ mod tests {
     fn flag_endpoint_builds_the_api_url() {
         let http = HttpClient::new(Duration::from_secs(1)).unwrap();
         let inner: Arc<dyn CredentialSource> = Arc::new(super::super::MetadataServer::from_env(http.clone()));
-        let imp = Impersonated::new(inner, "sa@p.iam", &[], DEFAULT_LIFETIME, "http://127.0.0.1:8/", http);
+        let imp = Impersonated::new(inner, "sa@p.iam", &[], DEFAULT_TOKEN_LIFETIME, "http://127.0.0.1:8/", http);
         assert_eq!(imp.url, "http://127.0.0.1:8/v1/projects/-/serviceAccounts/sa@p.iam:generateAccessToken");
         assert!(imp.describe().ends_with(", impersonating sa@p.iam"), "{}", imp.describe());
+    }
+
+    fn imp_file(source_credentials: serde_json::Value) -> String {
+        serde_json::json!({
+            "type": "impersonated_service_account",
+            "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/pull@p.iam.gserviceaccount.com:generateAccessToken",
+            "delegates": ["d@p.iam.gserviceaccount.com"],
+            "source_credentials": source_credentials,
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn impersonated_service_account_files_build_from_memory() {
+        let http = HttpClient::new(Duration::from_secs(1)).unwrap();
+        let path = Path::new("/home/u/.config/gcloud/application_default_credentials.json");
+        let user = serde_json::json!({"type": "authorized_user", "client_id": "i", "client_secret": "s", "refresh_token": "r"});
+        let source = from_impersonated_file(path, &imp_file(user), DEFAULT_TOKEN_LIFETIME, &http).unwrap();
+        assert_eq!(
+            source.describe(),
+            format!(
+                "authorized_user file {} (source_credentials), impersonating pull@p.iam.gserviceaccount.com",
+                path.display()
+            )
+        );
+
+        let err =
+            |text: &str| from_impersonated_file(path, text, DEFAULT_TOKEN_LIFETIME, &http).err().unwrap().to_string();
+        let key = serde_json::json!({"type": "service_account", "client_email": "a@p.iam.gserviceaccount.com"});
+        assert_eq!(
+            err(&imp_file(key)),
+            format!("key file {} (source_credentials): missing field `private_key`; download a new JSON key for the service account", path.display())
+        );
+        assert!(err(&imp_file(serde_json::json!({"type": "external_account"})))
+            .contains("source_credentials of type \"external_account\" are not supported"));
+        assert!(err(&imp_file(serde_json::json!({}))).contains("source_credentials has no field `type`"));
+        assert!(err(r#"{"type":"impersonated_service_account","source_credentials":{}}"#)
+            .contains("missing field `service_account_impersonation_url`"));
+        assert!(err(r#"{"type":"impersonated_service_account","service_account_impersonation_url":"https://x/y"}"#)
+            .contains("missing field `source_credentials`"));
     }
 
     #[test]

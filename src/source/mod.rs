@@ -5,6 +5,8 @@
 //! Google's client libraries do.
 
 mod authorized_user;
+mod external_account;
+mod impersonate;
 mod json_key;
 mod metadata;
 mod service_account;
@@ -21,6 +23,8 @@ use crate::http::{HttpClient, HttpError, Response};
 use crate::secret::Secret;
 
 pub use authorized_user::AuthorizedUser;
+pub use external_account::ExternalAccount;
+pub use impersonate::{Impersonated, DEFAULT_TOKEN_LIFETIME, IAM_CREDENTIALS_ENDPOINT, MAX_TOKEN_LIFETIME};
 pub use json_key::JsonKey;
 pub use metadata::MetadataServer;
 pub use service_account::ServiceAccountKey;
@@ -66,6 +70,14 @@ pub enum SourceError {
     },
     #[error("no Google credentials found: {0}")]
     NotFound(String),
+    /// The external identity's token (workload identity federation) could
+    /// not be read. Retryable: the provider rewrites it (Kubernetes rotates
+    /// projected tokens); at start-up the same problem stops regcred.
+    #[error("reading the subject token from {origin}: {problem} (credential_source in {})", config.display())]
+    SubjectToken { origin: String, config: PathBuf, problem: String },
+    /// A combination regcred cannot serve.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl SourceError {
@@ -73,7 +85,8 @@ impl SourceError {
     /// (other than 408/429) will not fix themselves.
     pub fn is_retryable(&self) -> bool {
         match self {
-            SourceError::KeyFile { .. } | SourceError::NotFound(_) => false,
+            SourceError::KeyFile { .. } | SourceError::NotFound(_) | SourceError::Unsupported(_) => false,
+            SourceError::SubjectToken { .. } => true,
             SourceError::Endpoint { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             SourceError::BadResponse { .. } | SourceError::Http { .. } => true,
         }
@@ -98,6 +111,8 @@ impl SourceError {
             SourceError::Http { source: HttpError::Timeout { .. }, .. } => "timeout",
             SourceError::Http { .. } => "transport",
             SourceError::NotFound(_) => "not_found",
+            SourceError::SubjectToken { .. } => "subject_token",
+            SourceError::Unsupported(_) => "unsupported",
         }
     }
 }
@@ -107,7 +122,17 @@ impl SourceError {
 /// Order for `--auth oauth` without `--key-file`, as in Google's libraries:
 /// `GOOGLE_APPLICATION_CREDENTIALS`, then gcloud's application-default
 /// credentials file, then the metadata server (GKE Workload Identity).
+/// `--impersonate` wraps whichever source that finds.
 pub fn discover(config: &Config, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
+    let source = discover_base(config, http)?;
+    let Some(imp) = &config.impersonate else {
+        return Ok(source);
+    };
+    let lifetime = config.token_lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
+    Ok(Arc::new(Impersonated::new(source, &imp.target, &imp.delegates, lifetime, &imp.endpoint, http.clone())))
+}
+
+fn discover_base(config: &Config, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
     let env_file = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|v| !v.is_empty()).map(PathBuf::from);
     match config.auth {
         AuthMode::JsonKey | AuthMode::JsonKeyBase64 => {
@@ -121,10 +146,10 @@ pub fn discover(config: &Config, http: &HttpClient) -> Result<Arc<dyn Credential
         }
         AuthMode::OAuth => {
             if let Some(path) = config.key_file.clone().or(env_file) {
-                return from_credentials_file(&path, http);
+                return from_credentials_file(&path, config, http);
             }
             if let Some(path) = gcloud_adc_file().filter(|p| p.is_file()) {
-                return from_credentials_file(&path, http);
+                return from_credentials_file(&path, config, http);
             }
             Ok(Arc::new(MetadataServer::from_env(http.clone())))
         }
@@ -147,15 +172,24 @@ struct FileType {
 }
 
 /// Reads a credentials file and picks the source its `type` names.
-fn from_credentials_file(path: &Path, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
+fn from_credentials_file(
+    path: &Path,
+    config: &Config,
+    http: &HttpClient,
+) -> Result<Arc<dyn CredentialSource>, SourceError> {
     let text = read_key_file(path)?;
     let kind: FileType = serde_json::from_str(&text).map_err(|e| key_problem(path, format!("not valid JSON ({e})")))?;
     match kind.kind.as_deref() {
         Some("service_account") => Ok(Arc::new(ServiceAccountKey::parse(path, &text, http.clone())?)),
         Some("authorized_user") => Ok(Arc::new(AuthorizedUser::parse(path, &text, http.clone())?)),
+        Some("impersonated_service_account") => {
+            let lifetime = config.token_lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
+            impersonate::from_impersonated_file(path, &text, lifetime, http)
+        }
+        Some("external_account") => external_account::from_file(path, &text, config.token_lifetime, http),
         Some(other) => Err(key_problem(
             path,
-            format!("credential type {other:?} is not supported; use a service_account key, an authorized_user file, or the metadata server"),
+            format!("credential type {other:?} is not supported; use a service_account key, an authorized_user, impersonated_service_account or external_account file, or the metadata server"),
         )),
         None => Err(key_problem(path, "missing field `type`".into())),
     }
