@@ -9,6 +9,7 @@ use tracing::info;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, Mode};
 use crate::events::Events;
+use crate::fanout::FanOut;
 use crate::health::Health;
 use crate::http::{HttpClient, HttpError};
 use crate::metrics::Metrics;
@@ -59,8 +60,11 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     info!(source = %source.describe(), registries = config.registries.len(), "credential source");
 
     let metrics = Arc::new(Metrics::new());
-    let (sinks, kube_client) = build_sinks(&config).await?;
-    let events = kube_client.map(|client| Arc::new(Events::new(client, config.rotation_events)));
+    let (mut sinks, kube_client) = build_sinks(&config).await?;
+    let events = kube_client.clone().map(|client| Arc::new(Events::new(client, config.rotation_events)));
+    if let (Some(fan_out), Some(client)) = (config.fan_out.clone(), kube_client) {
+        sinks.push(NamedSink { sink: Box::new(FanOut::start(client, fan_out, events.clone())), kind: "fanout" });
+    }
     // Ready until a credential is this far past its refresh point: half the
     // refresh margin, so /readyz fails well before the credential expires.
     let grace = config.timing.refresh_before / 2;
@@ -110,7 +114,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
 async fn build_sinks(config: &Config) -> Result<(Vec<NamedSink>, Option<kube::Client>), AppError> {
     let mut sinks = Vec::new();
     let mut kube_client = None;
-    if !config.secrets.is_empty() {
+    if !config.secrets.is_empty() || config.fan_out.is_some() {
         let mut kube_config = kube::Config::infer().await.map_err(|e| AppError::Kubeconfig(e.to_string()))?;
         kube_config.connect_timeout = Some(config.request_timeout);
         kube_config.read_timeout = Some(config.request_timeout);

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::fanout::{FanOutConfig, Pattern, Selection, ServiceAccountPatching, DEFAULT_EXCLUDES};
 use crate::registry::{InvalidHost, RegistryHost};
 
 /// regcred keeps Kubernetes image-pull credentials for Google's container
@@ -146,10 +147,70 @@ pub struct SinkArgs {
     #[arg(long, env = "REGCRED_ROTATION_EVENTS")]
     pub rotation_events: bool,
 
+    #[command(flatten)]
+    pub fan_out: FanOutArgs,
+
     /// Address of the admin server (/livez, /readyz, /metrics). Default
     /// 0.0.0.0:8080 for `run`; off for `once` unless given. `off` disables it.
     #[arg(long, env = "REGCRED_ADMIN_ADDR", value_name = "ADDR")]
     pub admin_addr: Option<String>,
+}
+
+/// Namespace fan-out: the same Secret (`--secret NAME`) in many namespaces.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Namespace fan-out")]
+pub struct FanOutArgs {
+    /// Write `--secret NAME` into this namespace; repeat or comma-separate.
+    #[arg(long = "namespace", env = "REGCRED_NAMESPACE", value_name = "NAME", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// Write `--secret NAME` into every namespace whose labels match this
+    /// selector (for example `regcred=enabled`), including ones created later.
+    #[arg(long, env = "REGCRED_NAMESPACE_SELECTOR", value_name = "SELECTOR")]
+    pub namespace_selector: Option<String>,
+
+    /// Write `--secret NAME` into every namespace, including ones created later.
+    #[arg(long, env = "REGCRED_ALL_NAMESPACES")]
+    pub all_namespaces: bool,
+
+    /// Skip namespaces matching this name or glob (`*`, `?`) under
+    /// --all-namespaces or --namespace-selector; repeat or comma-separate.
+    /// kube-system, kube-public and kube-node-lease are always skipped there.
+    #[arg(
+        long = "exclude-namespace",
+        env = "REGCRED_EXCLUDE_NAMESPACE",
+        value_name = "PATTERN",
+        value_delimiter = ','
+    )]
+    pub exclude_namespaces: Vec<String>,
+
+    /// Delete the regcred-managed Secret from a namespace that stops matching
+    /// --namespace-selector. Secrets regcred does not manage are never touched.
+    #[arg(long, env = "REGCRED_PRUNE")]
+    pub prune: bool,
+
+    /// Add the Secret to this ServiceAccount's imagePullSecrets in every
+    /// selected namespace (for example `default`); repeat or comma-separate.
+    #[arg(
+        long = "patch-service-account",
+        env = "REGCRED_PATCH_SERVICE_ACCOUNT",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub patch_service_accounts: Vec<String>,
+
+    /// Add the Secret to the imagePullSecrets of every ServiceAccount annotated
+    /// `regcred.dev/image-pull-secret: "true"` in the selected namespaces.
+    #[arg(long, env = "REGCRED_PATCH_ANNOTATED_SERVICE_ACCOUNTS")]
+    pub patch_annotated_service_accounts: bool,
+
+    /// Most Kubernetes writes in flight at once.
+    #[arg(long, env = "REGCRED_MAX_CONCURRENT_WRITES", value_name = "N", default_value_t = 16)]
+    pub max_concurrent_writes: usize,
+
+    /// Most Kubernetes requests per second during fan-out (0: no limit).
+    #[arg(long, env = "REGCRED_MAX_REQUESTS_PER_SECOND", value_name = "N", default_value_t = 100)]
+    pub max_requests_per_second: u32,
 }
 
 /// Logging flags.
@@ -237,6 +298,8 @@ pub struct Config {
     pub log_level: Option<String>,
     pub admin_addr: Option<SocketAddr>,
     pub rotation_events: bool,
+    /// Namespace fan-out, when asked for; `secrets` is then empty.
+    pub fan_out: Option<FanOutConfig>,
     /// `--impersonate`: a service account to impersonate on top of the source.
     pub impersonate: Option<Impersonation>,
     /// `--token-lifetime`; `None` leaves it to credential files, else 1h.
@@ -277,6 +340,12 @@ pub enum ConfigError {
     AdminAddr(String),
     #[error("--resync-interval must be at least 1s")]
     ResyncInterval,
+    #[error("{0}")]
+    FanOut(&'static str),
+    #[error("invalid --namespace {0:?}: expected a lower-case DNS label")]
+    Namespace(String),
+    #[error("invalid --patch-service-account {0:?}: expected a ServiceAccount name")]
+    ServiceAccount(String),
     #[error(
         "invalid --impersonate {0:?}: expected a service account email such as regcred@PROJECT.iam.gserviceaccount.com"
     )]
@@ -331,6 +400,7 @@ impl Cli {
             log_level: common.log.log_level,
             admin_addr: None,
             rotation_events: false,
+            fan_out: None,
             impersonate,
             token_lifetime: common.token_lifetime.map(token_lifetime).transpose()?,
         };
@@ -343,7 +413,12 @@ impl Cli {
             config.output_files = s.output_files;
             config.output_file_mode = s.output_file_mode;
             config.rotation_events = s.rotation_events;
-            if config.secrets.is_empty() && config.output_files.is_empty() {
+            config.fan_out =
+                fan_out(&s.fan_out, &config.secrets, config.secret_type(), &config.secret_key, common.request_timeout)?;
+            if config.fan_out.is_some() {
+                config.secrets.clear();
+            }
+            if config.secrets.is_empty() && config.output_files.is_empty() && config.fan_out.is_none() {
                 return Err(ConfigError::NoSink);
             }
             if s.resync_interval < Duration::from_secs(1) {
@@ -359,6 +434,88 @@ impl Cli {
         }
         Ok(config)
     }
+}
+
+/// Validates the fan-out flags: one bare `--secret NAME`, one way of choosing
+/// namespaces, and the options that only make sense with them.
+fn fan_out(
+    args: &FanOutArgs,
+    secrets: &[SecretTarget],
+    secret_type: &'static str,
+    key: &str,
+    timeout: Duration,
+) -> Result<Option<FanOutConfig>, ConfigError> {
+    let ways = [!args.namespaces.is_empty(), args.namespace_selector.is_some(), args.all_namespaces];
+    let needs_fan_out = args.prune
+        || !args.patch_service_accounts.is_empty()
+        || args.patch_annotated_service_accounts
+        || !args.exclude_namespaces.is_empty();
+    match ways.iter().filter(|w| **w).count() {
+        0 if needs_fan_out => return Err(ConfigError::FanOut("--exclude-namespace, --prune and --patch-service-account(s) need --namespace, --namespace-selector or --all-namespaces")),
+        0 => return Ok(None),
+        1 => {}
+        _ => return Err(ConfigError::FanOut("give only one of --namespace, --namespace-selector and --all-namespaces")),
+    }
+    let secret_name = match secrets {
+        [SecretTarget { namespace: None, name }] => name.clone(),
+        _ => {
+            return Err(ConfigError::FanOut(
+                "with namespace fan-out give exactly one --secret NAME, without a namespace",
+            ))
+        }
+    };
+    if args.prune && args.namespace_selector.is_none() {
+        return Err(ConfigError::FanOut(
+            "--prune acts on namespaces that stop matching --namespace-selector; use it with --namespace-selector",
+        ));
+    }
+    if !args.exclude_namespaces.is_empty() && !args.namespaces.is_empty() {
+        return Err(ConfigError::FanOut(
+            "--exclude-namespace applies to --all-namespaces and --namespace-selector, not to --namespace",
+        ));
+    }
+    for ns in &args.namespaces {
+        if !is_dns_label(ns) {
+            return Err(ConfigError::Namespace(ns.clone()));
+        }
+    }
+    for sa in &args.patch_service_accounts {
+        if !is_dns_subdomain(sa) {
+            return Err(ConfigError::ServiceAccount(sa.clone()));
+        }
+    }
+    if args.max_concurrent_writes == 0 {
+        return Err(ConfigError::FanOut("--max-concurrent-writes must be at least 1"));
+    }
+    let excludes = || {
+        DEFAULT_EXCLUDES
+            .iter()
+            .map(|p| Pattern::new(p))
+            .chain(args.exclude_namespaces.iter().map(|p| Pattern::new(p)))
+            .collect()
+    };
+    let selection = match &args.namespace_selector {
+        Some(sel) if sel.trim().is_empty() => {
+            return Err(ConfigError::FanOut("--namespace-selector is empty; use --all-namespaces for every namespace"))
+        }
+        Some(sel) => Selection::Labels { selector: sel.clone(), excludes: excludes() },
+        None if args.all_namespaces => Selection::All { excludes: excludes() },
+        None => Selection::Names(args.namespaces.clone()),
+    };
+    Ok(Some(FanOutConfig {
+        selection,
+        secret_name,
+        key: key.to_string(),
+        secret_type,
+        prune: args.prune,
+        service_accounts: ServiceAccountPatching {
+            names: args.patch_service_accounts.clone(),
+            annotated: args.patch_annotated_service_accounts,
+        },
+        max_concurrent_writes: args.max_concurrent_writes,
+        writes_per_second: args.max_requests_per_second,
+        timeout,
+    }))
 }
 
 /// Validates `--impersonate` and its companions.

@@ -5,7 +5,8 @@
 //! - [`config`]: the command line, parsed once into a validated `Config`;
 //! - [`source`]: where credentials come from (key file, metadata server, ...);
 //! - [`render`]: the Docker `config.json` auths document;
-//! - [`sink`]: where it is written (Kubernetes Secrets, files);
+//! - [`sink`]: where it is written (Kubernetes Secrets, files), and
+//!   [`fanout`]: the same Secret in every selected namespace;
 //! - [`refresh`] and [`schedule`]: the loop and its timing arithmetic;
 //! - [`admin`], [`health`], [`metrics`], [`events`], [`telemetry`]: what operators see;
 //! - [`app`]: the wiring.
@@ -14,6 +15,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod events;
+pub mod fanout;
 pub mod health;
 pub mod http;
 pub mod metrics;

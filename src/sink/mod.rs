@@ -43,8 +43,8 @@ pub trait Sink: Send + Sync {
 /// Why a write failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("{sink}: forbidden: regcred's service account cannot `{verb}` secrets/{name} in namespace {namespace}; grant it with a Role (verbs get, create, update, patch on secrets)")]
-    Forbidden { sink: String, verb: &'static str, name: String, namespace: String },
+    #[error("{sink}: forbidden: regcred's service account cannot `{verb}` {resource} in namespace {namespace}; grant it with a Role")]
+    Forbidden { sink: String, verb: &'static str, resource: String, namespace: String },
     #[error("{sink}: namespace {namespace} does not exist")]
     NamespaceNotFound { sink: String, namespace: String },
     #[error("{sink}: the existing Secret has type {found}, but --secret-key {key} needs type {wanted}; a Secret's type cannot be changed: delete the Secret (regcred recreates it) or choose another --secret-key")]
@@ -61,6 +61,8 @@ pub enum SinkError {
     Timeout { sink: String, timeout: std::time::Duration },
     #[error("{sink}: {message}")]
     Io { sink: String, message: String },
+    #[error("{sink}: {failed} of {total} namespaces failed, for example {first}")]
+    Partial { sink: String, failed: usize, total: usize, first: String, retryable: bool },
 }
 
 impl SinkError {
@@ -76,6 +78,7 @@ impl SinkError {
             | SinkError::Transport { .. }
             | SinkError::Timeout { .. }
             | SinkError::Io { .. } => true,
+            SinkError::Partial { retryable, .. } => *retryable,
         }
     }
 
@@ -100,6 +103,7 @@ impl SinkError {
             SinkError::Transport { .. } => "transport",
             SinkError::Timeout { .. } => "timeout",
             SinkError::Io { .. } => "io",
+            SinkError::Partial { .. } => "partial",
         }
     }
 }

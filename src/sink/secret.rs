@@ -68,7 +68,7 @@ impl SecretSink {
                     (403, _) => SinkError::Forbidden {
                         sink,
                         verb,
-                        name: self.secret_name.clone(),
+                        resource: format!("secrets/{}", self.secret_name),
                         namespace: self.namespace.clone(),
                     },
                     (404, "create") => SinkError::NamespaceNotFound { sink, namespace: self.namespace.clone() },

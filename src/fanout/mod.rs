@@ -1,0 +1,666 @@
+//! Namespace fan-out: one pull Secret in every selected namespace.
+//!
+//! [`FanOut`] is a [`Sink`] like any other, so the refresh loop still mints
+//! once per cycle and hands it one document. Behind it, two watches keep a
+//! small in-memory picture of the cluster: the selected namespaces (names
+//! only) and, for each, the managed Secret's `resourceVersion` and a hash of
+//! the key regcred owns. With that picture:
+//! - a cycle writes only the Secrets whose content differs, one request each
+//!   (a merge patch carrying the `resourceVersion` it read, or a create);
+//! - a new namespace, or a Secret deleted or edited by someone else, is
+//!   written within moments of the watch event, not at the next cycle.
+//!
+//! Writes run in parallel up to `--max-concurrent-writes` and are spaced by
+//! a client-side rate limit, so a 10,000-namespace cluster is not hammered.
+
+mod selection;
+mod service_accounts;
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine as _;
+use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Secret};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::{debug, info, warn};
+
+pub use selection::{Pattern, Selection, DEFAULT_EXCLUDES};
+pub use service_accounts::ServiceAccountPatching;
+
+use crate::events::{Events, Failure};
+use crate::render::AuthsDocument;
+use crate::sink::{Sink, SinkError, WriteOutcome, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+
+/// Conflicts tolerated in one namespace write before it counts as failed.
+const MAX_CONFLICTS: u32 = 5;
+
+/// How long a cycle waits for the watches' first complete listing.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The fan-out flags, validated.
+#[derive(Clone, Debug)]
+pub struct FanOutConfig {
+    pub selection: Selection,
+    pub secret_name: String,
+    pub key: String,
+    pub secret_type: &'static str,
+    pub prune: bool,
+    pub service_accounts: ServiceAccountPatching,
+    pub max_concurrent_writes: usize,
+    pub writes_per_second: u32,
+    pub timeout: Duration,
+}
+
+/// What the watch last saw of the managed Secret in one namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Seen {
+    resource_version: String,
+    type_: String,
+    managed: bool,
+    /// Hash of the owned key's bytes plus the expiry annotation.
+    content: Option<u64>,
+}
+
+/// The document being distributed.
+struct Published {
+    doc_b64: String,
+    expires_at: Option<String>,
+    content: u64,
+}
+
+struct Shared {
+    client: Client,
+    config: FanOutConfig,
+    namespaces: Mutex<BTreeSet<String>>,
+    secrets: Mutex<HashMap<String, Seen>>,
+    current: Mutex<Option<Arc<Published>>>,
+    /// Namespaces whose ServiceAccounts are known to list the Secret.
+    accounts_done: Mutex<HashSet<String>>,
+    /// Namespaces queued for an immediate write, to coalesce bursts of events.
+    queued: Mutex<HashSet<String>>,
+    queue: mpsc::UnboundedSender<String>,
+    permits: Semaphore,
+    limiter: RateLimiter,
+    /// (namespaces listed, secrets listed)
+    synced: watch::Sender<(bool, bool)>,
+    events: Option<Arc<Events>>,
+    failing: Mutex<HashSet<String>>,
+}
+
+/// Keeps `--secret NAME` fresh in every selected namespace.
+pub struct FanOut {
+    shared: Arc<Shared>,
+    name: String,
+}
+
+impl FanOut {
+    /// Starts the namespace and Secret watches and the worker that handles
+    /// their events. They run until the process exits.
+    pub fn start(client: Client, config: FanOutConfig, events: Option<Arc<Events>>) -> FanOut {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let name = format!("secret {} in selected namespaces", config.secret_name);
+        let shared = Arc::new(Shared {
+            client,
+            permits: Semaphore::new(config.max_concurrent_writes.max(1)),
+            limiter: RateLimiter::new(config.writes_per_second, config.max_concurrent_writes as u32),
+            config,
+            namespaces: Mutex::default(),
+            secrets: Mutex::default(),
+            current: Mutex::default(),
+            accounts_done: Mutex::default(),
+            queued: Mutex::default(),
+            queue: tx,
+            synced: watch::channel((false, false)).0,
+            events,
+            failing: Mutex::default(),
+        });
+        tokio::spawn(watch_namespaces(shared.clone()));
+        tokio::spawn(watch_secrets(shared.clone()));
+        tokio::spawn(work(shared.clone(), rx));
+        FanOut { shared, name }
+    }
+
+    /// The number of selected namespaces (for metrics and tests).
+    pub fn namespace_count(&self) -> usize {
+        self.shared.namespaces.lock().expect("lock").len()
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for FanOut {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn write(&self, doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Result<WriteOutcome, SinkError> {
+        let shared = &self.shared;
+        let published = Arc::new(Published::new(doc, expires_at));
+        *shared.current.lock().expect("lock") = Some(published.clone());
+
+        let mut synced = shared.synced.subscribe();
+        let waited =
+            tokio::time::timeout(SYNC_TIMEOUT, synced.wait_for(|(ns, s)| *ns && *s)).await.is_ok_and(|r| r.is_ok());
+        if !waited {
+            return Err(SinkError::Transport {
+                sink: self.name.clone(),
+                message: "the namespace and Secret watches have not completed their first listing; check the logs for list errors (RBAC: list/watch on namespaces and secrets)".into(),
+            });
+        }
+
+        let targets: Vec<String> = shared.namespaces.lock().expect("lock").iter().cloned().collect();
+        let total = targets.len();
+        let started = Instant::now();
+        let results: Vec<(String, Result<WriteOutcome, SinkError>)> = futures::stream::iter(targets)
+            .map(|ns| {
+                let published = published.clone();
+                async move {
+                    let r = shared.ensure(&ns, &published).await;
+                    (ns, r)
+                }
+            })
+            .buffer_unordered(shared.config.max_concurrent_writes.max(1))
+            .collect()
+            .await;
+
+        let mut changed = 0usize;
+        let mut failures = Vec::new();
+        for (ns, result) in results {
+            match result {
+                Ok(WriteOutcome::Unchanged) => {}
+                Ok(_) => changed += 1,
+                Err(e) => failures.push((ns, e)),
+            }
+        }
+        info!(namespaces = total, changed, failed = failures.len(), took = ?started.elapsed(), "fan-out cycle");
+        match failures.first() {
+            None if changed > 0 => Ok(WriteOutcome::Updated),
+            None => Ok(WriteOutcome::Unchanged),
+            Some((ns, first)) => Err(SinkError::Partial {
+                sink: self.name.clone(),
+                failed: failures.len(),
+                total,
+                first: format!("{ns}: {first}"),
+                retryable: failures.iter().any(|(_, e)| e.is_retryable()),
+            }),
+        }
+    }
+}
+
+impl Published {
+    fn new(doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Self {
+        let expires_at = expires_at.map(|t| humantime::format_rfc3339_seconds(t).to_string());
+        Published {
+            doc_b64: base64::engine::general_purpose::STANDARD.encode(doc.expose_bytes()),
+            content: content_hash(Some(doc.expose_bytes()), expires_at.as_deref()),
+            expires_at,
+        }
+    }
+}
+
+fn content_hash(owned: Option<&[u8]>, expires_at: Option<&str>) -> u64 {
+    let mut h = DefaultHasher::new();
+    owned.hash(&mut h);
+    expires_at.hash(&mut h);
+    h.finish()
+}
+
+impl Shared {
+    fn sink_name(&self, ns: &str) -> String {
+        format!("secret {ns}/{}", self.config.secret_name)
+    }
+
+    fn seen(&self, secret: &Secret) -> Seen {
+        let owned = secret.data.as_ref().and_then(|d| d.get(&self.config.key)).map(|b| b.0.as_slice());
+        let expires =
+            secret.metadata.annotations.as_ref().and_then(|a| a.get(EXPIRES_AT_ANNOTATION)).map(String::as_str);
+        Seen {
+            resource_version: secret.metadata.resource_version.clone().unwrap_or_default(),
+            type_: secret.type_.clone().unwrap_or_else(|| "Opaque".into()),
+            managed: secret
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(MANAGED_BY_LABEL))
+                .is_some_and(|v| v == MANAGED_BY_VALUE),
+            content: owned.map(|o| content_hash(Some(o), expires)),
+        }
+    }
+
+    fn remember(&self, ns: &str, secret: &Secret) {
+        let seen = self.seen(secret);
+        self.secrets.lock().expect("lock").insert(ns.to_string(), seen);
+    }
+
+    fn classify(&self, ns: &str, verb: &'static str, err: kube::Error) -> SinkError {
+        let sink = self.sink_name(ns);
+        match err {
+            kube::Error::Api(s) if s.code == 403 => SinkError::Forbidden {
+                sink,
+                verb,
+                resource: format!("secrets/{}", self.config.secret_name),
+                namespace: ns.to_string(),
+            },
+            kube::Error::Api(s) if s.code == 404 && verb == "create" => {
+                SinkError::NamespaceNotFound { sink, namespace: ns.to_string() }
+            }
+            kube::Error::Api(s) if s.code == 422 || s.code == 400 => {
+                SinkError::Rejected { sink, code: s.code, reason: s.reason.clone(), message: s.message.clone() }
+            }
+            kube::Error::Api(s) => SinkError::Api {
+                sink,
+                code: s.code,
+                reason: s.reason.clone(),
+                message: s.message.clone(),
+                retry_after: None,
+            },
+            other => SinkError::Transport { sink, message: other.to_string() },
+        }
+    }
+
+    /// One request under the concurrency bound, the rate limit and the timeout.
+    async fn call<T>(
+        &self,
+        ns: &str,
+        verb: &'static str,
+        fut: impl std::future::Future<Output = kube::Result<T>>,
+    ) -> Result<T, SinkError> {
+        let _permit = self.permits.acquire().await.expect("semaphore never closed");
+        self.limiter.acquire().await;
+        match tokio::time::timeout(self.config.timeout, fut).await {
+            Ok(r) => r.map_err(|e| self.classify(ns, verb, e)),
+            Err(_) => Err(SinkError::Timeout { sink: self.sink_name(ns), timeout: self.config.timeout }),
+        }
+    }
+
+    /// Makes the Secret in `ns` hold `published`, then the ServiceAccounts.
+    async fn ensure(&self, ns: &str, published: &Published) -> Result<WriteOutcome, SinkError> {
+        let outcome = self.ensure_secret(ns, published).await;
+        self.report(ns, &outcome).await;
+        let outcome = outcome?;
+        if self.config.service_accounts.enabled() && !self.accounts_done.lock().expect("lock").contains(ns) {
+            let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(self.client.clone(), ns);
+            match self.config.service_accounts.patch(self, ns, &api).await {
+                Ok(true) => {
+                    self.accounts_done.lock().expect("lock").insert(ns.to_string());
+                }
+                Ok(false) => debug!(namespace = ns, "a ServiceAccount to patch does not exist yet"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn ensure_secret(&self, ns: &str, published: &Published) -> Result<WriteOutcome, SinkError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let name = &self.config.secret_name;
+        for _ in 0..MAX_CONFLICTS {
+            let seen = self.secrets.lock().expect("lock").get(ns).cloned();
+            match seen {
+                None => {
+                    let secret = self.new_secret(ns, published);
+                    match self.call(ns, "create", api.create(&PostParams::default(), &secret)).await {
+                        Ok(created) => {
+                            self.remember(ns, &created);
+                            return Ok(WriteOutcome::Created);
+                        }
+                        Err(SinkError::Api { code: 409, .. }) => self.refresh_seen(ns, &api).await?,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Some(s) if s.type_ != self.config.secret_type => {
+                    return Err(SinkError::TypeMismatch {
+                        sink: self.sink_name(ns),
+                        found: s.type_,
+                        wanted: self.config.secret_type,
+                        key: self.config.key.clone(),
+                    })
+                }
+                Some(s) if s.managed && s.content == Some(published.content) => return Ok(WriteOutcome::Unchanged),
+                Some(s) => {
+                    // A merge patch keeps every key, label and annotation we do
+                    // not name; the resourceVersion makes it conditional.
+                    let patch = json!({
+                        "metadata": {
+                            "resourceVersion": s.resource_version,
+                            "labels": { MANAGED_BY_LABEL: MANAGED_BY_VALUE },
+                            "annotations": { EXPIRES_AT_ANNOTATION: published.expires_at },
+                        },
+                        "data": { &self.config.key: published.doc_b64 },
+                    });
+                    match self.call(ns, "patch", api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))).await
+                    {
+                        Ok(updated) => {
+                            self.remember(ns, &updated);
+                            return Ok(WriteOutcome::Updated);
+                        }
+                        Err(SinkError::Api { code: 409, .. }) => self.refresh_seen(ns, &api).await?,
+                        Err(SinkError::Api { code: 404, .. }) => {
+                            self.secrets.lock().expect("lock").remove(ns);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Err(SinkError::ConflictStorm { sink: self.sink_name(ns), attempts: MAX_CONFLICTS })
+    }
+
+    /// Re-reads a Secret after a conflict, rather than waiting for the watch.
+    async fn refresh_seen(&self, ns: &str, api: &Api<Secret>) -> Result<(), SinkError> {
+        match self.call(ns, "get", api.get_opt(&self.config.secret_name)).await? {
+            Some(s) => self.remember(ns, &s),
+            None => {
+                self.secrets.lock().expect("lock").remove(ns);
+            }
+        }
+        Ok(())
+    }
+
+    fn new_secret(&self, ns: &str, published: &Published) -> Secret {
+        let mut value = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": self.config.secret_type,
+            "metadata": {
+                "name": self.config.secret_name,
+                "namespace": ns,
+                "labels": { MANAGED_BY_LABEL: MANAGED_BY_VALUE },
+            },
+            "data": { &self.config.key: published.doc_b64 },
+        });
+        if let Some(t) = &published.expires_at {
+            value["metadata"]["annotations"] = json!({ EXPIRES_AT_ANNOTATION: t });
+        }
+        serde_json::from_value(value).expect("a well-formed Secret")
+    }
+
+    /// Events and logs per namespace, once per failing streak.
+    async fn report(&self, ns: &str, outcome: &Result<WriteOutcome, SinkError>) {
+        let object = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Secret".into()),
+            namespace: Some(ns.to_string()),
+            name: Some(self.config.secret_name.clone()),
+            ..Default::default()
+        };
+        match outcome {
+            Ok(o) => {
+                self.failing.lock().expect("lock").remove(ns);
+                if let Some(events) = &self.events {
+                    events.succeeded(&object, Failure::Write, *o != WriteOutcome::Unchanged).await;
+                }
+            }
+            Err(e) => {
+                warn!(namespace = ns, error = %e, "fan-out write failed");
+                self.failing.lock().expect("lock").insert(ns.to_string());
+                if let Some(events) = &self.events {
+                    events.failed(&object, Failure::Write, e.is_retryable(), &e.to_string()).await;
+                }
+            }
+        }
+    }
+
+    /// Asks the worker to write `ns` now (coalescing repeats).
+    fn enqueue(&self, ns: &str) {
+        if self.current.lock().expect("lock").is_none() || !self.namespaces.lock().expect("lock").contains(ns) {
+            return;
+        }
+        if self.queued.lock().expect("lock").insert(ns.to_string()) {
+            let _ = self.queue.send(ns.to_string());
+        }
+    }
+
+    /// Removes the managed Secret from a namespace that no longer matches.
+    async fn prune(&self, ns: &str) {
+        let seen = self.secrets.lock().expect("lock").get(ns).cloned();
+        let Some(seen) = seen.filter(|s| s.managed) else { return };
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        // The precondition makes sure we delete the Secret we saw regcred
+        // manage, not one someone has since replaced.
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { resource_version: Some(seen.resource_version), uid: None }),
+            ..Default::default()
+        };
+        match self.call(ns, "delete", api.delete(&self.config.secret_name, &params)).await {
+            Ok(_) => info!(namespace = ns, "pruned the Secret from a namespace that no longer matches"),
+            Err(e) => warn!(namespace = ns, error = %e, "cannot prune"),
+        }
+    }
+}
+
+/// Handles namespaces queued by watch events, retrying failures with backoff.
+async fn work(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<String>) {
+    let attempts: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    while let Some(ns) = rx.recv().await {
+        let shared = shared.clone();
+        let attempts = attempts.clone();
+        tokio::spawn(async move {
+            shared.queued.lock().expect("lock").remove(&ns);
+            let Some(published) = shared.current.lock().expect("lock").clone() else { return };
+            if !shared.namespaces.lock().expect("lock").contains(&ns) {
+                return;
+            }
+            match shared.ensure(&ns, &published).await {
+                Ok(_) => {
+                    attempts.lock().expect("lock").remove(&ns);
+                }
+                Err(e) if e.is_retryable() => {
+                    let n = {
+                        let mut a = attempts.lock().expect("lock");
+                        let n = a.entry(ns.clone()).or_insert(0);
+                        *n += 1;
+                        *n
+                    };
+                    let delay = crate::schedule::backoff(n - 1, fastrand::f64(), e.retry_after());
+                    tokio::time::sleep(delay).await;
+                    shared.enqueue(&ns);
+                }
+                Err(_) => {}
+            }
+        });
+    }
+}
+
+/// Watches namespaces; keeps the selected set and queues new ones.
+async fn watch_namespaces(shared: Arc<Shared>) {
+    let api: Api<Namespace> = Api::all(shared.client.clone());
+    let mut config = watcher::Config::default().page_size(500);
+    if let Some(selector) = shared.config.selection.label_selector() {
+        config = config.labels(selector);
+    }
+    let mut relisted: Option<BTreeSet<String>> = None;
+    let mut stream = watcher(api, config).boxed();
+    loop {
+        let event = match stream.try_next().await {
+            Ok(Some(e)) => e,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(error = %e, "namespace watch failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        match event {
+            watcher::Event::Init => relisted = Some(BTreeSet::new()),
+            watcher::Event::InitApply(ns) => {
+                if let (Some(set), Some(name)) = (relisted.as_mut(), selected_name(&shared, &ns)) {
+                    set.insert(name);
+                }
+            }
+            watcher::Event::InitDone => {
+                let set = relisted.take().unwrap_or_default();
+                let added: Vec<String> = {
+                    let mut current = shared.namespaces.lock().expect("lock");
+                    let added = set.difference(&current).cloned().collect();
+                    *current = set;
+                    added
+                };
+                info!(namespaces = shared.namespaces.lock().expect("lock").len(), "namespaces listed");
+                shared.synced.send_modify(|s| s.0 = true);
+                for ns in added {
+                    shared.enqueue(&ns);
+                }
+            }
+            watcher::Event::Apply(ns) => {
+                let name = ns.metadata.name.clone().unwrap_or_default();
+                if selected_name(&shared, &ns).is_some() {
+                    let new = shared.namespaces.lock().expect("lock").insert(name.clone());
+                    if new {
+                        debug!(namespace = name, "namespace selected");
+                        shared.enqueue(&name);
+                    }
+                } else {
+                    shared.namespaces.lock().expect("lock").remove(&name);
+                }
+            }
+            watcher::Event::Delete(ns) => {
+                let name = ns.metadata.name.clone().unwrap_or_default();
+                let was = shared.namespaces.lock().expect("lock").remove(&name);
+                shared.accounts_done.lock().expect("lock").remove(&name);
+                // A namespace being deleted takes its Secrets with it; one that
+                // merely stopped matching the selector keeps them unless --prune.
+                if was && shared.config.prune && ns.metadata.deletion_timestamp.is_none() {
+                    let shared = shared.clone();
+                    tokio::spawn(async move { shared.prune(&name).await });
+                }
+            }
+        }
+    }
+}
+
+/// The namespace's name if it is a live target.
+fn selected_name(shared: &Shared, ns: &Namespace) -> Option<String> {
+    let name = ns.metadata.name.as_deref()?;
+    let terminating = ns.metadata.deletion_timestamp.is_some()
+        || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
+    (!terminating && shared.config.selection.includes(name)).then(|| name.to_string())
+}
+
+/// Watches the managed Secret across namespaces (by name, so RBAC can name
+/// it) and queues any that was deleted or whose owned content drifted.
+async fn watch_secrets(shared: Arc<Shared>) {
+    let api: Api<Secret> = Api::all(shared.client.clone());
+    let config =
+        watcher::Config::default().page_size(500).fields(&format!("metadata.name={}", shared.config.secret_name));
+    let mut relisted: Option<HashMap<String, Seen>> = None;
+    let mut stream = watcher(api, config).boxed();
+    loop {
+        let event = match stream.try_next().await {
+            Ok(Some(e)) => e,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(error = %e, "Secret watch failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        match event {
+            watcher::Event::Init => relisted = Some(HashMap::new()),
+            watcher::Event::InitApply(s) => {
+                if let (Some(map), Some(ns)) = (relisted.as_mut(), s.metadata.namespace.clone()) {
+                    map.insert(ns, shared.seen(&s));
+                }
+            }
+            watcher::Event::InitDone => {
+                let map = relisted.take().unwrap_or_default();
+                *shared.secrets.lock().expect("lock") = map;
+                shared.synced.send_modify(|s| s.1 = true);
+                let namespaces: Vec<String> = shared.namespaces.lock().expect("lock").iter().cloned().collect();
+                for ns in namespaces {
+                    if drifted(&shared, &ns) {
+                        shared.enqueue(&ns);
+                    }
+                }
+            }
+            watcher::Event::Apply(s) => {
+                let Some(ns) = s.metadata.namespace.clone() else { continue };
+                let seen = shared.seen(&s);
+                let newer = {
+                    let mut secrets = shared.secrets.lock().expect("lock");
+                    let newer = secrets.get(&ns).is_none_or(|old| old.resource_version != seen.resource_version);
+                    secrets.insert(ns.clone(), seen);
+                    newer
+                };
+                if newer && drifted(&shared, &ns) {
+                    debug!(namespace = ns, "managed Secret changed by someone else; restoring");
+                    shared.enqueue(&ns);
+                }
+            }
+            watcher::Event::Delete(s) => {
+                let Some(ns) = s.metadata.namespace.clone() else { continue };
+                shared.secrets.lock().expect("lock").remove(&ns);
+                shared.enqueue(&ns);
+            }
+        }
+    }
+}
+
+/// Whether the Secret in `ns` differs from the current document.
+fn drifted(shared: &Shared, ns: &str) -> bool {
+    let Some(current) = shared.current.lock().expect("lock").clone() else { return false };
+    let secrets = shared.secrets.lock().expect("lock");
+    secrets.get(ns).is_none_or(|s| !s.managed || s.content != Some(current.content))
+}
+
+/// Spaces requests at most `per_second` apart on average, allowing a burst.
+struct RateLimiter {
+    interval: Duration,
+    burst: Duration,
+    next: Mutex<tokio::time::Instant>,
+}
+
+impl RateLimiter {
+    fn new(per_second: u32, burst: u32) -> Self {
+        let interval = if per_second == 0 { Duration::ZERO } else { Duration::from_secs(1) / per_second };
+        RateLimiter { interval, burst: interval * burst, next: Mutex::new(tokio::time::Instant::now()) }
+    }
+
+    async fn acquire(&self) {
+        if self.interval.is_zero() {
+            return;
+        }
+        let at = {
+            let mut next = self.next.lock().expect("lock");
+            let now = tokio::time::Instant::now();
+            let earliest = now.checked_sub(self.burst).unwrap_or(now);
+            let at = (*next).max(earliest);
+            *next = at + self.interval;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limiter_spaces_requests_after_a_burst() {
+        let limiter = RateLimiter::new(10, 2);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let start = tokio::time::Instant::now();
+        for _ in 0..7 {
+            limiter.acquire().await;
+        }
+        // Two come from the burst allowance; the other five are 100 ms apart.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(400) && took <= Duration::from_millis(500), "{took:?}");
+    }
+
+    #[test]
+    fn content_hash_covers_the_document_and_the_expiry() {
+        assert_eq!(content_hash(Some(b"a"), Some("t")), content_hash(Some(b"a"), Some("t")));
+        assert_ne!(content_hash(Some(b"a"), Some("t")), content_hash(Some(b"b"), Some("t")));
+        assert_ne!(content_hash(Some(b"a"), Some("t")), content_hash(Some(b"a"), Some("u")));
+        assert_ne!(content_hash(Some(b"a"), None), content_hash(None, None));
+    }
+}
