@@ -195,9 +195,10 @@ async fn run_survives_a_long_outage_and_recovers() {
     let first =
         wait_for(Duration::from_secs(20), "the Secret", || kit.secret_doc("default", "gcr-pull", ".dockerconfigjson"))
             .await;
-    kit.google.faults().inject(None, "/token", status(503, None), 4);
-    kit.kube.faults().inject(Some("PUT"), SECRETS, status(500, None), 2);
-    wait_for(Duration::from_secs(40), "a new token after the outage", || {
+    // Four failures in a row: backoff ceilings 1 + 2 + 4 + 8 s at most.
+    kit.google.faults().inject(None, "/token", status(503, None), 3);
+    kit.kube.faults().inject(Some("PUT"), SECRETS, status(500, None), 1);
+    wait_for(Duration::from_secs(45), "a new token after the outage", || {
         let doc = kit.secret_doc("default", "gcr-pull", ".dockerconfigjson")?;
         assert!(!password(&doc).is_empty(), "an empty password was written");
         (doc != first).then_some(())
