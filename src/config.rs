@@ -147,13 +147,13 @@ pub struct SinkArgs {
     #[arg(long, env = "REGCRED_ROTATION_EVENTS")]
     pub rotation_events: bool,
 
-    #[command(flatten)]
-    pub fan_out: FanOutArgs,
-
     /// Address of the admin server (/livez, /readyz, /metrics). Default
     /// 0.0.0.0:8080 for `run`; off for `once` unless given. `off` disables it.
     #[arg(long, env = "REGCRED_ADMIN_ADDR", value_name = "ADDR")]
     pub admin_addr: Option<String>,
+
+    #[command(flatten)]
+    pub fan_out: FanOutArgs,
 }
 
 /// Namespace fan-out: the same Secret (`--secret NAME`) in many namespaces.
