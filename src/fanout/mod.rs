@@ -239,32 +239,6 @@ impl Shared {
         self.secrets.lock().expect("lock").insert(ns.to_string(), seen);
     }
 
-    fn classify(&self, ns: &str, verb: &'static str, err: kube::Error) -> SinkError {
-        let sink = self.sink_name(ns);
-        match err {
-            kube::Error::Api(s) if s.code == 403 => SinkError::Forbidden {
-                sink,
-                verb,
-                resource: format!("secrets/{}", self.config.secret_name),
-                namespace: ns.to_string(),
-            },
-            kube::Error::Api(s) if s.code == 404 && verb == "create" => {
-                SinkError::NamespaceNotFound { sink, namespace: ns.to_string() }
-            }
-            kube::Error::Api(s) if s.code == 422 || s.code == 400 => {
-                SinkError::Rejected { sink, code: s.code, reason: s.reason.clone(), message: s.message.clone() }
-            }
-            kube::Error::Api(s) => SinkError::Api {
-                sink,
-                code: s.code,
-                reason: s.reason.clone(),
-                message: s.message.clone(),
-                retry_after: None,
-            },
-            other => SinkError::Transport { sink, message: other.to_string() },
-        }
-    }
-
     /// One request under the concurrency bound, the rate limit and the timeout.
     async fn call<T>(
         &self,
@@ -275,7 +249,9 @@ impl Shared {
         let _permit = self.permits.acquire().await.expect("semaphore never closed");
         self.limiter.acquire().await;
         match tokio::time::timeout(self.config.timeout, fut).await {
-            Ok(r) => r.map_err(|e| self.classify(ns, verb, e)),
+            Ok(r) => r.map_err(|e| {
+                SinkError::from_kube(&self.sink_name(ns), verb, &format!("secrets/{}", self.config.secret_name), ns, e)
+            }),
             Err(_) => Err(SinkError::Timeout { sink: self.sink_name(ns), timeout: self.config.timeout }),
         }
     }
@@ -478,16 +454,7 @@ async fn watch_namespaces(shared: Arc<Shared>) {
     }
     let mut relisted: Option<BTreeSet<String>> = None;
     let mut stream = watcher(api, config).boxed();
-    loop {
-        let event = match stream.try_next().await {
-            Ok(Some(e)) => e,
-            Ok(None) => return,
-            Err(e) => {
-                warn!(error = %e, "namespace watch failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
+    while let Some(event) = next_event(&mut stream, "namespace").await {
         match event {
             watcher::Event::Init => relisted = Some(BTreeSet::new()),
             watcher::Event::InitApply(ns) => {
@@ -536,6 +503,23 @@ async fn watch_namespaces(shared: Arc<Shared>) {
     }
 }
 
+/// The next watch event. The watcher re-lists and resumes by itself after
+/// an error; the pause keeps a persistent failure (RBAC, say) from spinning.
+async fn next_event<K>(
+    stream: &mut futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>,
+    what: &str,
+) -> Option<watcher::Event<K>> {
+    loop {
+        match stream.try_next().await {
+            Ok(event) => return event,
+            Err(e) => {
+                warn!(error = %e, "{what} watch failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 /// The namespace's name if it is a live target.
 fn selected_name(shared: &Shared, ns: &Namespace) -> Option<String> {
     let name = ns.metadata.name.as_deref()?;
@@ -552,16 +536,7 @@ async fn watch_secrets(shared: Arc<Shared>) {
         watcher::Config::default().page_size(500).fields(&format!("metadata.name={}", shared.config.secret_name));
     let mut relisted: Option<HashMap<String, Seen>> = None;
     let mut stream = watcher(api, config).boxed();
-    loop {
-        let event = match stream.try_next().await {
-            Ok(Some(e)) => e,
-            Ok(None) => return,
-            Err(e) => {
-                warn!(error = %e, "Secret watch failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
+    while let Some(event) = next_event(&mut stream, "Secret").await {
         match event {
             watcher::Event::Init => relisted = Some(HashMap::new()),
             watcher::Event::InitApply(s) => {

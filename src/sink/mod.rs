@@ -66,6 +66,24 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// Turns a Kubernetes client error about `verb` on `resource` (for
+    /// example `secrets/gcr-pull`) into one that says what to do about it.
+    pub fn from_kube(sink: &str, verb: &'static str, resource: &str, namespace: &str, err: kube::Error) -> SinkError {
+        let sink = sink.to_string();
+        let kube::Error::Api(status) = err else {
+            return SinkError::Transport { sink, message: err.to_string() };
+        };
+        let (code, reason, message) = (status.code, status.reason.clone(), status.message.clone());
+        match (code, verb) {
+            (403, _) => {
+                SinkError::Forbidden { sink, verb, resource: resource.to_string(), namespace: namespace.to_string() }
+            }
+            (404, "create") => SinkError::NamespaceNotFound { sink, namespace: namespace.to_string() },
+            (422, _) | (400, _) => SinkError::Rejected { sink, code, reason, message },
+            _ => SinkError::Api { sink, code, reason, message, retry_after: None },
+        }
+    }
+
     /// Whether a later attempt can succeed without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
         match self {

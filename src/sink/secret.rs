@@ -58,28 +58,6 @@ impl SecretSink {
         }
     }
 
-    /// Turns a client error into one that says what to do about it.
-    fn classify(&self, verb: &'static str, err: kube::Error) -> SinkError {
-        let sink = self.name.clone();
-        match err {
-            kube::Error::Api(status) => {
-                let (code, reason, message) = (status.code, status.reason.clone(), status.message.clone());
-                match (code, verb) {
-                    (403, _) => SinkError::Forbidden {
-                        sink,
-                        verb,
-                        resource: format!("secrets/{}", self.secret_name),
-                        namespace: self.namespace.clone(),
-                    },
-                    (404, "create") => SinkError::NamespaceNotFound { sink, namespace: self.namespace.clone() },
-                    (422, _) | (400, _) => SinkError::Rejected { sink, code, reason, message },
-                    _ => SinkError::Api { sink, code, reason, message, retry_after: None },
-                }
-            }
-            other => SinkError::Transport { sink, message: other.to_string() },
-        }
-    }
-
     /// Runs one API call under the request timeout.
     async fn call<T>(
         &self,
@@ -87,7 +65,9 @@ impl SecretSink {
         fut: impl std::future::Future<Output = kube::Result<T>>,
     ) -> Result<T, SinkError> {
         match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r.map_err(|e| self.classify(verb, e)),
+            Ok(r) => r.map_err(|e| {
+                SinkError::from_kube(&self.name, verb, &format!("secrets/{}", self.secret_name), &self.namespace, e)
+            }),
             Err(_) => Err(SinkError::Timeout { sink: self.name.clone(), timeout: self.timeout }),
         }
     }
