@@ -91,3 +91,17 @@ async fn env_vars_stand_in_for_flags() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --secret \"a/b/c\""));
 }
+
+#[tokio::test]
+async fn without_any_credentials_the_error_says_what_was_tried() {
+    let kit = Kit::start().await;
+    let out =
+        kit.command(&["render", "--request-timeout", "1s"]).env_remove("GCE_METADATA_HOST").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("regcred: error: no --key-file, GOOGLE_APPLICATION_CREDENTIALS or gcloud application-default credentials found, so regcred asked the GKE/GCE metadata server"),
+        "{last}"
+    );
+}

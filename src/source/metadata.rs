@@ -14,11 +14,15 @@ use crate::http::HttpClient;
 
 const DEFAULT_HOST: &str = "169.254.169.254";
 const STEP: &str = "getting a token from the metadata server";
+/// Off GCE/GKE the metadata server is what regcred tried last; say so, so
+/// that a developer's first run explains itself.
+const FALLBACK_STEP: &str = "no --key-file, GOOGLE_APPLICATION_CREDENTIALS or gcloud application-default credentials found, so regcred asked the GKE/GCE metadata server";
 
 /// The metadata server's default service-account token endpoint.
 pub struct MetadataServer {
     host: String,
     http: HttpClient,
+    step: &'static str,
 }
 
 impl MetadataServer {
@@ -28,7 +32,15 @@ impl MetadataServer {
             .ok()
             .filter(|h| !h.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_HOST.to_string());
-        Self { host: host.trim().to_string(), http }
+        Self { host: host.trim().to_string(), http, step: STEP }
+    }
+
+    /// Marks this source as the last resort of discovery, for clearer errors.
+    pub fn as_fallback(mut self) -> Self {
+        if std::env::var_os("GCE_METADATA_HOST").is_none() {
+            self.step = FALLBACK_STEP;
+        }
+        self
     }
 
     fn token_url(&self) -> String {
@@ -51,10 +63,10 @@ impl CredentialSource for MetadataServer {
             Request::get(&url).header("Metadata-Flavor", "Google").body(Full::new(Bytes::new())).map_err(|_| {
                 SourceError::NotFound(format!("GCE_METADATA_HOST {:?} is not a valid host:port", self.host))
             })?;
-        let resp = self.http.send(req).await.map_err(|source| SourceError::Http { step: STEP, source })?;
+        let resp = self.http.send(req).await.map_err(|source| SourceError::Http { step: self.step, source })?;
         // The metadata server caches tokens and hands out the same one until
         // about five minutes before expiry; the schedule copes with that
         // because it keys on the returned expiry, not on a fixed period.
-        oauth_token_from(STEP, &url, resp)
+        oauth_token_from(self.step, &url, resp)
     }
 }

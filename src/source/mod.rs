@@ -151,7 +151,7 @@ fn discover_base(config: &Config, http: &HttpClient) -> Result<Arc<dyn Credentia
             if let Some(path) = gcloud_adc_file().filter(|p| p.is_file()) {
                 return from_credentials_file(&path, config, http);
             }
-            Ok(Arc::new(MetadataServer::from_env(http.clone())))
+            Ok(Arc::new(MetadataServer::from_env(http.clone()).as_fallback()))
         }
     }
 }
