@@ -34,6 +34,9 @@ pub enum AppError {
     /// The refresh itself failed (exit 1).
     #[error("{0}")]
     Refresh(PassError),
+    /// `once` was stopped by a signal before it finished (exit 1).
+    #[error("interrupted before the refresh finished; the previous credential is unchanged where no write completed")]
+    Interrupted,
 }
 
 impl AppError {
@@ -41,7 +44,7 @@ impl AppError {
     /// refresh that failed.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Refresh(_) => 1,
+            AppError::Refresh(_) | AppError::Interrupted => 1,
             _ => 2,
         }
     }
@@ -98,7 +101,13 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
 
     match config.mode {
         Mode::Once => {
-            let summary = refresher.once().await.map_err(AppError::Refresh)?;
+            // A CronJob's pod may be stopped mid-run: give up at once rather
+            // than sit through retries. Writes are atomic, so nothing is half-done.
+            let mut shutdown = shutdown;
+            let summary = tokio::select! {
+                result = refresher.once() => result.map_err(AppError::Refresh)?,
+                _ = shutdown.changed() => return Err(AppError::Interrupted),
+            };
             println!("{summary}");
         }
         Mode::Run => {

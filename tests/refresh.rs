@@ -318,3 +318,17 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
         assert!(!all.contains("eyJhbGciOiJSUzI1NiIs"), "signed assertion in the {format} logs");
     }
 }
+
+#[tokio::test]
+async fn sigterm_stops_once_during_retries() {
+    let kit = Kit::start().await;
+    kit.google.faults().inject(None, "/token", Fault::Hang, 100);
+    let child = kit.command(&["once", "--key-file", &kit.key_file(), "--secret", "gcr-pull"]).spawn().unwrap();
+    wait_for(Duration::from_secs(10), "the token request", || (!kit.google.requests().is_empty()).then_some(())).await;
+    let started = std::time::Instant::now();
+    let (code, stderr) = terminate(child).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.lines().last().unwrap().contains("interrupted"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(kit.kube.secret("default", "gcr-pull").is_none());
+}
