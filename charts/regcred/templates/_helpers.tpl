@@ -113,6 +113,12 @@ that says what to change.
 {{- if and $v.impersonate.delegates (not $v.impersonate.serviceAccount) }}
 {{- fail "impersonate.delegates is set without impersonate.serviceAccount" }}
 {{- end }}
+{{- if and $v.impersonate.endpoint (not $v.impersonate.serviceAccount) }}
+{{- fail "impersonate.endpoint is set without impersonate.serviceAccount: it is the API that impersonation calls" }}
+{{- end }}
+{{- if and $v.impersonate.serviceAccount (ne $v.auth "oauth") }}
+{{- fail "impersonate.serviceAccount mints OAuth access tokens: set auth=oauth" }}
+{{- end }}
 {{- $modes := 0 }}
 {{- if $t.allNamespaces }}{{ $modes = add1 $modes }}{{ end }}
 {{- if $t.namespaceSelector }}{{ $modes = add1 $modes }}{{ end }}
@@ -121,18 +127,24 @@ that says what to change.
 {{- fail "set only one of targets.namespaces, targets.namespaceSelector and targets.allNamespaces" }}
 {{- end }}
 {{- if and $t.excludeNamespaces (not (or $t.allNamespaces $t.namespaceSelector)) }}
-{{- fail "targets.excludeNamespaces applies to targets.allNamespaces or targets.namespaceSelector; set one of them" }}
+{{- fail "targets.excludeNamespaces applies to targets.allNamespaces or targets.namespaceSelector; set one of them (targets.namespaces lists the namespaces itself)" }}
 {{- end }}
-{{- if and (or $t.prune $t.patchServiceAccounts) (not $fanOut) }}
-{{- fail "targets.prune and targets.patchServiceAccounts act on the namespaces fan-out selects: set targets.namespaces, targets.namespaceSelector or targets.allNamespaces" }}
+{{- if and $t.prune (not $t.namespaceSelector) }}
+{{- fail "targets.prune removes the Secret from namespaces that stop matching targets.namespaceSelector: set targets.namespaceSelector, or turn prune off" }}
+{{- end }}
+{{- if and (or $t.serviceAccounts $t.annotatedServiceAccounts) (not $fanOut) }}
+{{- fail "targets.serviceAccounts and targets.annotatedServiceAccounts patch ServiceAccounts in the namespaces fan-out selects: set targets.namespaces, targets.namespaceSelector or targets.allNamespaces" }}
 {{- end }}
 {{- if $fanOut }}
 {{- if $t.createSecrets }}
 {{- fail "targets.createSecrets cannot be combined with namespace fan-out: the namespaces are only known at run time, so regcred must create the Secrets itself" }}
 {{- end }}
+{{- if ne (len $t.secrets) 1 }}
+{{- fail (printf "targets.secrets has %d entries, but namespace fan-out writes exactly one Secret name into every selected namespace: list one entry (use a second release for another name)" (len $t.secrets)) }}
+{{- end }}
 {{- range $t.secrets }}
 {{- if .namespace }}
-{{- fail (printf "targets.secrets[%s].namespace is set, but with namespace fan-out each Secret is written into every selected namespace: leave namespace empty" .name) }}
+{{- fail (printf "targets.secrets[%s].namespace is set, but with namespace fan-out the Secret is written into every selected namespace: leave namespace empty" .name) }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -164,6 +176,7 @@ regcred's arguments. Call with (dict "root" $ "command" "run"|"once").
 {{- if ne $key ".dockerconfigjson" }}
 {{- $args = append $args (printf "--secret-key=%s" $key) }}
 {{- end }}
+{{- if include "regcred.fanOut" $root }}
 {{- range $t.namespaces }}{{ $args = append $args (printf "--namespace=%s" .) }}{{ end }}
 {{- if $t.namespaceSelector }}
 {{- $args = append $args (printf "--namespace-selector=%s" $t.namespaceSelector) }}
@@ -171,15 +184,22 @@ regcred's arguments. Call with (dict "root" $ "command" "run"|"once").
 {{- if $t.allNamespaces }}{{ $args = append $args "--all-namespaces" }}{{ end }}
 {{- range $t.excludeNamespaces }}{{ $args = append $args (printf "--exclude-namespace=%s" .) }}{{ end }}
 {{- if $t.prune }}{{ $args = append $args "--prune" }}{{ end }}
-{{- if $t.patchServiceAccounts }}{{ $args = append $args "--patch-service-accounts" }}{{ end }}
+{{- range $t.serviceAccounts }}{{ $args = append $args (printf "--patch-service-account=%s" .) }}{{ end }}
+{{- if $t.annotatedServiceAccounts }}{{ $args = append $args "--patch-annotated-service-accounts" }}{{ end }}
+{{- /* regcred uses the throughput limits only for fan-out. */}}
+{{- $args = append $args (printf "--max-concurrent-writes=%d" (int64 $t.maxConcurrentWrites)) }}
+{{- $args = append $args (printf "--max-requests-per-second=%d" (int64 $t.maxRequestsPerSecond)) }}
+{{- end }}
 {{- with $v.impersonate }}
 {{- if .serviceAccount }}
 {{- $args = append $args (printf "--impersonate=%s" .serviceAccount) }}
 {{- if .delegates }}
 {{- $args = append $args (printf "--impersonate-delegates=%s" (join "," .delegates)) }}
 {{- end }}
-{{- $args = append $args (printf "--token-lifetime=%s" .tokenLifetime) }}
+{{- with .endpoint }}{{ $args = append $args (printf "--impersonation-endpoint=%s" .) }}{{ end }}
 {{- end }}
+{{- /* Also read by credential files that impersonate (federation). */}}
+{{- with .tokenLifetime }}{{ $args = append $args (printf "--token-lifetime=%s" .) }}{{ end }}
 {{- end }}
 {{- if eq .command "run" }}
 {{- $args = append $args (printf "--refresh-before=%s" $v.refresh.before) }}
@@ -187,6 +207,7 @@ regcred's arguments. Call with (dict "root" $ "command" "run"|"once").
 {{- $args = append $args (printf "--resync-interval=%s" $v.refresh.resyncInterval) }}
 {{- $args = append $args (printf "--admin-addr=0.0.0.0:%d" (int $v.admin.port)) }}
 {{- end }}
+{{- if $v.rotationEvents }}{{ $args = append $args "--rotation-events" }}{{ end }}
 {{- $args = append $args (printf "--request-timeout=%s" $v.refresh.requestTimeout) }}
 {{- $args = append $args (printf "--log-format=%s" $v.log.format) }}
 {{- $args = append $args (printf "--log-level=%s" $v.log.level) }}

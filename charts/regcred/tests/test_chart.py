@@ -2,7 +2,9 @@
 """Unit tests for the regcred chart: render it with helm and assert on the
 parsed manifests. Needs helm on PATH and PyYAML.
 
-Run: python3 charts/regcred/tests/test_chart.py   (prints 'N passed, N failed')
+Run: python3 charts/regcred/tests/test_chart.py   (prints 'N passed, N failed, N skipped')
+every_rendered_flag_exists_in_the_cli needs the regcred binary
+(target/debug/regcred, or REGCRED_BIN) and is skipped without it.
 """
 import base64
 import copy
@@ -92,7 +94,7 @@ def rbac_names_only_the_target_secrets():
         named = [r for r in secret_rules(role) if "resourceNames" in r]
         assert len(named) == 1
         assert sorted(named[0]["resourceNames"]) == expected[ns], named
-        assert sorted(named[0]["verbs"]) == ["get", "patch", "update"]
+        assert sorted(named[0]["verbs"]) == ["get", "update"]
     bindings = {b["metadata"]["namespace"]: b for b in kinds(docs, "RoleBinding")}
     assert set(bindings) == {NS, "ci"}
     for b in bindings.values():
@@ -111,6 +113,9 @@ def rbac_has_no_wildcards_in_any_scenario():
                 # are allowed without resourceNames on secrets.
                 if "secrets" in r["resources"] and "resourceNames" not in r:
                     assert r["verbs"] == ["create"], f"{f}: unnamed secret verbs {r}"
+                # ServiceAccounts go unnamed only for annotated patching.
+                if "serviceaccounts" in r["resources"] and "resourceNames" not in r:
+                    assert f == "fan-out-values.yaml", f"{f}: unnamed serviceaccounts {r}"
 
 
 @test
@@ -129,38 +134,87 @@ def rbac_grants_create_only_without_create_secrets():
         assert [r for r in rules(role) if r["apiGroups"] == ["events.k8s.io"]]
 
 
+def rule_set(doc):
+    """A role's rules as a set of (apiGroup, resource, resourceNames, verbs),
+    one entry per group and resource, so rules compare regardless of order."""
+    out = set()
+    for r in rules(doc):
+        names = tuple(sorted(r["resourceNames"])) if "resourceNames" in r else None
+        for g in r["apiGroups"]:
+            for res in r["resources"]:
+                out.add((g, res, names, tuple(sorted(r["verbs"]))))
+    assert len(out) == sum(len(r["apiGroups"]) * len(r["resources"]) for r in rules(doc)), \
+        f"duplicate rules in {doc['kind']}"
+    return out
+
+
+EVENTS = ("events.k8s.io", "events", None, ("create", "patch"))
+NAMESPACES = ("", "namespaces", None, ("list", "watch"))
+CREATE_SECRETS = ("", "secrets", None, ("create",))
+
+
 @test
 def cluster_role_only_with_fan_out():
     for f in sorted(os.listdir(os.path.join(CHART, "ci"))):
         docs = render("ci/" + f)
+        fan_out = f.startswith("fan-out")
         has_cluster = bool(kinds(docs, "ClusterRole") or kinds(docs, "ClusterRoleBinding"))
-        assert has_cluster == (f == "fan-out-values.yaml"), f
-        if f == "fan-out-values.yaml":
-            assert not kinds(docs, "Role") and not kinds(docs, "RoleBinding")
+        assert has_cluster == fan_out, f
+        if fan_out:
+            assert not kinds(docs, "Role") and not kinds(docs, "RoleBinding"), f
+            crb = one(docs, "ClusterRoleBinding")
+            assert crb["subjects"] == [{"kind": "ServiceAccount", "name": "t-regcred", "namespace": NS}]
+            assert crb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                      "name": one(docs, "ClusterRole")["metadata"]["name"]}
+
+
+@test
+def role_rules_without_fan_out():
+    """Exactly what regcred's Secret sink does: get, then create or update
+    (a replace carrying the resourceVersion it read), plus Events."""
+    assert rule_set(one(render(), "Role")) == {
+        ("", "secrets", ("gcr-pull",), ("get", "update")),
+        CREATE_SECRETS,
+        EVENTS,
+    }
+    for role in kinds(render("ci/create-secrets-values.yaml"), "Role"):
+        assert rule_set(role) == {("", "secrets", ("gcr-pull",), ("get", "update")), EVENTS}
 
 
 @test
 def fan_out_cluster_role_rules():
-    docs = render("ci/fan-out-values.yaml")
-    cr = one(docs, "ClusterRole")
-    by_resource = {}
-    for r in rules(cr):
-        for res in r["resources"]:
-            by_resource.setdefault(res, []).append(r)
-    ns_verbs = sorted(by_resource["namespaces"][0]["verbs"])
-    assert ns_verbs == ["get", "list", "watch"], ns_verbs
-    named = [r for r in by_resource["secrets"] if "resourceNames" in r]
-    assert named[0]["resourceNames"] == ["gcr-pull"]
-    assert sorted(named[0]["verbs"]) == ["delete", "get", "list", "patch", "update", "watch"]
-    assert sorted(by_resource["serviceaccounts"][0]["verbs"]) == ["get", "patch"]
-    crb = one(docs, "ClusterRoleBinding")
-    assert crb["subjects"][0]["namespace"] == NS and crb["roleRef"]["kind"] == "ClusterRole"
-
-    docs = render(sets=["targets.allNamespaces=true"])
-    cr = one(docs, "ClusterRole")
-    for r in rules(cr):
-        assert "delete" not in r["verbs"], "delete without prune"
-        assert "serviceaccounts" not in r["resources"], "serviceaccounts without patchServiceAccounts"
+    """Exactly what fan-out does: watch namespaces; list/watch the Secret by
+    name across namespaces (field selector metadata.name), get it after a
+    conflict, merge-patch it, create it, delete it when pruning; patch
+    ServiceAccounts; Events."""
+    # Label selector with prune, named and annotated ServiceAccounts.
+    assert rule_set(one(render("ci/fan-out-values.yaml"), "ClusterRole")) == {
+        NAMESPACES,
+        ("", "secrets", ("gcr-pull",), ("delete", "get", "list", "patch", "watch")),
+        CREATE_SECRETS,
+        ("", "serviceaccounts", None, ("get", "list", "patch")),
+        EVENTS,
+    }
+    # Fixed namespaces, named ServiceAccounts only: RBAC names them.
+    assert rule_set(one(render("ci/fan-out-namespaces-values.yaml"), "ClusterRole")) == {
+        NAMESPACES,
+        ("", "secrets", ("registry-pull",), ("get", "list", "patch", "watch")),
+        CREATE_SECRETS,
+        ("", "serviceaccounts", ("builder", "default"), ("get", "patch")),
+        EVENTS,
+    }
+    # Every namespace, no prune, no ServiceAccounts (also the CronJob).
+    plain = {
+        NAMESPACES,
+        ("", "secrets", ("gcr-pull",), ("get", "list", "patch", "watch")),
+        CREATE_SECRETS,
+        EVENTS,
+    }
+    assert rule_set(one(render(sets=["targets.allNamespaces=true"]), "ClusterRole")) == plain
+    assert rule_set(one(render("ci/fan-out-cronjob-values.yaml"), "ClusterRole")) == plain
+    # Annotated patching alone: listing, so no names.
+    cr = one(render(sets=["targets.allNamespaces=true", "targets.annotatedServiceAccounts=true"]), "ClusterRole")
+    assert rule_set(cr) == plain | {("", "serviceaccounts", None, ("get", "list", "patch"))}
 
 
 @test
@@ -313,17 +367,105 @@ def federation_renders_external_account_config():
     assert "service_account_impersonation_url" not in json.loads(cm["data"]["credential-configuration.json"])
 
 
+FAN_OUT_FLAGS = ("--namespace", "--all-namespaces", "--exclude-namespace", "--prune",
+                 "--patch-service-account", "--patch-annotated-service-accounts",
+                 "--max-concurrent-writes", "--max-requests-per-second")
+
+
+def fan_out_flags(a):
+    return [x for x in a if x.split("=", 1)[0].startswith(FAN_OUT_FLAGS)]
+
+
 @test
 def fan_out_args():
     a = args(one(render("ci/fan-out-values.yaml"), "Deployment"))
-    assert "--secret=gcr-pull" in a
-    assert "--namespace-selector=regcred.io/pull-secret=true" in a
-    assert "--exclude-namespace=kube-system" in a
-    assert "--prune" in a and "--patch-service-accounts" in a
-    a = args(one(render(sets=["targets.namespaces={a,b}"]), "Deployment"))
-    assert "--namespace=a" in a and "--namespace=b" in a and "--secret=gcr-pull" in a
-    a = args(one(render(sets=["targets.allNamespaces=true"]), "Deployment"))
-    assert "--all-namespaces" in a
+    assert [x for x in a if x.startswith("--secret")] == ["--secret=gcr-pull"]
+    assert fan_out_flags(a) == [
+        "--namespace-selector=regcred.dev/pull-secret=true",
+        "--exclude-namespace=tmp-*", "--exclude-namespace=sandbox",
+        "--prune",
+        "--patch-service-account=default",
+        "--patch-annotated-service-accounts",
+        "--max-concurrent-writes=16", "--max-requests-per-second=100",
+    ], a
+    assert "--rotation-events" in a
+
+    a = args(one(render("ci/fan-out-namespaces-values.yaml"), "Deployment"))
+    assert [x for x in a if x.startswith("--secret")] == ["--secret=registry-pull"]
+    assert fan_out_flags(a) == [
+        "--namespace=team-a", "--namespace=team-b",
+        "--patch-service-account=default", "--patch-service-account=builder",
+        "--max-concurrent-writes=4", "--max-requests-per-second=20",
+    ], a
+
+    cj = one(render("ci/fan-out-cronjob-values.yaml"), "CronJob")
+    a = args(cj)
+    assert a[0] == "once" and "--secret=gcr-pull" in a
+    assert fan_out_flags(a) == [
+        "--all-namespaces", "--exclude-namespace=ci-?",
+        "--max-concurrent-writes=16", "--max-requests-per-second=0",
+    ], a
+
+    # Without fan-out: none of the fan-out flags, the throughput ones included.
+    for files in ([], ["ci/deployment-values.yaml"], ["ci/cronjob-values.yaml"]):
+        for w in workloads(render(*files)):
+            assert not fan_out_flags(args(w)), (files, args(w))
+
+
+@test
+def impersonation_and_event_args():
+    a = args(one(render(), "Deployment"))
+    for flag in ("--impersonate", "--token-lifetime", "--impersonation-endpoint", "--rotation-events"):
+        assert not any(x.startswith(flag) for x in a), flag
+    a = args(one(render(sets=["impersonate.serviceAccount=p@x.iam.gserviceaccount.com",
+                              "impersonate.endpoint=https://iam.example.com",
+                              "impersonate.tokenLifetime=2h", "rotationEvents=true"]), "Deployment"))
+    assert "--impersonate=p@x.iam.gserviceaccount.com" in a
+    assert "--impersonation-endpoint=https://iam.example.com" in a
+    assert "--token-lifetime=2h" in a and "--rotation-events" in a
+    # The lifetime also reaches credential files that impersonate.
+    a = args(one(render("ci/federation-values.yaml", sets=["impersonate.serviceAccount=",
+                                                          "impersonate.delegates=null"]), "Deployment"))
+    assert "--token-lifetime=1800s" in a and not any(x.startswith("--impersonate") for x in a)
+
+
+def regcred_binary():
+    path = os.environ.get("REGCRED_BIN") or os.path.join(CHART, "..", "..", "target", "debug", "regcred")
+    return path if os.access(path, os.X_OK) else None
+
+
+class Skip(Exception):
+    pass
+
+
+@test
+def every_rendered_flag_exists_in_the_cli():
+    """Every flag the chart can render is one `regcred run|once --help` lists.
+    Needs the binary (cargo build --bin regcred, or REGCRED_BIN)."""
+    binary = regcred_binary()
+    if not binary:
+        raise Skip("no regcred binary: cargo build --bin regcred, or set REGCRED_BIN")
+    renders = [render("ci/" + f) for f in sorted(os.listdir(os.path.join(CHART, "ci")))]
+    renders.append(render(sets=["impersonate.serviceAccount=p@x.iam.gserviceaccount.com",
+                                "impersonate.endpoint=https://iam.example.com",
+                                "impersonate.tokenLifetime=2h", "rotationEvents=true"]))
+    helps = {}
+    seen = set()
+    for docs in renders:
+        for w in workloads(docs):
+            a = args(w)
+            command = a[0]
+            if command not in helps:
+                p = subprocess.run([binary, command, "--help"], capture_output=True, text=True)
+                assert p.returncode == 0, p.stderr
+                helps[command] = set(re.findall(r"^\s+(?:-\w, )?(--[a-z][-a-z]*)", p.stdout, re.M))
+            for x in a[1:]:
+                flag = x.split("=", 1)[0]
+                assert flag in helps[command], f"regcred {command} has no {flag}"
+                seen.add(flag)
+    # The fan-out flags were among those checked.
+    assert {"--patch-service-account", "--patch-annotated-service-accounts", "--namespace-selector",
+            "--max-requests-per-second", "--impersonation-endpoint"} <= seen, seen
 
 
 # --- modes ----------------------------------------------------------------
@@ -418,13 +560,20 @@ def contradictions_fail():
           "credentials.existingSecret="], "existingSecret"),
         (["targets.secrets[0].name=a", "targets.secrets[1].name=b", "targets.secrets[1].key=x"], "one key"),
         (["targets.allNamespaces=true", "targets.createSecrets=true"], "createSecrets"),
-        (["targets.prune=true"], "fan-out"),
-        (["targets.patchServiceAccounts=true"], "fan-out"),
+        (["targets.prune=true"], "targets.namespaceSelector"),
+        (["targets.allNamespaces=true", "targets.prune=true"], "targets.namespaceSelector"),
+        (["targets.serviceAccounts={default}"], "fan-out"),
+        (["targets.annotatedServiceAccounts=true"], "fan-out"),
+        (["targets.allNamespaces=true", "targets.secrets[0].name=a", "targets.secrets[1].name=b"],
+         "exactly one Secret name"),
+        (["targets.namespaces={a}", "targets.excludeNamespaces={b}"], "excludeNamespaces"),
         (["targets.allNamespaces=true", "targets.namespaces={a}"], "only one"),
         (["targets.excludeNamespaces={a}"], "excludeNamespaces"),
         (["targets.allNamespaces=true", "targets.secrets[0].name=a", "targets.secrets[0].namespace=b"],
          "leave namespace empty"),
         (["impersonate.delegates={a@b.c}"], "impersonate.serviceAccount"),
+        (["impersonate.endpoint=https://iam.example.com"], "impersonate.serviceAccount"),
+        (["impersonate.serviceAccount=a@b.c", "auth=json-key", "credentials.existingSecret=k"], "auth=oauth"),
         (["targets.secrets=null"], "targets.secrets"),
     ]
     for sets, needle in cases:
@@ -635,12 +784,15 @@ def schema_is_strict_and_covers_every_value():
 
 def main():
     only = sys.argv[1:]
-    passed = failed = 0
+    passed = failed = skipped = 0
     for fn in TESTS:
         if only and fn.__name__ not in only:
             continue
         try:
             fn()
+        except Skip as e:
+            skipped += 1
+            print(f"skip {fn.__name__}: {e}")
         except Exception as e:  # noqa: BLE001 - report every failure, keep going
             failed += 1
             print(f"FAIL {fn.__name__}: {e}")
@@ -649,7 +801,7 @@ def main():
         else:
             passed += 1
             print(f"ok   {fn.__name__}")
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
     return 1 if failed else 0
 
 
