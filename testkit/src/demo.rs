@@ -59,22 +59,30 @@ fn snapshot(secret: &Value) -> Snapshot {
     }
 }
 
-/// `$REGCRED_BIN`, or `cargo build --bin regcred` in the workspace and its output.
-async fn locate_regcred() -> Result<PathBuf, String> {
+/// `$REGCRED_BIN`, or `cargo build [--release] --bin regcred` in the workspace
+/// and its output (`target/debug/regcred` or `target/release/regcred`).
+/// `progress` says what is being built (the demo prints it on stdout, the
+/// benchmark on stderr, keeping its stdout for the report).
+pub(crate) async fn locate_regcred(release: bool, progress: fn(&str)) -> Result<PathBuf, String> {
     if let Some(bin) = std::env::var_os("REGCRED_BIN") {
         return Ok(PathBuf::from(bin));
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testkit lives in the workspace").to_path_buf();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    println!("building regcred (cargo build --bin regcred) ...");
+    let mut args = vec!["build", "--quiet", "--bin", "regcred"];
+    if release {
+        args.insert(1, "--release");
+    }
+    let what = format!("cargo {}", args.iter().filter(|a| **a != "--quiet").copied().collect::<Vec<_>>().join(" "));
+    progress(&format!("building regcred ({what}) ..."));
     let status = tokio::process::Command::new(&cargo)
-        .args(["build", "--quiet", "--bin", "regcred"])
+        .args(&args)
         .current_dir(&root)
         .status()
         .await
         .map_err(|e| format!("cannot run {}: {e}", cargo.to_string_lossy()))?;
     if !status.success() {
-        return Err(format!("cargo build --bin regcred failed ({status})"));
+        return Err(format!("{what} failed ({status})"));
     }
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(t) => {
@@ -87,7 +95,7 @@ async fn locate_regcred() -> Result<PathBuf, String> {
         }
         None => root.join("target"),
     };
-    let bin = target.join("debug").join("regcred");
+    let bin = target.join(if release { "release" } else { "debug" }).join("regcred");
     if bin.exists() {
         Ok(bin)
     } else {
@@ -95,7 +103,7 @@ async fn locate_regcred() -> Result<PathBuf, String> {
     }
 }
 
-fn sigterm(child: &tokio::process::Child) {
+pub(crate) fn sigterm(child: &tokio::process::Child) {
     if let Some(pid) = child.id() {
         // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
         unsafe {
@@ -147,7 +155,7 @@ async fn demo(duration: Duration, token_lifetime: Duration, keep: bool) -> Resul
         "Tokens live {}; regcred refreshes 10s (+ up to 1s jitter) before expiry.",
         humantime::format_duration(token_lifetime)
     );
-    let bin = locate_regcred().await?;
+    let bin = locate_regcred(false, |m| println!("{m}")).await?;
     let log_file = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
     let args = [

@@ -5,6 +5,7 @@
 //! table) so that every miss, wrong verb or wrong content type is answered with
 //! the apiserver's `Status` body and code, not axum's defaults.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -348,22 +349,22 @@ impl Filter {
 
     /// Translates a stored change into the watch event this watcher sees, if any:
     /// an object entering the selection is ADDED, leaving it is DELETED.
-    fn event(&self, c: &Change) -> Option<(ChangeType, Value)> {
+    fn event<'c>(&self, c: &'c Change) -> Option<(ChangeType, Cow<'c, Value>)> {
         if c.res.plural != self.res.plural || self.ns.as_deref().is_some_and(|ns| ns != c.ns) {
             return None;
         }
         let now = self.matches(&c.object);
         let before = c.old.as_ref().is_some_and(|o| self.matches(o));
         match c.kind {
-            ChangeType::Added => now.then(|| (ChangeType::Added, c.object.clone())),
-            ChangeType::Deleted => before.then(|| (ChangeType::Deleted, c.object.clone())),
+            ChangeType::Added => now.then_some((ChangeType::Added, Cow::Borrowed(&c.object))),
+            ChangeType::Deleted => before.then_some((ChangeType::Deleted, Cow::Borrowed(&c.object))),
             ChangeType::Modified => match (before, now) {
-                (true, true) => Some((ChangeType::Modified, c.object.clone())),
-                (false, true) => Some((ChangeType::Added, c.object.clone())),
+                (true, true) => Some((ChangeType::Modified, Cow::Borrowed(&c.object))),
+                (false, true) => Some((ChangeType::Added, Cow::Borrowed(&c.object))),
                 (true, false) => {
                     let mut o = c.old.clone().expect("before implies old");
                     o["metadata"]["resourceVersion"] = json!(c.rv.to_string());
-                    Some((ChangeType::Deleted, o))
+                    Some((ChangeType::Deleted, Cow::Owned(o)))
                 }
                 (false, false) => None,
             },
@@ -455,7 +456,15 @@ fn list(req: &Req, filter: Filter) -> Result<Response, ApiError> {
 }
 
 fn event_line(kind: &str, object: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("json");
+    // Serialized in place (no copy of the object); keys in the order the
+    // `json!` map this replaced wrote them.
+    #[derive(serde::Serialize)]
+    struct Event<'a> {
+        object: &'a Value,
+        #[serde(rename = "type")]
+        kind: &'a str,
+    }
+    let mut v = serde_json::to_vec(&Event { object, kind }).expect("json");
     v.push(b'\n');
     Bytes::from(v)
 }

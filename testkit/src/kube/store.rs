@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
 use super::patch::{self, ManagerEntry};
@@ -92,14 +92,29 @@ fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
     obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or("")
 }
 
-/// The object as compared for no-op detection: without server-maintained fields.
-fn comparable(obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        m.remove("managedFields");
+/// Whether two objects are equal apart from server-maintained fields
+/// (`metadata.resourceVersion` and `metadata.managedFields`): no-op detection.
+/// Compares in place, without copying either object.
+fn same_content(a: &Value, b: &Value) -> bool {
+    const SERVER_FIELDS: &[&str] = &["resourceVersion", "managedFields"];
+    fn eq_except(a: &Map<String, Value>, b: &Map<String, Value>, skip: &[&str]) -> bool {
+        let kept = |m: &Map<String, Value>| m.keys().filter(|k| !skip.contains(&k.as_str())).count();
+        kept(a) == kept(b) && a.iter().filter(|(k, _)| !skip.contains(&k.as_str())).all(|(k, v)| b.get(k) == Some(v))
     }
-    o
+    match (a.as_object(), b.as_object()) {
+        (Some(x), Some(y)) => {
+            x.len() == y.len()
+                && x.iter().all(|(k, v)| {
+                    let Some(w) = y.get(k) else { return false };
+                    match (k.as_str(), v.as_object(), w.as_object()) {
+                        ("metadata", Some(vm), Some(wm)) => eq_except(vm, wm, SERVER_FIELDS),
+                        // An object never equals a non-object, stripped or not.
+                        _ => v == w,
+                    }
+                })
+        }
+        _ => a == b,
+    }
 }
 
 impl Store {
@@ -173,13 +188,15 @@ impl Store {
     fn commit_key(&mut self, res: &'static Resource, key: Key, mut obj: Value) -> Value {
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        let entries = self.managers.get(&key).cloned().unwrap_or_default();
-        if entries.is_empty() {
-            if let Some(m) = obj["metadata"].as_object_mut() {
-                m.remove("managedFields");
+        match self.managers.get(&key).filter(|e| !e.is_empty()) {
+            None => {
+                if let Some(m) = obj["metadata"].as_object_mut() {
+                    m.remove("managedFields");
+                }
             }
-        } else {
-            obj["metadata"]["managedFields"] = patch::render_managed_fields(&entries, res.api_version);
+            Some(entries) => {
+                obj["metadata"]["managedFields"] = patch::render_managed_fields(entries, res.api_version);
+            }
         }
         let old = self.objects.insert(key.clone(), obj.clone());
         self.push_change(Change {
@@ -415,7 +432,7 @@ impl Store {
             return Err(ApiError::invalid_resource(res, name, causes));
         }
         obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-        if comparable(&obj) == comparable(&current) && entries.is_none() {
+        if same_content(&obj, &current) && entries.is_none() {
             // A no-op update is not written: no new resourceVersion, no event.
             return Ok(current);
         }
@@ -429,7 +446,7 @@ impl Store {
                 e
             }
         };
-        if comparable(&obj) == comparable(&current) {
+        if same_content(&obj, &current) {
             // An apply that changes nothing: written only if ownership moved.
             let same_owners = |a: &[ManagerEntry], b: &[ManagerEntry]| {
                 a.len() == b.len()
@@ -624,4 +641,40 @@ pub(crate) enum PatchKind {
     Merge,
     Strategic,
     Apply,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The copy-and-strip comparison `same_content` replaced.
+    fn stripped(obj: &Value) -> Value {
+        let mut o = obj.clone();
+        if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        o
+    }
+
+    #[test]
+    fn same_content_ignores_only_server_maintained_fields() {
+        let base = json!({"kind": "Secret", "metadata": {"name": "a", "resourceVersion": "1", "managedFields": []}, "data": {"k": "dg=="}});
+        let cases = [
+            json!({"kind": "Secret", "metadata": {"name": "a", "resourceVersion": "7"}, "data": {"k": "dg=="}}),
+            json!({"kind": "Secret", "metadata": {"name": "a"}, "data": {"k": "dg=="}}),
+            json!({"kind": "Secret", "metadata": {"name": "a", "resourceVersion": "1"}, "data": {"k": "eA=="}}),
+            json!({"kind": "Secret", "metadata": {"name": "a", "labels": {}}, "data": {"k": "dg=="}}),
+            json!({"kind": "Secret", "metadata": {"name": "a"}, "data": {"k": "dg=="}, "type": "Opaque"}),
+            json!({"kind": "Secret", "metadata": null, "data": {"k": "dg=="}}),
+            json!({"kind": "Secret", "data": {"k": "dg=="}}),
+            json!("not an object"),
+        ];
+        for c in &cases {
+            assert_eq!(same_content(&base, c), stripped(&base) == stripped(c), "{c}");
+            assert_eq!(same_content(c, &base), stripped(c) == stripped(&base), "{c}");
+            assert!(same_content(c, c));
+        }
+        assert!(same_content(&base, &cases[0]) && !same_content(&base, &cases[2]));
+    }
 }

@@ -114,6 +114,12 @@ fn config_key_errors(field: &str, key: &str) -> Vec<Cause> {
 /// (the apiserver unmarshals `.dockerconfigjson` into `map[string]interface{}`
 /// and reports that error). `None` when Go would accept it (an object or `null`).
 pub(crate) fn go_json_object_error(bytes: &[u8]) -> Option<String> {
+    // Fast path: check the shape without building the document (this runs on
+    // every write of a dockerconfigjson Secret). Errors are rendered from the
+    // full parse below, as before.
+    if matches!(serde_json::from_slice::<TopLevel>(bytes), Ok(TopLevel::ObjectOrNull)) {
+        return None;
+    }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(_)) | Ok(Value::Null) => None,
         Ok(v) => {
@@ -126,6 +132,64 @@ pub(crate) fn go_json_object_error(bytes: &[u8]) -> Option<String> {
             Some(format!("json: cannot unmarshal {t} into Go value of type map[string]interface {{}}"))
         }
         Err(e) => Some(go_json_syntax_error(bytes, &e)),
+    }
+}
+
+/// The shape of a JSON document, found without building it. Every value is
+/// still read through `deserialize_any`, as `Value` reads it, so exactly the
+/// same documents are accepted.
+enum TopLevel {
+    ObjectOrNull,
+    Other,
+}
+
+/// Any JSON value, read and dropped.
+struct Skip;
+
+struct SkipVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SkipVisitor {
+    type Value = TopLevel;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<TopLevel, A::Error> {
+        while m.next_entry::<Skip, Skip>()?.is_some() {}
+        Ok(TopLevel::ObjectOrNull)
+    }
+    fn visit_unit<E>(self) -> Result<TopLevel, E> {
+        Ok(TopLevel::ObjectOrNull)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<TopLevel, A::Error> {
+        while s.next_element::<Skip>()?.is_some() {}
+        Ok(TopLevel::Other)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Skip {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SkipVisitor).map(|_| Skip)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SkipVisitor)
     }
 }
 
@@ -207,7 +271,12 @@ fn json_type(v: &Value) -> &'static str {
 /// Go's `encoding/json` decoding of `[]byte`: standard base64, padded, with
 /// `\r` and `\n` ignored.
 fn decode_go_base64(s: &str) -> Result<Vec<u8>, String> {
-    let cleaned: String = s.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+    // Line breaks are rare: copy the input only when there are some.
+    let cleaned: std::borrow::Cow<'_, str> = if s.contains(['\r', '\n']) {
+        s.chars().filter(|c| *c != '\r' && *c != '\n').collect::<String>().into()
+    } else {
+        s.into()
+    };
     base64::engine::general_purpose::STANDARD.decode(cleaned.as_bytes()).map_err(|e| {
         let at = match e {
             base64::DecodeError::InvalidByte(i, _) => i,
@@ -685,6 +754,32 @@ mod tests {
             Some("json: cannot unmarshal array into Go value of type map[string]interface {}".into())
         );
         assert_eq!(go_json_object_error(b"{} x"), Some("invalid character 'x' after top-level value".into()));
+    }
+
+    #[test]
+    fn the_shape_fast_path_agrees_with_a_full_parse() {
+        let full = |bytes: &[u8]| match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(_)) | Ok(Value::Null) => None,
+            Ok(_) => Some(()),
+            Err(_) => Some(()),
+        };
+        for doc in [
+            &b"{}"[..],
+            b"null",
+            b" {\"auths\": {\"gcr.io\": {\"auth\": \"eA==\", \"n\": [1, 2.5, -3e2, true, null]}}} ",
+            b"{\"a\": 1e400}",
+            b"{\"a\": \"\\u00e9\\n\"}",
+            b"{\"a\": \"\\ud800\"}",
+            b"{\"a\": 1, \"a\": 2}",
+            b"{\"a\": \"x\x01\"}",
+            b"{\"a\": [}",
+            b"{} {}",
+            b"[]",
+            b"\"s\"",
+            b"",
+        ] {
+            assert_eq!(go_json_object_error(doc).is_none(), full(doc).is_none(), "{:?}", String::from_utf8_lossy(doc));
+        }
     }
 
     #[test]
