@@ -64,7 +64,8 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
 
     let metrics = Arc::new(Metrics::new());
     let (mut sinks, kube_client) = build_sinks(&config).await?;
-    let events = kube_client.clone().map(|client| Arc::new(Events::new(client, config.rotation_events)));
+    let events =
+        kube_client.clone().map(|client| Arc::new(Events::new(client, config.rotation_events, config.request_timeout)));
     if let (Some(fan_out), Some(client)) = (config.fan_out.clone(), kube_client) {
         sinks.push(NamedSink { sink: Box::new(FanOut::start(client, fan_out, events.clone())), kind: "fanout" });
     }
@@ -125,8 +126,10 @@ async fn build_sinks(config: &Config) -> Result<(Vec<NamedSink>, Option<kube::Cl
     let mut kube_client = None;
     if !config.secrets.is_empty() || config.fan_out.is_some() {
         let mut kube_config = kube::Config::infer().await.map_err(|e| AppError::Kubeconfig(e.to_string()))?;
+        // Every call regcred makes carries its own `--request-timeout`. A
+        // client-wide read timeout would also cut the long-lived watches of
+        // namespace fan-out every few seconds; the watcher has its own idle timeout.
         kube_config.connect_timeout = Some(config.request_timeout);
-        kube_config.read_timeout = Some(config.request_timeout);
         kube_config.write_timeout = Some(config.request_timeout);
         let default_ns = kube_config.default_namespace.clone();
         let client = kube::Client::try_from(kube_config)

@@ -23,6 +23,7 @@ pub const REPORTER: &str = "regcred";
 pub struct Events {
     recorder: Recorder,
     rotation_events: bool,
+    timeout: std::time::Duration,
     /// Consecutive failures per object and kind, and whether a Warning is out.
     failing: Mutex<HashMap<(String, Failure), (u32, bool)>>,
 }
@@ -37,11 +38,11 @@ pub enum Failure {
 }
 
 impl Events {
-    pub fn new(client: kube::Client, rotation_events: bool) -> Self {
+    pub fn new(client: kube::Client, rotation_events: bool, timeout: std::time::Duration) -> Self {
         // The pod name (HOSTNAME in a pod) tells replicas apart.
         let instance = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).ok();
         let reporter = Reporter { controller: REPORTER.into(), instance };
-        Self { recorder: Recorder::new(client, reporter), rotation_events, failing: Mutex::default() }
+        Self { recorder: Recorder::new(client, reporter), rotation_events, timeout, failing: Mutex::default() }
     }
 
     /// Records a failure; publishes a Warning when it is permanent or has
@@ -80,7 +81,8 @@ impl Events {
         // The API caps notes at 1 kB.
         let note: String = note.chars().take(1000).collect();
         let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
-        match self.recorder.publish(&event, object).await {
+        let published = tokio::time::timeout(self.timeout, self.recorder.publish(&event, object)).await;
+        match published.unwrap_or_else(|_| Err(kube::Error::Service("timed out".into()))) {
             Ok(()) => debug!(reason, object = %key(object, Failure::Write).0, "published event"),
             // Events are best effort: failing to report must not stop refreshing.
             Err(e) => warn!(reason, object = %key(object, Failure::Write).0, error = %e, "cannot publish event"),

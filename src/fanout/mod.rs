@@ -143,7 +143,6 @@ impl Sink for FanOut {
     async fn write(&self, doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Result<WriteOutcome, SinkError> {
         let shared = &self.shared;
         let published = Arc::new(Published::new(doc, expires_at));
-        *shared.current.lock().expect("lock") = Some(published.clone());
 
         let mut synced = shared.synced.subscribe();
         let waited =
@@ -155,6 +154,10 @@ impl Sink for FanOut {
             });
         }
 
+        // Published only once the first listings are in: before that, the
+        // watches would queue every namespace for a write this cycle is
+        // about to make anyway.
+        *shared.current.lock().expect("lock") = Some(published.clone());
         let targets: Vec<String> = shared.namespaces.lock().expect("lock").iter().cloned().collect();
         let total = targets.len();
         let started = Instant::now();
@@ -413,12 +416,18 @@ impl Shared {
 }
 
 /// Handles namespaces queued by watch events, retrying failures with backoff.
+///
+/// At most `--max-concurrent-writes` namespaces are in hand at once; the rest
+/// wait in the queue as bare names, so a burst of events costs little memory.
 async fn work(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<String>) {
     let attempts: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let slots = Arc::new(Semaphore::new(shared.config.max_concurrent_writes.max(1)));
     while let Some(ns) = rx.recv().await {
+        let slot = slots.clone().acquire_owned().await.expect("semaphore never closed");
         let shared = shared.clone();
         let attempts = attempts.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             shared.queued.lock().expect("lock").remove(&ns);
             let Some(published) = shared.current.lock().expect("lock").clone() else { return };
             if !shared.namespaces.lock().expect("lock").contains(&ns) {
@@ -436,8 +445,11 @@ async fn work(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<String>) {
                         *n
                     };
                     let delay = crate::schedule::backoff(n - 1, fastrand::f64(), e.retry_after());
-                    tokio::time::sleep(delay).await;
-                    shared.enqueue(&ns);
+                    // Wait without holding a slot.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        shared.enqueue(&ns);
+                    });
                 }
                 Err(_) => {}
             }
