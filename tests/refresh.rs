@@ -332,3 +332,30 @@ async fn sigterm_stops_once_during_retries() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(kit.kube.secret("default", "gcr-pull").is_none());
 }
+
+#[tokio::test]
+async fn one_failing_sink_does_not_stop_the_others() {
+    let kit = Kit::start().await;
+    let file = kit.path("config.json");
+    let out = kit
+        .run(&[
+            "once",
+            "--key-file",
+            &kit.key_file(),
+            "--secret",
+            "nowhere/gcr-pull",
+            "--secret",
+            "gcr-pull",
+            "--output-file",
+            &file.display().to_string(),
+        ])
+        .await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.lines().last().unwrap().contains("namespace nowhere does not exist"), "{}", out.stderr);
+    let token = kit.issued().pop().unwrap();
+    assert_eq!(password(&read_json(&file).expect("the file was written")), token);
+    assert_eq!(
+        password(&kit.secret_doc("default", "gcr-pull", ".dockerconfigjson").expect("the other Secret was written")),
+        token
+    );
+}
