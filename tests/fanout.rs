@@ -20,18 +20,7 @@ async fn once_writes_every_namespace_with_one_token_skipping_excluded_ones() {
         kit.kube.create_namespace(&format!("team-{i}"), &[]);
     }
     kit.kube.create_namespace("tmp-1", &[]);
-    let out = kit
-        .run(&[
-            "once",
-            "--key-file",
-            &kit.key_file(),
-            "--secret",
-            "gcr-pull",
-            "--all-namespaces",
-            "--exclude-namespace",
-            "tmp-*",
-        ])
-        .await;
+    let out = kit.once(&["--secret", "gcr-pull", "--all-namespaces", "--exclude-namespace", "tmp-*"]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(kit.issued().len(), 1, "one token for all namespaces");
     let token = kit.issued().pop().unwrap();
@@ -51,22 +40,16 @@ async fn new_namespaces_get_the_secret_and_drift_is_repaired_from_the_watch() {
     kit.kube.create_namespace("ci", &[("regcred", "enabled")]);
     kit.kube.create_namespace("other", &[]);
     // A long resync interval: anything restored below was restored by the watch.
-    let child = kit
-        .command(&[
-            "run",
-            "--key-file",
-            &kit.key_file(),
-            "--secret",
-            "gcr-pull",
-            "--namespace-selector",
-            "regcred=enabled",
-            "--resync-interval",
-            "1h",
-            "--admin-addr",
-            "off",
-        ])
-        .spawn()
-        .unwrap();
+    let child = kit.daemon(&[
+        "--secret",
+        "gcr-pull",
+        "--namespace-selector",
+        "regcred=enabled",
+        "--resync-interval",
+        "1h",
+        "--admin-addr",
+        "off",
+    ]);
     wait_for(Duration::from_secs(20), "ci's Secret", || has_secret(&kit, "ci").then_some(())).await;
     assert!(!has_secret(&kit, "other") && !has_secret(&kit, "default"), "only matching namespaces");
 
@@ -96,21 +79,15 @@ async fn prune_removes_only_managed_secrets_from_namespaces_that_stop_matching()
     let kit = Kit::start().await;
     kit.kube.create_namespace("a", &[("regcred", "enabled")]);
     kit.kube.create_namespace("b", &[("regcred", "enabled")]);
-    let child = kit
-        .command(&[
-            "run",
-            "--key-file",
-            &kit.key_file(),
-            "--secret",
-            "gcr-pull",
-            "--namespace-selector",
-            "regcred=enabled",
-            "--prune",
-            "--admin-addr",
-            "off",
-        ])
-        .spawn()
-        .unwrap();
+    let child = kit.daemon(&[
+        "--secret",
+        "gcr-pull",
+        "--namespace-selector",
+        "regcred=enabled",
+        "--prune",
+        "--admin-addr",
+        "off",
+    ]);
     wait_for(Duration::from_secs(20), "both Secrets", || {
         (has_secret(&kit, "a") && has_secret(&kit, "b")).then_some(())
     })
@@ -194,8 +171,7 @@ async fn one_failing_namespace_does_not_block_the_others() {
         Fault::Status { code: 500, body: None, retry_after: None },
         1000,
     );
-    let out =
-        kit.run(&["once", "--key-file", &kit.key_file(), "--secret", "gcr-pull", "--namespace", "a,b,broken,c"]).await;
+    let out = kit.once(&["--secret", "gcr-pull", "--namespace", "a,b,broken,c"]).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     let last = out.stderr.lines().last().unwrap();
     assert!(last.contains("1 of 4 namespaces failed") && last.contains("broken"), "{last}");

@@ -150,11 +150,7 @@ async fn missing_namespace_is_reported() {
 #[tokio::test]
 async fn secret_edited_by_someone_else_is_restored() {
     let kit = Kit::start().await;
-    let key = kit.key_file();
-    let child = kit
-        .command(&["run", "--key-file", &key, "--secret", "gcr-pull", "--resync-interval", "1s", "--admin-addr", "off"])
-        .spawn()
-        .unwrap();
+    let child = kit.daemon(&["--secret", "gcr-pull", "--resync-interval", "1s", "--admin-addr", "off"]);
     let good =
         wait_for(Duration::from_secs(20), "the Secret", || kit.secret_doc("default", "gcr-pull", ".dockerconfigjson"))
             .await;
@@ -175,23 +171,8 @@ async fn secret_edited_by_someone_else_is_restored() {
 async fn run_survives_a_long_outage_and_recovers() {
     let kit = Kit::start().await;
     kit.google.set_token_lifetime(Duration::from_secs(4));
-    let key = kit.key_file();
-    let child = kit
-        .command(&[
-            "run",
-            "--key-file",
-            &key,
-            "--secret",
-            "gcr-pull",
-            "--refresh-before",
-            "2s",
-            "--jitter",
-            "0s",
-            "--admin-addr",
-            "off",
-        ])
-        .spawn()
-        .unwrap();
+    let child =
+        kit.daemon(&["--secret", "gcr-pull", "--refresh-before", "2s", "--jitter", "0s", "--admin-addr", "off"]);
     let first =
         wait_for(Duration::from_secs(20), "the Secret", || kit.secret_doc("default", "gcr-pull", ".dockerconfigjson"))
             .await;

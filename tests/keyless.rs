@@ -84,10 +84,7 @@ async fn impersonates_from_a_key_file() {
     let kit = Kit::start().await;
     kit.google.allow_impersonation(TARGET);
     let out = kit
-        .run(&[
-            "once",
-            "--key-file",
-            &kit.key_file(),
+        .once(&[
             "--impersonate",
             TARGET,
             "--impersonation-endpoint",
@@ -350,10 +347,7 @@ async fn impersonation_denied_names_the_call_and_the_permission() {
 
     // The same through --impersonate on a key file.
     let out = kit
-        .run(&[
-            "once",
-            "--key-file",
-            &kit.key_file(),
+        .once(&[
             "--impersonate",
             TARGET,
             "--impersonation-endpoint",

@@ -43,22 +43,16 @@ async fn readyz_fails_before_expiry_when_refreshes_keep_failing_and_recovers() {
     // The first mints fail: not ready before the first successful write.
     kit.google.faults().inject(None, "/token", status_500(), 2);
     let port = free_port();
-    let child = kit
-        .command(&[
-            "run",
-            "--key-file",
-            &kit.key_file(),
-            "--secret",
-            "gcr-pull",
-            "--refresh-before",
-            "4s",
-            "--jitter",
-            "0s",
-            "--admin-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .spawn()
-        .unwrap();
+    let child = kit.daemon(&[
+        "--secret",
+        "gcr-pull",
+        "--refresh-before",
+        "4s",
+        "--jitter",
+        "0s",
+        "--admin-addr",
+        &format!("127.0.0.1:{port}"),
+    ]);
     let (code, body) = wait_for_answer(port, "/readyz").await;
     assert_eq!(code, 503, "unready before any credential: {body}");
     assert!(body.contains("secret default/gcr-pull: no credential written yet"), "{body}");
@@ -102,18 +96,7 @@ async fn metrics_report_expiry_success_and_failures_by_reason() {
     let kit = Kit::start().await;
     kit.google.faults().inject(None, "/token", status_500(), 1);
     let port = free_port();
-    let child = kit
-        .command(&[
-            "run",
-            "--key-file",
-            &kit.key_file(),
-            "--secret",
-            "gcr-pull",
-            "--admin-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .spawn()
-        .unwrap();
+    let child = kit.daemon(&["--secret", "gcr-pull", "--admin-addr", &format!("127.0.0.1:{port}")]);
     poll_status(port, "/readyz", 200, Duration::from_secs(20)).await;
     let (code, body) = http_get(port, "/metrics").await.unwrap();
     assert_eq!(code, 200);
@@ -158,10 +141,7 @@ async fn metrics_report_expiry_success_and_failures_by_reason() {
 async fn events_say_when_writes_fail_and_when_they_recover() {
     let kit = Kit::start().await;
     kit.kube.faults().inject(Some("POST"), "/api/v1/namespaces/default/secrets", status_500(), 3);
-    let child = kit
-        .command(&["run", "--key-file", &kit.key_file(), "--secret", "gcr-pull", "--admin-addr", "off"])
-        .spawn()
-        .unwrap();
+    let child = kit.daemon(&["--secret", "gcr-pull", "--admin-addr", "off"]);
     wait_for(Duration::from_secs(30), "the Secret", || kit.kube.secret("default", "gcr-pull")).await;
     let events = wait_for(Duration::from_secs(10), "two events", || {
         let ev = kit.kube.events("default");

@@ -13,7 +13,7 @@ const DEFAULT_HOSTS: [&str; 5] = ["asia.gcr.io", "eu.gcr.io", "gcr.io", "marketp
 #[tokio::test]
 async fn once_creates_the_secret() {
     let kit = Kit::start().await;
-    let out = kit.run(&["once", "--key-file", &kit.key_file(), "--secret", "default/gcr-pull"]).await;
+    let out = kit.once(&["--secret", "default/gcr-pull"]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.stdout.lines().count(), 1, "one-line summary: {}", out.stdout);
     assert!(out.stdout.contains("secret default/gcr-pull created"), "{}", out.stdout);
@@ -69,10 +69,7 @@ async fn second_once_updates_and_keeps_foreign_keys_labels_and_annotations() {
 async fn opaque_secret_under_another_key() {
     let kit = Kit::start().await;
     let out = kit
-        .run(&[
-            "once",
-            "--key-file",
-            &kit.key_file(),
+        .once(&[
             "--secret",
             "default/reg",
             "--secret-key",
@@ -97,7 +94,7 @@ async fn existing_secret_of_another_type_is_reported_not_overwritten() {
         json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                "metadata": {"name": "gcr-pull", "namespace": "default"}, "data": {"x": "eQ=="}}),
     );
-    let out = kit.run(&["once", "--key-file", &kit.key_file(), "--secret", "gcr-pull"]).await;
+    let out = kit.once(&["--secret", "gcr-pull"]).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     let last = out.stderr.lines().last().unwrap();
     assert!(
@@ -165,24 +162,18 @@ async fn run_rotates_secret_and_file_before_each_token_expires() {
     let lifetime = Duration::from_secs(3);
     kit.google.set_token_lifetime(lifetime);
     let file = kit.path("config.json");
-    let child = kit
-        .command(&[
-            "run",
-            "--key-file",
-            &kit.key_file(),
-            "--secret",
-            "gcr-pull",
-            "--output-file",
-            &file.display().to_string(),
-            "--refresh-before",
-            "1s",
-            "--jitter",
-            "0s",
-            "--admin-addr",
-            "off",
-        ])
-        .spawn()
-        .unwrap();
+    let child = kit.daemon(&[
+        "--secret",
+        "gcr-pull",
+        "--output-file",
+        &file.display().to_string(),
+        "--refresh-before",
+        "1s",
+        "--jitter",
+        "0s",
+        "--admin-addr",
+        "off",
+    ]);
 
     // Watch the Secret and the file through several rotations, noting when each token first appeared.
     let mut seen: Vec<(String, SystemTime)> = Vec::new();
@@ -213,20 +204,7 @@ async fn run_rotates_secret_and_file_before_each_token_expires() {
 #[tokio::test]
 async fn deleted_secret_comes_back_at_the_next_resync() {
     let kit = Kit::start().await;
-    let child = kit
-        .command(&[
-            "run",
-            "--key-file",
-            &kit.key_file(),
-            "--secret",
-            "gcr-pull",
-            "--resync-interval",
-            "1s",
-            "--admin-addr",
-            "off",
-        ])
-        .spawn()
-        .unwrap();
+    let child = kit.daemon(&["--secret", "gcr-pull", "--resync-interval", "1s", "--admin-addr", "off"]);
     wait_for(Duration::from_secs(20), "the Secret", || kit.kube.secret("default", "gcr-pull")).await;
     kit.kube.delete_object("default", "secrets", "gcr-pull");
     wait_for(Duration::from_secs(10), "the Secret to come back", || kit.kube.secret("default", "gcr-pull")).await;
@@ -238,10 +216,7 @@ async fn deleted_secret_comes_back_at_the_next_resync() {
 #[tokio::test]
 async fn sigterm_exits_zero_promptly() {
     let kit = Kit::start().await;
-    let child = kit
-        .command(&["run", "--key-file", &kit.key_file(), "--secret", "gcr-pull", "--admin-addr", "off"])
-        .spawn()
-        .unwrap();
+    let child = kit.daemon(&["--secret", "gcr-pull", "--admin-addr", "off"]);
     wait_for(Duration::from_secs(20), "the Secret", || kit.kube.secret("default", "gcr-pull")).await;
     let started = std::time::Instant::now();
     let (code, stderr) = terminate(child).await;
@@ -291,19 +266,7 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
     let pem_line = private_key["private_key"].as_str().unwrap().lines().nth(1).unwrap().to_string();
     for format in ["text", "json"] {
         let out = kit
-            .run(&[
-                "once",
-                "--key-file",
-                &kit.key_file(),
-                "--secret",
-                "gcr-pull",
-                "--output-file",
-                &file,
-                "--log-level",
-                "trace",
-                "--log-format",
-                format,
-            ])
+            .once(&["--secret", "gcr-pull", "--output-file", &file, "--log-level", "trace", "--log-format", format])
             .await;
         assert_eq!(out.code, Some(0), "{out:?}");
         let all = format!("{}{}", out.stdout, out.stderr);
@@ -338,17 +301,7 @@ async fn one_failing_sink_does_not_stop_the_others() {
     let kit = Kit::start().await;
     let file = kit.path("config.json");
     let out = kit
-        .run(&[
-            "once",
-            "--key-file",
-            &kit.key_file(),
-            "--secret",
-            "nowhere/gcr-pull",
-            "--secret",
-            "gcr-pull",
-            "--output-file",
-            &file.display().to_string(),
-        ])
+        .once(&["--secret", "nowhere/gcr-pull", "--secret", "gcr-pull", "--output-file", &file.display().to_string()])
         .await;
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.lines().last().unwrap().contains("namespace nowhere does not exist"), "{}", out.stderr);

@@ -141,3 +141,23 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Some((status, body))
 }
+
+impl Kit {
+    /// `regcred once --key-file KEY ARGS`, the shape most tests need.
+    pub async fn once(&self, args: &[&str]) -> Output {
+        let key = self.key_file();
+        let mut all = vec!["once", "--key-file", &key];
+        all.extend_from_slice(args);
+        self.run(&all).await
+    }
+}
+
+impl Kit {
+    /// Starts `regcred run --key-file KEY ARGS` in the background.
+    pub fn daemon(&self, args: &[&str]) -> Child {
+        let key = self.key_file();
+        let mut all = vec!["run", "--key-file", &key];
+        all.extend_from_slice(args);
+        self.command(&all).spawn().unwrap()
+    }
+}
