@@ -83,13 +83,17 @@ impl Events {
         let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
         let published = tokio::time::timeout(self.timeout, self.recorder.publish(&event, object)).await;
         match published.unwrap_or_else(|_| Err(kube::Error::Service("timed out".into()))) {
-            Ok(()) => debug!(reason, object = %key(object, Failure::Write).0, "published event"),
+            Ok(()) => debug!(reason, object = %object_name(object), "published event"),
             // Events are best effort: failing to report must not stop refreshing.
-            Err(e) => warn!(reason, object = %key(object, Failure::Write).0, error = %e, "cannot publish event"),
+            Err(e) => warn!(reason, object = %object_name(object), error = %e, "cannot publish event"),
         }
     }
 }
 
+fn object_name(o: &ObjectReference) -> String {
+    format!("{}/{}", o.namespace.as_deref().unwrap_or(""), o.name.as_deref().unwrap_or(""))
+}
+
 fn key(o: &ObjectReference, what: Failure) -> (String, Failure) {
-    (format!("{}/{}", o.namespace.as_deref().unwrap_or(""), o.name.as_deref().unwrap_or("")), what)
+    (object_name(o), what)
 }

@@ -312,3 +312,17 @@ async fn one_failing_sink_does_not_stop_the_others() {
         token
     );
 }
+
+#[tokio::test]
+async fn an_unchanged_key_credential_is_not_rewritten() {
+    let kit = Kit::start().await;
+    let args = ["--auth", "json-key", "--secret", "gcr-pull"];
+    assert!(kit.once(&args).await.stdout.contains("secret default/gcr-pull created"));
+    let before = kit.kube.secret("default", "gcr-pull").unwrap();
+    let out = kit.once(&args).await;
+    assert!(out.stdout.contains("secret default/gcr-pull unchanged"), "{}", out.stdout);
+    assert_eq!(
+        kit.kube.secret("default", "gcr-pull").unwrap()["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+}

@@ -22,9 +22,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine as _;
 use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::ByteString;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -37,7 +37,10 @@ pub use service_accounts::ServiceAccountPatching;
 
 use crate::events::{Events, Failure};
 use crate::render::AuthsDocument;
-use crate::sink::{Sink, SinkError, WriteOutcome, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::sink::{
+    expiry_annotation, new_managed, secret_ref, Sink, SinkError, WriteOutcome, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+};
 
 /// Conflicts tolerated in one namespace write before it counts as failed.
 const MAX_CONFLICTS: u32 = 5;
@@ -71,7 +74,8 @@ struct Seen {
 
 /// The document being distributed.
 struct Published {
-    doc_b64: String,
+    /// Serialises as base64, as Secret data must.
+    doc: ByteString,
     expires_at: Option<String>,
     content: u64,
 }
@@ -199,9 +203,9 @@ impl Sink for FanOut {
 
 impl Published {
     fn new(doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Self {
-        let expires_at = expires_at.map(|t| humantime::format_rfc3339_seconds(t).to_string());
+        let expires_at = expires_at.map(expiry_annotation);
         Published {
-            doc_b64: base64::engine::general_purpose::STANDARD.encode(doc.expose_bytes()),
+            doc: ByteString(doc.expose_bytes().to_vec()),
             content: content_hash(Some(doc.expose_bytes()), expires_at.as_deref()),
             expires_at,
         }
@@ -284,7 +288,14 @@ impl Shared {
             let seen = self.secrets.lock().expect("lock").get(ns).cloned();
             match seen {
                 None => {
-                    let secret = self.new_secret(ns, published);
+                    let secret = new_managed(
+                        ns,
+                        &self.config.secret_name,
+                        self.config.secret_type,
+                        &self.config.key,
+                        &published.doc.0,
+                        published.expires_at.as_deref(),
+                    );
                     match self.call(ns, "create", api.create(&PostParams::default(), &secret)).await {
                         Ok(created) => {
                             self.remember(ns, &created);
@@ -312,7 +323,7 @@ impl Shared {
                             "labels": { MANAGED_BY_LABEL: MANAGED_BY_VALUE },
                             "annotations": { EXPIRES_AT_ANNOTATION: published.expires_at },
                         },
-                        "data": { &self.config.key: published.doc_b64 },
+                        "data": { &self.config.key: &published.doc },
                     });
                     match self.call(ns, "patch", api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))).await
                     {
@@ -343,33 +354,9 @@ impl Shared {
         Ok(())
     }
 
-    fn new_secret(&self, ns: &str, published: &Published) -> Secret {
-        let mut value = json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": self.config.secret_type,
-            "metadata": {
-                "name": self.config.secret_name,
-                "namespace": ns,
-                "labels": { MANAGED_BY_LABEL: MANAGED_BY_VALUE },
-            },
-            "data": { &self.config.key: published.doc_b64 },
-        });
-        if let Some(t) = &published.expires_at {
-            value["metadata"]["annotations"] = json!({ EXPIRES_AT_ANNOTATION: t });
-        }
-        serde_json::from_value(value).expect("a well-formed Secret")
-    }
-
     /// Events and logs per namespace, once per failing streak.
     async fn report(&self, ns: &str, outcome: &Result<WriteOutcome, SinkError>) {
-        let object = ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Secret".into()),
-            namespace: Some(ns.to_string()),
-            name: Some(self.config.secret_name.clone()),
-            ..Default::default()
-        };
+        let object = secret_ref(ns, &self.config.secret_name);
         match outcome {
             Ok(o) => {
                 self.failing.lock().expect("lock").remove(ns);

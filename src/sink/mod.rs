@@ -9,7 +9,9 @@ mod secret;
 use std::time::SystemTime;
 
 pub use file::FileSink;
-pub use secret::{SecretSink, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+pub use secret::{
+    expiry_annotation, new_managed, secret_ref, SecretSink, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 

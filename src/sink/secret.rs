@@ -74,31 +74,76 @@ impl SecretSink {
 
     /// The Secret as it should be: `current` with regcred's parts replaced.
     fn desired(&self, current: Option<&Secret>, doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Secret {
-        let mut secret = current.cloned().unwrap_or_else(|| Secret {
-            metadata: ObjectMeta {
-                name: Some(self.secret_name.clone()),
-                namespace: Some(self.namespace.clone()),
-                ..Default::default()
-            },
-            type_: Some(self.secret_type.to_string()),
-            ..Default::default()
-        });
-        secret.data.get_or_insert_with(BTreeMap::new).insert(self.key.clone(), ByteString(doc.expose_bytes().to_vec()));
-        secret
-            .metadata
-            .labels
-            .get_or_insert_with(BTreeMap::new)
-            .insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
-        let annotations = secret.metadata.annotations.get_or_insert_with(BTreeMap::new);
-        match expires_at {
-            Some(t) => {
-                annotations.insert(EXPIRES_AT_ANNOTATION.into(), humantime::format_rfc3339_seconds(t).to_string());
+        let expires_at = expires_at.map(expiry_annotation);
+        match current {
+            Some(current) => {
+                let mut secret = current.clone();
+                set_owned(&mut secret, &self.key, doc.expose_bytes(), expires_at.as_deref());
+                secret
             }
-            None => {
-                annotations.remove(EXPIRES_AT_ANNOTATION);
-            }
+            None => new_managed(
+                &self.namespace,
+                &self.secret_name,
+                self.secret_type,
+                &self.key,
+                doc.expose_bytes(),
+                expires_at.as_deref(),
+            ),
         }
-        secret
+    }
+}
+
+/// The value of [`EXPIRES_AT_ANNOTATION`] for a credential expiring at `t`.
+pub fn expiry_annotation(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Puts regcred's parts into `secret` (the owned data key, the managed-by
+/// label, the expiry annotation, removed for keys that never expire) and
+/// leaves everything else as it is.
+pub fn set_owned(secret: &mut Secret, key: &str, doc: &[u8], expires_at: Option<&str>) {
+    secret.data.get_or_insert_with(BTreeMap::new).insert(key.to_string(), ByteString(doc.to_vec()));
+    secret.metadata.labels.get_or_insert_with(BTreeMap::new).insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    let annotations = &mut secret.metadata.annotations;
+    match (expires_at, annotations) {
+        (Some(t), annotations) => {
+            annotations.get_or_insert_with(BTreeMap::new).insert(EXPIRES_AT_ANNOTATION.into(), t.to_string());
+        }
+        // No empty map is added: the API server drops it, and the Secret
+        // would then never compare equal and be rewritten at every resync.
+        (None, Some(annotations)) => {
+            annotations.remove(EXPIRES_AT_ANNOTATION);
+        }
+        (None, None) => {}
+    }
+}
+
+/// A new Secret holding only regcred's parts.
+pub fn new_managed(
+    namespace: &str,
+    name: &str,
+    secret_type: &str,
+    key: &str,
+    doc: &[u8],
+    expires_at: Option<&str>,
+) -> Secret {
+    let mut secret = Secret {
+        metadata: ObjectMeta { name: Some(name.into()), namespace: Some(namespace.into()), ..Default::default() },
+        type_: Some(secret_type.into()),
+        ..Default::default()
+    };
+    set_owned(&mut secret, key, doc, expires_at);
+    secret
+}
+
+/// The object Events about the Secret `namespace/name` are attached to.
+pub fn secret_ref(namespace: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Secret".into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        ..Default::default()
     }
 }
 
@@ -109,13 +154,7 @@ impl Sink for SecretSink {
     }
 
     fn object_ref(&self) -> Option<ObjectReference> {
-        Some(ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Secret".into()),
-            namespace: Some(self.namespace.clone()),
-            name: Some(self.secret_name.clone()),
-            ..Default::default()
-        })
+        Some(secret_ref(&self.namespace, &self.secret_name))
     }
 
     async fn write(&self, doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Result<WriteOutcome, SinkError> {

@@ -398,10 +398,15 @@ pub(crate) fn normalize(res: &Resource, obj: &mut Value) -> Result<(), ApiError>
     }
     check_string_map(res, map.get("metadata").and_then(|m| m.get("labels")), "ObjectMeta.metadata.labels")?;
     check_string_map(res, map.get("metadata").and_then(|m| m.get("annotations")), "ObjectMeta.metadata.annotations")?;
-    // Null-valued map entries are dropped by Go's decoder for map[string]string.
+    // Null-valued map entries are dropped by Go's decoder for map[string]string,
+    // and an empty map is not stored or returned (`json:",omitempty"`).
     for field in ["labels", "annotations"] {
-        if let Some(Value::Object(m)) = map.get_mut("metadata").and_then(|m| m.get_mut(field)) {
+        let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) else { continue };
+        if let Some(Value::Object(m)) = meta.get_mut(field) {
             m.retain(|_, v| !v.is_null());
+        }
+        if meta.get(field).is_some_and(|v| v.is_null() || v.as_object().is_some_and(Map::is_empty)) {
+            meta.remove(field);
         }
     }
 
