@@ -52,18 +52,41 @@ const TARGET_RSS_10K_MIB: f64 = 32.0;
 const TARGET_RSS_SINGLE_MIB: f64 = 10.0;
 
 /// The command-line options of `bench`.
+#[derive(Debug, clap::Args)]
 pub struct Options {
+    /// Numbers of selected namespaces to measure a fan-out cycle at; the
+    /// largest also gets the new-namespace and idle measurements.
+    #[arg(long, value_delimiter = ',', default_value = "1,100,1000,10000")]
     pub sizes: Vec<usize>,
+    /// Latency added to every request of both emulators.
+    #[arg(long, default_value = "2ms", value_parser = humantime::parse_duration)]
     pub latency: Duration,
+    /// The regcred binary to measure [default: $REGCRED_BIN, else `cargo build --release --bin regcred`].
+    #[arg(long, value_name = "PATH")]
     pub regcred: Option<PathBuf>,
+    /// regcred's --max-concurrent-writes.
+    #[arg(long, default_value_t = 64)]
     pub max_concurrent_writes: usize,
+    /// Rotation cycles to measure at each size after the first cycle (the median is reported).
+    #[arg(long, default_value_t = 2)]
     pub rotations: usize,
+    /// Namespaces to create one at a time at the largest size, timing each one's Secret.
+    #[arg(long, default_value_t = 20)]
     pub new_namespaces: usize,
+    /// Idle window over which regcred's CPU is measured (largest size and single Secret); 0s skips it.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub idle: Duration,
+    /// Lifetime of the tokens that force rotations (replaced at half-life).
+    #[arg(long, default_value = "6s", value_parser = humantime::parse_duration)]
     pub token_lifetime: Duration,
+    /// Latency of the Google emulator (the token mint) [default: --latency].
+    #[arg(long, value_parser = humantime::parse_duration)]
     pub mint_latency: Option<Duration>,
+    /// Pin regcred to CPU 0 and the emulators to the other CPUs.
+    #[arg(long)]
     pub pin: bool,
-    /// Appended to every regcred command line.
+    /// An extra argument for every regcred run (repeat; e.g. `--regcred-arg=--request-timeout=60s`).
+    #[arg(long = "regcred-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub regcred_args: Vec<String>,
 }
 

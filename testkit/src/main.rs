@@ -59,42 +59,7 @@ enum Command {
         keep: bool,
     },
     /// Benchmark the release regcred against the emulators; prints a Markdown report.
-    Bench {
-        /// Numbers of selected namespaces to measure a fan-out cycle at; the
-        /// largest also gets the new-namespace and idle measurements.
-        #[arg(long, value_delimiter = ',', default_value = "1,100,1000,10000")]
-        sizes: Vec<usize>,
-        /// Latency added to every request of both emulators.
-        #[arg(long, default_value = "2ms", value_parser = humantime::parse_duration)]
-        latency: Duration,
-        /// The regcred binary to measure [default: $REGCRED_BIN, else `cargo build --release --bin regcred`].
-        #[arg(long, value_name = "PATH")]
-        regcred: Option<PathBuf>,
-        /// regcred's --max-concurrent-writes.
-        #[arg(long, default_value_t = 64)]
-        max_concurrent_writes: usize,
-        /// Rotation cycles to measure at each size after the first cycle (the median is reported).
-        #[arg(long, default_value_t = 2)]
-        rotations: usize,
-        /// Namespaces to create one at a time at the largest size, timing each one's Secret.
-        #[arg(long, default_value_t = 20)]
-        new_namespaces: usize,
-        /// Idle window over which regcred's CPU is measured (largest size and single Secret); 0s skips it.
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        idle: Duration,
-        /// Lifetime of the tokens that force rotations (replaced at half-life).
-        #[arg(long, default_value = "6s", value_parser = humantime::parse_duration)]
-        token_lifetime: Duration,
-        /// Latency of the Google emulator (the token mint) [default: --latency].
-        #[arg(long, value_parser = humantime::parse_duration)]
-        mint_latency: Option<Duration>,
-        /// Pin regcred to CPU 0 and the emulators to the other CPUs.
-        #[arg(long)]
-        pin: bool,
-        /// An extra argument for every regcred run (repeat; e.g. `--regcred-arg=--request-timeout=60s`).
-        #[arg(long = "regcred-arg", value_name = "ARG", allow_hyphen_values = true)]
-        regcred_args: Vec<String>,
-    },
+    Bench(bench::Options),
 }
 
 fn init_logging() {
@@ -118,34 +83,7 @@ async fn main() -> std::process::ExitCode {
             }
         }
         Command::Demo { duration, token_lifetime, keep } => demo::run(duration, token_lifetime, keep).await,
-        Command::Bench {
-            sizes,
-            latency,
-            regcred,
-            max_concurrent_writes,
-            rotations,
-            new_namespaces,
-            idle,
-            token_lifetime,
-            mint_latency,
-            pin,
-            regcred_args,
-        } => {
-            bench::run(bench::Options {
-                sizes,
-                latency,
-                regcred,
-                max_concurrent_writes,
-                rotations,
-                new_namespaces,
-                idle,
-                token_lifetime,
-                mint_latency,
-                pin,
-                regcred_args,
-            })
-            .await
-        }
+        Command::Bench(opts) => bench::run(opts).await,
     }
 }
 

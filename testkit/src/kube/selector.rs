@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::resources::Resource;
 use super::status::ApiError;
+use super::validate;
 
 #[derive(Clone, Debug, PartialEq)]
 enum Op {
@@ -181,15 +182,6 @@ impl Parser {
     }
 }
 
-fn is_name_part(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-}
-
 /// A qualified label key: `[prefix/]name`.
 fn validate_key(k: &str) -> Result<(), String> {
     let (prefix, name) = match k.split_once('/') {
@@ -204,7 +196,7 @@ fn validate_key(k: &str) -> Result<(), String> {
             ));
         }
     }
-    if !is_name_part(name) {
+    if !validate::is_qualified_name_part(name) {
         return Err(format!(
             "key: Invalid value: {}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
             super::status::go_quote(k)
@@ -214,7 +206,7 @@ fn validate_key(k: &str) -> Result<(), String> {
 }
 
 fn validate_value(v: &str) -> Result<(), String> {
-    if v.is_empty() || is_name_part(v) {
+    if v.is_empty() || validate::is_qualified_name_part(v) {
         Ok(())
     } else {
         Err(format!(

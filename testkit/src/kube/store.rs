@@ -185,6 +185,24 @@ impl Store {
         self.commit_key(res, key, obj)
     }
 
+    /// The end of every create and update: a dry run only shows the object
+    /// with its field managers; a real write records them and commits.
+    fn finish_write(
+        &mut self,
+        res: &'static Resource,
+        key: Key,
+        mut obj: Value,
+        entries: Vec<ManagerEntry>,
+        dry_run: bool,
+    ) -> Value {
+        if dry_run {
+            obj["metadata"]["managedFields"] = patch::render_managed_fields(&entries, res.api_version);
+            return obj;
+        }
+        self.managers.insert(key.clone(), entries);
+        self.commit_key(res, key, obj)
+    }
+
     fn commit_key(&mut self, res: &'static Resource, key: Key, mut obj: Value) -> Value {
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
@@ -344,12 +362,7 @@ impl Store {
         let key: Key = (res.plural, ns.to_string(), name);
         let mut entries = Vec::new();
         patch::record_update(None, &obj, &mut entries, &opts.field_manager, &now);
-        if opts.dry_run {
-            obj["metadata"]["managedFields"] = patch::render_managed_fields(&entries, res.api_version);
-            return Ok(obj);
-        }
-        self.managers.insert(key.clone(), entries);
-        Ok(self.commit_key(res, key, obj))
+        Ok(self.finish_write(res, key, obj, entries, opts.dry_run))
     }
 
     /// PUT: replace, with optimistic concurrency when `metadata.resourceVersion`
@@ -459,12 +472,7 @@ impl Store {
                 return Ok(current);
             }
         }
-        if opts.dry_run {
-            obj["metadata"]["managedFields"] = patch::render_managed_fields(&entries, res.api_version);
-            return Ok(obj);
-        }
-        self.managers.insert(key.clone(), entries);
-        Ok(self.commit_key(res, key, obj))
+        Ok(self.finish_write(res, key, obj, entries, opts.dry_run))
     }
 
     /// PATCH in any of the supported flavours.

@@ -62,7 +62,8 @@ fn label_errors(field: &str, s: &str) -> Vec<Cause> {
     out
 }
 
-fn is_qualified_name_part(s: &str) -> bool {
+/// The name part of a qualified name (label keys and values use the same rule).
+pub(crate) fn is_qualified_name_part(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
