@@ -25,8 +25,8 @@ pub enum AppError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Credentials(SourceError),
-    #[error("cannot find Kubernetes credentials ({0}); in a cluster, run with a service account; elsewhere set KUBECONFIG or create ~/.kube/config")]
-    Kubeconfig(String),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("{0}")]
     Setup(String),
     #[error("cannot listen on the admin address {addr}: {source}; choose another --admin-addr or `off`")]
@@ -64,15 +64,14 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
 
     let metrics = Arc::new(Metrics::new());
     let (mut sinks, kube_client) = build_sinks(&config).await?;
-    let events =
-        kube_client.clone().map(|client| Arc::new(Events::new(client, config.rotation_events, config.request_timeout)));
+    let events = kube_client.clone().map(|client| Arc::new(Events::new(client, config.rotation_events)));
     if let (Some(fan_out), Some(client)) = (config.fan_out.clone(), kube_client) {
         sinks.push(NamedSink { sink: Box::new(FanOut::start(client, fan_out, events.clone())), kind: "fanout" });
     }
     // Ready until a credential is this far past its refresh point: half the
     // refresh margin, so /readyz fails well before the credential expires.
     let grace = config.timing.refresh_before / 2;
-    let stale_after = (config.timing.resync_interval * 3).max(Duration::from_secs(60));
+    let stale_after = config.timing.resync_interval.saturating_mul(3).max(Duration::from_secs(60));
     let health = Arc::new(Health::new(sinks.iter().map(|s| s.sink.name().to_string()), grace, stale_after));
 
     let refresher = Refresher {
@@ -125,25 +124,10 @@ async fn build_sinks(config: &Config) -> Result<(Vec<NamedSink>, Option<kube::Cl
     let mut sinks = Vec::new();
     let mut kube_client = None;
     if !config.secrets.is_empty() || config.fan_out.is_some() {
-        let mut kube_config = kube::Config::infer().await.map_err(|e| AppError::Kubeconfig(e.to_string()))?;
-        // Every call regcred makes carries its own `--request-timeout`. A
-        // client-wide read timeout would also cut the long-lived watches of
-        // namespace fan-out every few seconds; the watcher has its own idle timeout.
-        kube_config.connect_timeout = Some(config.request_timeout);
-        kube_config.write_timeout = Some(config.request_timeout);
-        let default_ns = kube_config.default_namespace.clone();
-        let client = kube::Client::try_from(kube_config)
-            .map_err(|e| AppError::Setup(format!("cannot build the Kubernetes client: {e}")))?;
+        let (client, default_ns) = crate::cluster::connect(config.request_timeout).await?;
         for target in &config.secrets {
             let ns = target.namespace.as_deref().unwrap_or(&default_ns);
-            let sink = SecretSink::new(
-                client.clone(),
-                ns,
-                &target.name,
-                &config.secret_key,
-                config.secret_type(),
-                config.request_timeout,
-            );
+            let sink = SecretSink::new(client.clone(), ns, &target.name, &config.secret_key, config.secret_type());
             sinks.push(NamedSink { sink: Box::new(sink), kind: "secret" });
         }
         kube_client = Some(client);

@@ -211,6 +211,12 @@ pub struct FanOutArgs {
     /// Most Kubernetes requests per second during fan-out (0: no limit).
     #[arg(long, env = "REGCRED_MAX_REQUESTS_PER_SECOND", value_name = "N", default_value_t = 100)]
     pub max_requests_per_second: u32,
+
+    /// How long each namespace and Secret watch stays open before it is
+    /// renewed (1s to 290s). A watch silent for this plus 5s is treated as
+    /// broken and reopened; lower it behind proxies that drop idle connections silently.
+    #[arg(long, env = "REGCRED_WATCH_TIMEOUT", value_name = "DURATION", default_value = "290s", value_parser = parse_duration)]
+    pub watch_timeout: Duration,
 }
 
 /// Logging flags.
@@ -340,6 +346,10 @@ pub enum ConfigError {
     AdminAddr(String),
     #[error("--resync-interval must be at least 1s")]
     ResyncInterval,
+    #[error(
+        "invalid --request-timeout {0}: expected 100ms to 10m (the deadline of each request to Google or Kubernetes)"
+    )]
+    RequestTimeout(String),
     #[error("{0}")]
     FanOut(&'static str),
     #[error("invalid --namespace {0:?}: expected a lower-case DNS label")]
@@ -380,6 +390,9 @@ impl Cli {
         registries.sort();
         registries.dedup();
         let impersonate = impersonation(&common)?;
+        if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&common.request_timeout) {
+            return Err(ConfigError::RequestTimeout(humantime::format_duration(common.request_timeout).to_string()));
+        }
 
         let mut config = Config {
             mode,
@@ -413,8 +426,7 @@ impl Cli {
             config.output_files = s.output_files;
             config.output_file_mode = s.output_file_mode;
             config.rotation_events = s.rotation_events;
-            config.fan_out =
-                fan_out(&s.fan_out, &config.secrets, config.secret_type(), &config.secret_key, common.request_timeout)?;
+            config.fan_out = fan_out(&s.fan_out, &config.secrets, config.secret_type(), &config.secret_key)?;
             if config.fan_out.is_some() {
                 config.secrets.clear();
             }
@@ -443,7 +455,6 @@ fn fan_out(
     secrets: &[SecretTarget],
     secret_type: &'static str,
     key: &str,
-    timeout: Duration,
 ) -> Result<Option<FanOutConfig>, ConfigError> {
     let ways = [!args.namespaces.is_empty(), args.namespace_selector.is_some(), args.all_namespaces];
     let needs_fan_out = args.prune
@@ -487,6 +498,11 @@ fn fan_out(
     if args.max_concurrent_writes == 0 {
         return Err(ConfigError::FanOut("--max-concurrent-writes must be at least 1"));
     }
+    if args.watch_timeout < Duration::from_secs(1) || args.watch_timeout > crate::cluster::WATCH_TIMEOUT {
+        return Err(ConfigError::FanOut(
+            "--watch-timeout must be between 1s and 290s (the API server's limit for a client-chosen watch timeout is below 295s)",
+        ));
+    }
     let excludes = || {
         DEFAULT_EXCLUDES
             .iter()
@@ -514,7 +530,7 @@ fn fan_out(
         },
         max_concurrent_writes: args.max_concurrent_writes,
         writes_per_second: args.max_requests_per_second,
-        timeout,
+        watch_timeout: args.watch_timeout,
     }))
 }
 

@@ -26,7 +26,7 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// token is replaced at half-life instead, so each token is used for a while.
 pub fn refresh_at(now: SystemTime, expires_at: SystemTime, timing: &Timing, random: f64) -> SystemTime {
     let remaining = expires_at.duration_since(now).unwrap_or_default();
-    let lead = timing.refresh_before + timing.jitter.mul_f64(random.clamp(0.0, 1.0));
+    let lead = timing.refresh_before.saturating_add(timing.jitter.mul_f64(random.clamp(0.0, 1.0)));
     let lead = lead.min(remaining / 2);
     expires_at - lead
 }

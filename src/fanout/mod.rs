@@ -26,7 +26,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::ByteString;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt as _};
 use kube::{Api, Client};
 use serde_json::json;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -59,7 +59,8 @@ pub struct FanOutConfig {
     pub service_accounts: ServiceAccountPatching,
     pub max_concurrent_writes: usize,
     pub writes_per_second: u32,
-    pub timeout: Duration,
+    /// `timeoutSeconds` of the watches; see [`crate::cluster::WATCH_TIMEOUT`].
+    pub watch_timeout: Duration,
 }
 
 /// What the watch last saw of the managed Secret in one namespace.
@@ -97,6 +98,8 @@ struct Shared {
     synced: watch::Sender<(bool, bool)>,
     events: Option<Arc<Events>>,
     failing: Mutex<HashSet<String>>,
+    /// Consecutive failures per namespace: each backs off on its own.
+    retries: Mutex<HashMap<String, u32>>,
 }
 
 /// Keeps `--secret NAME` fresh in every selected namespace.
@@ -125,6 +128,7 @@ impl FanOut {
             synced: watch::channel((false, false)).0,
             events,
             failing: Mutex::default(),
+            retries: Mutex::default(),
         });
         tokio::spawn(watch_namespaces(shared.clone()));
         tokio::spawn(watch_secrets(shared.clone()));
@@ -180,6 +184,7 @@ impl Sink for FanOut {
         let mut changed = 0usize;
         let mut failures = Vec::new();
         for (ns, result) in results {
+            shared.settle(&ns, result.as_ref().err());
             match result {
                 Ok(WriteOutcome::Unchanged) => {}
                 Ok(_) => changed += 1,
@@ -246,7 +251,8 @@ impl Shared {
         self.secrets.lock().expect("lock").insert(ns.to_string(), seen);
     }
 
-    /// One request under the concurrency bound, the rate limit and the timeout.
+    /// One request under the concurrency bound and the rate limit (the
+    /// client puts the deadline on it).
     async fn call<T>(
         &self,
         ns: &str,
@@ -255,12 +261,9 @@ impl Shared {
     ) -> Result<T, SinkError> {
         let _permit = self.permits.acquire().await.expect("semaphore never closed");
         self.limiter.acquire().await;
-        match tokio::time::timeout(self.config.timeout, fut).await {
-            Ok(r) => r.map_err(|e| {
-                SinkError::from_kube(&self.sink_name(ns), verb, &format!("secrets/{}", self.config.secret_name), ns, e)
-            }),
-            Err(_) => Err(SinkError::Timeout { sink: self.sink_name(ns), timeout: self.config.timeout }),
-        }
+        fut.await.map_err(|e| {
+            SinkError::from_kube(&self.sink_name(ns), verb, &format!("secrets/{}", self.config.secret_name), ns, e)
+        })
     }
 
     /// Makes the Secret in `ns` hold `published`, then the ServiceAccounts.
@@ -374,6 +377,28 @@ impl Shared {
         }
     }
 
+    /// Records how a write to `ns` ended; after a retryable failure, queues
+    /// the namespace again once its own backoff has passed.
+    fn settle(self: &Arc<Self>, ns: &str, error: Option<&SinkError>) {
+        let Some(e) = error.filter(|e| e.is_retryable()) else {
+            self.retries.lock().expect("lock").remove(ns);
+            return;
+        };
+        let attempt = {
+            let mut retries = self.retries.lock().expect("lock");
+            let n = retries.entry(ns.to_string()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n - 1
+        };
+        let delay = crate::schedule::backoff(attempt, fastrand::f64(), e.retry_after());
+        let shared = self.clone();
+        let ns = ns.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            shared.enqueue(&ns);
+        });
+    }
+
     /// Asks the worker to write `ns` now (coalescing repeats).
     fn enqueue(&self, ns: &str) {
         if self.current.lock().expect("lock").is_none() || !self.namespaces.lock().expect("lock").contains(ns) {
@@ -397,22 +422,24 @@ impl Shared {
         };
         match self.call(ns, "delete", api.delete(&self.config.secret_name, &params)).await {
             Ok(_) => info!(namespace = ns, "pruned the Secret from a namespace that no longer matches"),
+            // Already gone, with its namespace or by someone else's hand.
+            Err(SinkError::Api { code: 404, .. }) => {
+                self.secrets.lock().expect("lock").remove(ns);
+            }
             Err(e) => warn!(namespace = ns, error = %e, "cannot prune"),
         }
     }
 }
 
-/// Handles namespaces queued by watch events, retrying failures with backoff.
+/// Handles namespaces queued by watch events and by retries.
 ///
 /// At most `--max-concurrent-writes` namespaces are in hand at once; the rest
 /// wait in the queue as bare names, so a burst of events costs little memory.
 async fn work(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<String>) {
-    let attempts: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
     let slots = Arc::new(Semaphore::new(shared.config.max_concurrent_writes.max(1)));
     while let Some(ns) = rx.recv().await {
         let slot = slots.clone().acquire_owned().await.expect("semaphore never closed");
         let shared = shared.clone();
-        let attempts = attempts.clone();
         tokio::spawn(async move {
             let _slot = slot;
             shared.queued.lock().expect("lock").remove(&ns);
@@ -420,26 +447,8 @@ async fn work(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<String>) {
             if !shared.namespaces.lock().expect("lock").contains(&ns) {
                 return;
             }
-            match shared.ensure(&ns, &published).await {
-                Ok(_) => {
-                    attempts.lock().expect("lock").remove(&ns);
-                }
-                Err(e) if e.is_retryable() => {
-                    let n = {
-                        let mut a = attempts.lock().expect("lock");
-                        let n = a.entry(ns.clone()).or_insert(0);
-                        *n += 1;
-                        *n
-                    };
-                    let delay = crate::schedule::backoff(n - 1, fastrand::f64(), e.retry_after());
-                    // Wait without holding a slot.
-                    tokio::spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        shared.enqueue(&ns);
-                    });
-                }
-                Err(_) => {}
-            }
+            let result = shared.ensure(&ns, &published).await;
+            shared.settle(&ns, result.as_ref().err());
         });
     }
 }
@@ -447,12 +456,12 @@ async fn work(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<String>) {
 /// Watches namespaces; keeps the selected set and queues new ones.
 async fn watch_namespaces(shared: Arc<Shared>) {
     let api: Api<Namespace> = Api::all(shared.client.clone());
-    let mut config = watcher::Config::default().page_size(500);
+    let mut config = watcher_config(&shared.config);
     if let Some(selector) = shared.config.selection.label_selector() {
         config = config.labels(selector);
     }
     let mut relisted: Option<BTreeSet<String>> = None;
-    let mut stream = watcher(api, config).boxed();
+    let mut stream = watcher(api, config).default_backoff().boxed();
     while let Some(event) = next_event(&mut stream, "namespace").await {
         match event {
             watcher::Event::Init => relisted = Some(BTreeSet::new()),
@@ -463,16 +472,26 @@ async fn watch_namespaces(shared: Arc<Shared>) {
             }
             watcher::Event::InitDone => {
                 let set = relisted.take().unwrap_or_default();
-                let added: Vec<String> = {
+                let (added, removed): (Vec<String>, Vec<String>) = {
                     let mut current = shared.namespaces.lock().expect("lock");
                     let added = set.difference(&current).cloned().collect();
+                    let removed = current.difference(&set).cloned().collect();
                     *current = set;
-                    added
+                    (added, removed)
                 };
                 info!(namespaces = shared.namespaces.lock().expect("lock").len(), "namespaces listed");
                 shared.synced.send_modify(|s| s.0 = true);
                 for ns in added {
                     shared.enqueue(&ns);
+                }
+                // Namespaces that stopped matching while the watch was down
+                // (a relist brings no DELETED events for them).
+                for ns in removed {
+                    shared.accounts_done.lock().expect("lock").remove(&ns);
+                    if shared.config.prune {
+                        let shared = shared.clone();
+                        tokio::spawn(async move { shared.prune(&ns).await });
+                    }
                 }
             }
             watcher::Event::Apply(ns) => {
@@ -503,7 +522,8 @@ async fn watch_namespaces(shared: Arc<Shared>) {
 }
 
 /// The next watch event. The watcher re-lists and resumes by itself after
-/// an error; the pause keeps a persistent failure (RBAC, say) from spinning.
+/// an error, waiting out kube-runtime's default backoff (exponential, 800 ms
+/// up to 30 s, with jitter) so that a persistent failure (RBAC, say) does not spin.
 async fn next_event<K>(
     stream: &mut futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>,
     what: &str,
@@ -511,12 +531,15 @@ async fn next_event<K>(
     loop {
         match stream.try_next().await {
             Ok(event) => return event,
-            Err(e) => {
-                warn!(error = %e, "{what} watch failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            Err(e) => warn!(error = %e, "{what} watch failed; retrying"),
         }
     }
+}
+
+/// Listings in pages; watches renewed after `--watch-timeout`.
+fn watcher_config(config: &FanOutConfig) -> watcher::Config {
+    let secs = u32::try_from(config.watch_timeout.as_secs()).unwrap_or(u32::MAX).max(1);
+    watcher::Config::default().page_size(500).timeout(secs)
 }
 
 /// The namespace's name if it is a live target.
@@ -531,10 +554,9 @@ fn selected_name(shared: &Shared, ns: &Namespace) -> Option<String> {
 /// it) and queues any that was deleted or whose owned content drifted.
 async fn watch_secrets(shared: Arc<Shared>) {
     let api: Api<Secret> = Api::all(shared.client.clone());
-    let config =
-        watcher::Config::default().page_size(500).fields(&format!("metadata.name={}", shared.config.secret_name));
+    let config = watcher_config(&shared.config).fields(&format!("metadata.name={}", shared.config.secret_name));
     let mut relisted: Option<HashMap<String, Seen>> = None;
-    let mut stream = watcher(api, config).boxed();
+    let mut stream = watcher(api, config).default_backoff().boxed();
     while let Some(event) = next_event(&mut stream, "Secret").await {
         match event {
             watcher::Event::Init => relisted = Some(HashMap::new()),

@@ -72,17 +72,28 @@ impl SinkError {
     /// example `secrets/gcr-pull`) into one that says what to do about it.
     pub fn from_kube(sink: &str, verb: &'static str, resource: &str, namespace: &str, err: kube::Error) -> SinkError {
         let sink = sink.to_string();
+        if let Some(timeout) = crate::cluster::missed_deadline(&err) {
+            return SinkError::Timeout { sink, timeout };
+        }
         let kube::Error::Api(status) = err else {
             return SinkError::Transport { sink, message: err.to_string() };
         };
         let (code, reason, message) = (status.code, status.reason.clone(), status.message.clone());
+        // The API server says how long to wait in the Status as well as in
+        // the Retry-After header (which the client's request policy obeys).
+        let retry_after = status
+            .details
+            .as_ref()
+            .map(|d| d.retry_after_seconds)
+            .filter(|s| *s > 0)
+            .map(|s| std::time::Duration::from_secs(s.into()).min(crate::cluster::MAX_RETRY_AFTER));
         match (code, verb) {
             (403, _) => {
                 SinkError::Forbidden { sink, verb, resource: resource.to_string(), namespace: namespace.to_string() }
             }
             (404, "create") => SinkError::NamespaceNotFound { sink, namespace: namespace.to_string() },
             (422, _) | (400, _) => SinkError::Rejected { sink, code, reason, message },
-            _ => SinkError::Api { sink, code, reason, message, retry_after: None },
+            _ => SinkError::Api { sink, code, reason, message, retry_after },
         }
     }
 
@@ -100,6 +111,13 @@ impl SinkError {
             | SinkError::Io { .. } => true,
             SinkError::Partial { retryable, .. } => *retryable,
         }
+    }
+
+    /// Whether the sink retries the failed parts by itself (fan-out retries
+    /// each failing namespace on its own backoff), so the refresh loop need
+    /// not offer it the same document again before the next resync.
+    pub fn retried_by_sink(&self) -> bool {
+        matches!(self, SinkError::Partial { .. })
     }
 
     /// The delay the API server asked for, if any.

@@ -6,7 +6,7 @@
 //! was read, and a 409 means "read again and retry", never "overwrite".
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::ByteString;
@@ -34,42 +34,30 @@ pub struct SecretSink {
     secret_name: String,
     key: String,
     secret_type: &'static str,
-    timeout: Duration,
     name: String,
 }
 
 impl SecretSink {
-    pub fn new(
-        client: kube::Client,
-        namespace: &str,
-        name: &str,
-        key: &str,
-        secret_type: &'static str,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(client: kube::Client, namespace: &str, name: &str, key: &str, secret_type: &'static str) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_string(),
             secret_name: name.to_string(),
             key: key.to_string(),
             secret_type,
-            timeout,
             name: format!("secret {namespace}/{name}"),
         }
     }
 
-    /// Runs one API call under the request timeout.
+    /// Runs one API call (the client puts the deadline on it).
     async fn call<T>(
         &self,
         verb: &'static str,
         fut: impl std::future::Future<Output = kube::Result<T>>,
     ) -> Result<T, SinkError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r.map_err(|e| {
-                SinkError::from_kube(&self.name, verb, &format!("secrets/{}", self.secret_name), &self.namespace, e)
-            }),
-            Err(_) => Err(SinkError::Timeout { sink: self.name.clone(), timeout: self.timeout }),
-        }
+        fut.await.map_err(|e| {
+            SinkError::from_kube(&self.name, verb, &format!("secrets/{}", self.secret_name), &self.namespace, e)
+        })
     }
 
     /// The Secret as it should be: `current` with regcred's parts replaced.

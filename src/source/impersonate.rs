@@ -22,7 +22,6 @@ use super::{
     CLOUD_PLATFORM_SCOPE, OAUTH_USERNAME,
 };
 use crate::http::HttpClient;
-use crate::secret::Secret;
 
 /// IAM Credentials' public endpoint.
 pub const IAM_CREDENTIALS_ENDPOINT: &str = "https://iamcredentials.googleapis.com";
@@ -209,10 +208,11 @@ fn token_from(
     let token = parsed.access_token.filter(|t| !t.is_empty()).ok_or_else(|| bad("no accessToken"))?;
     let expire_time = parsed.expire_time.ok_or_else(|| bad("no expireTime"))?;
     let expires_at = parse_rfc3339(&expire_time).ok_or_else(|| bad("expireTime is not an RFC 3339 time"))?;
-    if expires_at <= SystemTime::now() {
-        return Err(bad("the token is already expired (expireTime is in the past)"));
+    let now = SystemTime::now();
+    match expires_at.duration_since(now) {
+        Ok(lifetime) if !lifetime.is_zero() => Ok(Credential::access_token(token, lifetime, now)),
+        _ => Err(bad("the token is already expired (expireTime is in the past)")),
     }
-    Ok(Credential { username: OAUTH_USERNAME.to_string(), password: Secret::new(token), expires_at: Some(expires_at) })
 }
 
 /// Google writes `expireTime` in UTC with a `Z` (fractional seconds
@@ -341,10 +341,15 @@ mod tests {
     #[test]
     fn responses_are_validated() {
         let ok = |body: &str| token_from("u", StatusCode::OK, &HeaderMap::new(), body.as_bytes());
-        let cred = ok(r#"{"accessToken":"ya29.imp","expireTime":"2999-01-02T03:04:05Z"}"#).unwrap();
+        let in_an_hour = humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3600)).to_string();
+        let cred = ok(&format!(r#"{{"accessToken":"ya29.imp","expireTime":"{in_an_hour}"}}"#)).unwrap();
         assert_eq!(cred.username, OAUTH_USERNAME);
         assert_eq!(cred.password.expose(), "ya29.imp");
-        assert_eq!(cred.expires_at, Some(humantime::parse_rfc3339("2999-01-02T03:04:05Z").unwrap()));
+        assert_eq!(cred.expires_at, Some(humantime::parse_rfc3339(&in_an_hour).unwrap()));
+        // Further than Google ever issues: taken as the 12 h maximum.
+        let far = ok(r#"{"accessToken":"t","expireTime":"2999-01-02T03:04:05Z"}"#).unwrap().expires_at.unwrap();
+        let left = far.duration_since(SystemTime::now()).unwrap();
+        assert!(left <= MAX_TOKEN_LIFETIME && left > MAX_TOKEN_LIFETIME - Duration::from_secs(60), "{left:?}");
         assert!(ok(r#"{"accessToken":"t","expireTime":"2999-01-02T03:04:05.123456Z"}"#).is_ok());
         assert!(ok(r#"{"accessToken":"t","expireTime":"2999-01-02T03:04:05+00:00"}"#).is_ok());
 

@@ -41,6 +41,28 @@ pub struct Credential {
     pub expires_at: Option<SystemTime>,
 }
 
+impl Credential {
+    /// An OAuth access token that Google says is valid for `lifetime` from `now`.
+    ///
+    /// Lifetimes above [`MAX_TOKEN_LIFETIME`] (12 h, the most Google issues:
+    /// IAM Credentials' ceiling; metadata-server and OAuth tokens live 1 h) are
+    /// clamped to it. A shorter assumed life only makes regcred refresh sooner,
+    /// never too late, and it keeps every later time computation (the refresh
+    /// schedule, the RFC 3339 expiry annotation) far from the limits of the
+    /// clock types, whatever a token endpoint answers.
+    pub fn access_token(token: String, lifetime: Duration, now: SystemTime) -> Credential {
+        if lifetime > MAX_TOKEN_LIFETIME {
+            tracing::warn!(
+                claimed_secs = lifetime.as_secs(),
+                assumed_secs = MAX_TOKEN_LIFETIME.as_secs(),
+                "the token endpoint claims a lifetime beyond what Google issues; refreshing as if it were 12h"
+            );
+        }
+        let expires_at = now.checked_add(lifetime.min(MAX_TOKEN_LIFETIME));
+        Credential { username: OAUTH_USERNAME.to_string(), password: Secret::new(token), expires_at }
+    }
+}
+
 /// Something that can produce a registry credential.
 #[async_trait::async_trait]
 pub trait CredentialSource: Send + Sync {
@@ -238,11 +260,7 @@ pub(crate) fn oauth_token_from(step: &'static str, url: &str, resp: Response) ->
     if expires_in <= 0 {
         return Err(bad("the token is already expired (expires_in <= 0)"));
     }
-    Ok(Credential {
-        username: OAUTH_USERNAME.to_string(),
-        password: Secret::new(token),
-        expires_at: Some(SystemTime::now() + Duration::from_secs(expires_in as u64)),
-    })
+    Ok(Credential::access_token(token, Duration::from_secs(expires_in.unsigned_abs()), SystemTime::now()))
 }
 
 /// The Docker username registries expect with an OAuth access token.
@@ -301,8 +319,20 @@ mod tests {
         let left = ok.expires_at.unwrap().duration_since(SystemTime::now()).unwrap();
         assert!(left > Duration::from_secs(3590), "{left:?}");
 
+        // Far beyond any real token (and beyond what RFC 3339 can write):
+        // clamped to the 12 h Google issues at most, no panic anywhere after.
+        for huge in [86_400i64, 9_000_000_000_000, i64::MAX] {
+            let body = format!(r#"{{"access_token":"t","expires_in":{huge}}}"#);
+            let cred = oauth_token_from("t", "u", resp(200, &body)).unwrap();
+            let left = cred.expires_at.unwrap().duration_since(SystemTime::now()).unwrap();
+            assert!(left <= MAX_TOKEN_LIFETIME && left > MAX_TOKEN_LIFETIME - Duration::from_secs(60), "{left:?}");
+        }
+
         for body in [
             "{",
+            r#"{"access_token":"x","expires_in":-5}"#,
+            r#"{"access_token":"x","expires_in":1e300}"#,
+            r#"{"access_token":"x","expires_in":99999999999999999999999}"#,
             r#"{"expires_in":3599}"#,
             r#"{"access_token":"x","expires_in":0}"#,
             r#"{"access_token":"","expires_in":10}"#,
