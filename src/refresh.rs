@@ -249,8 +249,11 @@ impl Refresher {
     /// due: a sink that has not been offered this document yet (a fresh mint
     /// reaches every sink at once, whatever its backoff), a failing sink
     /// whose own retry time has come, and every sink at a resync.
-    async fn pass(&self, state: &mut LoopState) {
+    ///
+    /// Returns the mint's retry delay when minting failed in this pass.
+    async fn pass(&self, state: &mut LoopState) -> Option<Duration> {
         let now = Instant::now();
+        let mut mint_retry = None;
         let mint_due = match &state.current {
             None => true,
             Some(c) => c.refresh_at.is_some_and(|at| SystemTime::now() >= at),
@@ -270,8 +273,8 @@ impl Refresher {
                     let delay = schedule::backoff(state.mint_failures, fastrand::f64(), e.retry_after());
                     state.mint_failures = state.mint_failures.saturating_add(1);
                     state.mint_retry_at = Some(Instant::now() + delay);
-                    warn!(error = %e, retry_in = ?delay, attempt = state.mint_failures, "refresh failed; keeping the last good credential");
                     state.mint_error = Some(e);
+                    mint_retry = Some(delay);
                 }
             }
         }
@@ -331,15 +334,19 @@ impl Refresher {
                 self.health.failed(s.sink.name(), e.to_string(), false);
             }
         }
+        mint_retry
     }
 
     /// `regcred run`: until `shutdown` flips.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let mut state = LoopState::new(self.sinks.len());
         loop {
-            tokio::select! {
-                _ = self.pass(&mut state) => {}
+            let mint_retry = tokio::select! {
+                retry = self.pass(&mut state) => retry,
                 _ = shutdown.changed() => return,
+            };
+            if let (Some(delay), Some(e)) = (mint_retry, &state.mint_error) {
+                warn!(error = %e, retry_in = ?delay, attempt = state.mint_failures, "refresh failed; keeping the last good credential");
             }
             let wake = state.next_wake(self.timing.resync_interval);
             debug!(sleep = ?wake, "waiting for the next pass");

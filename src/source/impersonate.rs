@@ -181,7 +181,7 @@ struct GenerateAccessTokenResponse {
 
 /// Turns IAM Credentials' answer into a credential, or into an error that
 /// carries Google's text (never the token).
-fn token_from(
+pub(super) fn token_from(
     url: &str,
     status: hyper::StatusCode,
     headers: &hyper::HeaderMap,

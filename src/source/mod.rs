@@ -291,6 +291,9 @@ pub(crate) fn google_error_message(body: &[u8], status: StatusCode) -> String {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
