@@ -38,8 +38,8 @@ pub use service_accounts::ServiceAccountPatching;
 use crate::events::{Events, Failure};
 use crate::render::AuthsDocument;
 use crate::sink::{
-    expiry_annotation, new_managed, secret_ref, Sink, SinkError, WriteOutcome, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE,
+    expiry_annotation, is_managed, new_managed, secret_ref, Sink, SinkError, WriteOutcome, EXPIRES_AT_ANNOTATION,
+    MANAGED_LABEL, MANAGED_VALUE,
 };
 
 /// Conflicts tolerated in one namespace write before it counts as failed.
@@ -236,12 +236,7 @@ impl Shared {
         Seen {
             resource_version: secret.metadata.resource_version.clone().unwrap_or_default(),
             type_: secret.type_.clone().unwrap_or_else(|| "Opaque".into()),
-            managed: secret
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(MANAGED_BY_LABEL))
-                .is_some_and(|v| v == MANAGED_BY_VALUE),
+            managed: is_managed(secret.metadata.labels.as_ref()),
             content: owned.map(|o| content_hash(Some(o), expires)),
         }
     }
@@ -323,7 +318,7 @@ impl Shared {
                     let patch = json!({
                         "metadata": {
                             "resourceVersion": s.resource_version,
-                            "labels": { MANAGED_BY_LABEL: MANAGED_BY_VALUE },
+                            "labels": { MANAGED_LABEL: MANAGED_VALUE },
                             "annotations": { EXPIRES_AT_ANNOTATION: published.expires_at },
                         },
                         "data": { &self.config.key: &published.doc },

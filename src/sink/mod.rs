@@ -10,7 +10,8 @@ use std::time::SystemTime;
 
 pub use file::FileSink;
 pub use secret::{
-    expiry_annotation, new_managed, secret_ref, SecretSink, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    expiry_annotation, is_managed, new_managed, secret_ref, SecretSink, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE, MANAGED_LABEL, MANAGED_VALUE,
 };
 
 use k8s_openapi::api::core::v1::ObjectReference;

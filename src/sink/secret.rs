@@ -16,9 +16,16 @@ use kube::Api;
 use super::{Sink, SinkError, WriteOutcome};
 use crate::render::AuthsDocument;
 
-/// The label that marks Secrets regcred manages.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The label that says regcred keeps a key of this Secret. Its own, so that
+/// regcred never contends with whoever set `app.kubernetes.io/managed-by`
+/// (Helm, for the placeholders the chart creates).
+pub const MANAGED_LABEL: &str = "regcred.dev/managed";
 /// Its value.
+pub const MANAGED_VALUE: &str = "true";
+/// The standard manager label: set only on Secrets regcred creates, and
+/// read as the ownership marker of Secrets written by regcred 0.1.0.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// regcred's value of [`MANAGED_BY_LABEL`].
 pub const MANAGED_BY_VALUE: &str = "regcred";
 /// When the credential in the Secret stops working (RFC 3339, UTC).
 pub const EXPIRES_AT_ANNOTATION: &str = "regcred.dev/expires-at";
@@ -86,12 +93,21 @@ pub fn expiry_annotation(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// Puts regcred's parts into `secret` (the owned data key, the managed-by
+/// Whether regcred manages a Secret with these labels: its own marker, or
+/// the manager label regcred 0.1.0 set.
+pub fn is_managed(labels: Option<&BTreeMap<String, String>>) -> bool {
+    labels.is_some_and(|l| {
+        l.get(MANAGED_LABEL).is_some_and(|v| v == MANAGED_VALUE)
+            || l.get(MANAGED_BY_LABEL).is_some_and(|v| v == MANAGED_BY_VALUE)
+    })
+}
+
+/// Puts regcred's parts into `secret` (the owned data key, regcred's
 /// label, the expiry annotation, removed for keys that never expire) and
 /// leaves everything else as it is.
 pub fn set_owned(secret: &mut Secret, key: &str, doc: &[u8], expires_at: Option<&str>) {
     secret.data.get_or_insert_with(BTreeMap::new).insert(key.to_string(), ByteString(doc.to_vec()));
-    secret.metadata.labels.get_or_insert_with(BTreeMap::new).insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    secret.metadata.labels.get_or_insert_with(BTreeMap::new).insert(MANAGED_LABEL.into(), MANAGED_VALUE.into());
     let annotations = &mut secret.metadata.annotations;
     match (expires_at, annotations) {
         (Some(t), annotations) => {
@@ -106,7 +122,8 @@ pub fn set_owned(secret: &mut Secret, key: &str, doc: &[u8], expires_at: Option<
     }
 }
 
-/// A new Secret holding only regcred's parts.
+/// A new Secret holding only regcred's parts; regcred created it, so it is
+/// also its `app.kubernetes.io/managed-by`.
 pub fn new_managed(
     namespace: &str,
     name: &str,
@@ -116,7 +133,12 @@ pub fn new_managed(
     expires_at: Option<&str>,
 ) -> Secret {
     let mut secret = Secret {
-        metadata: ObjectMeta { name: Some(name.into()), namespace: Some(namespace.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(BTreeMap::from([(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into())])),
+            ..Default::default()
+        },
         type_: Some(secret_type.into()),
         ..Default::default()
     };
@@ -181,5 +203,36 @@ impl Sink for SecretSink {
             }
         }
         Err(SinkError::ConflictStorm { sink: self.name.clone(), attempts: MAX_CONFLICTS })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn ownership_is_regcreds_own_label_or_the_0_1_0_manager_label() {
+        assert!(is_managed(Some(&labels(&[(MANAGED_LABEL, "true")]))));
+        assert!(is_managed(Some(&labels(&[(MANAGED_BY_LABEL, "regcred")]))), "written by 0.1.0");
+        assert!(is_managed(Some(&labels(&[(MANAGED_BY_LABEL, "Helm"), (MANAGED_LABEL, "true")]))));
+        assert!(!is_managed(Some(&labels(&[(MANAGED_BY_LABEL, "Helm")]))));
+        assert!(!is_managed(Some(&labels(&[(MANAGED_LABEL, "false")]))));
+        assert!(!is_managed(None));
+    }
+
+    #[test]
+    fn owned_parts_never_touch_the_manager_label() {
+        let mut secret = Secret::default();
+        secret.metadata.labels = Some(labels(&[(MANAGED_BY_LABEL, "Helm")]));
+        set_owned(&mut secret, ".dockerconfigjson", b"{}", Some("2030-01-01T00:00:00Z"));
+        let l = secret.metadata.labels.unwrap();
+        assert_eq!(l[MANAGED_BY_LABEL], "Helm");
+        assert_eq!(l[MANAGED_LABEL], "true");
+        let created = new_managed("ns", "n", "Opaque", "k", b"{}", None);
+        assert_eq!(created.metadata.labels.unwrap()[MANAGED_BY_LABEL], "regcred", "regcred created it");
     }
 }
