@@ -58,6 +58,10 @@ impl From<HttpError> for AppError {
 
 /// Runs the configured command until done or until `shutdown` flips.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), AppError> {
+    if config.dry_run {
+        println!("regcred: the flags and environment are valid; nothing was done (--dry-run)");
+        return Ok(());
+    }
     let http = HttpClient::new(config.request_timeout)?;
     let source = source::discover(&config, &http).map_err(AppError::Credentials)?;
     info!(source = %source.describe(), registries = config.registries.len(), "credential source");

@@ -89,6 +89,12 @@ pub struct CommonArgs {
     #[arg(long, env = "REGCRED_ALL_REGISTRIES")]
     pub all_registries: bool,
 
+    /// Check the flags and environment variables and exit (0 valid, 2 not, with
+    /// the same one-line message a real start would give), without reading
+    /// credentials or contacting Google or Kubernetes.
+    #[arg(long, env = "REGCRED_DRY_RUN")]
+    pub dry_run: bool,
+
     /// Timeout for each request to Google or Kubernetes.
     #[arg(long, env = "REGCRED_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
@@ -226,10 +232,27 @@ pub struct LogArgs {
     #[arg(long, env = "REGCRED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Log filter (error, warn, info, debug, trace, or a tracing directive);
-    /// RUST_LOG is used when this is not given.
-    #[arg(long, env = "REGCRED_LOG_LEVEL", value_name = "LEVEL")]
+    /// Log filter: error, warn, info, debug, trace or off, or directives such as
+    /// `info,kube=warn`; RUST_LOG is used when this is not given.
+    #[arg(long, env = "REGCRED_LOG_LEVEL", value_name = "LEVEL", value_parser = parse_log_level)]
     pub log_level: Option<String>,
+}
+
+/// A log filter whose every part names a level (`debug`, `kube=warn`), so
+/// that a typo is refused instead of silently filtering out every line.
+fn parse_log_level(s: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let ok = !s.trim().is_empty()
+        && s.split(',').all(|part| {
+            let level =
+                part.rsplit_once('=').map_or(part, |(target, level)| if target.is_empty() { "" } else { level });
+            LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
+        });
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("expected error, warn, info, debug, trace or off, or directives such as `info,kube=warn`".into())
+    }
 }
 
 /// The Secret key whose presence makes a `kubernetes.io/dockerconfigjson` Secret.
@@ -302,6 +325,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: Option<String>,
+    /// `--dry-run`: stop after validation.
+    pub dry_run: bool,
     pub admin_addr: Option<SocketAddr>,
     pub rotation_events: bool,
     /// Namespace fan-out, when asked for; `secrets` is then empty.
@@ -411,6 +436,7 @@ impl Cli {
             request_timeout: common.request_timeout,
             log_format: common.log.log_format,
             log_level: common.log.log_level,
+            dry_run: common.dry_run,
             admin_addr: None,
             rotation_events: false,
             fan_out: None,

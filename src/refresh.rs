@@ -379,7 +379,10 @@ impl Refresher {
             }
             let delay = schedule::backoff(attempt, fastrand::f64(), e.retry_after());
             attempt += 1;
-            warn!(error = %e, retry_in = ?delay, attempt, "refresh failed; retrying");
+            match e {
+                PassError::Sinks(_) => warn!(error = %e, retry_in = ?delay, attempt, "write failed; retrying"),
+                _ => warn!(error = %e, retry_in = ?delay, attempt, "refresh failed; retrying"),
+            }
             tokio::time::sleep(delay).await;
             state.retry_now();
         }

@@ -78,8 +78,10 @@ pub trait CredentialSource: Send + Sync {
 /// Why a credential could not be produced.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("key file {path}: {problem}")]
-    KeyFile { path: PathBuf, problem: String },
+    /// A credentials file that cannot be used. `origin` says where its path
+    /// came from when that was not `--key-file` (an environment variable).
+    #[error("{}{}: {problem}", .origin.map(|o| format!("{o}=")).unwrap_or_else(|| "key file ".into()), .path.display())]
+    KeyFile { path: PathBuf, problem: String, origin: Option<&'static str> },
     #[error("{step}: {url} answered {status}: {message}")]
     Endpoint { step: &'static str, url: String, status: u16, message: String, retry_after: Option<Duration> },
     #[error("{step}: {url} answered with an unusable token response: {problem}")]
@@ -155,7 +157,10 @@ pub fn discover(config: &Config, http: &HttpClient) -> Result<Arc<dyn Credential
 }
 
 fn discover_base(config: &Config, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
-    let env_file = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|v| !v.is_empty()).map(PathBuf::from);
+    const ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+    let env_file = std::env::var_os(ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
+    // An error about a file named by GOOGLE_APPLICATION_CREDENTIALS says so.
+    let origin = |e: SourceError| if config.key_file.is_none() { from_env(ENV)(e) } else { e };
     match config.auth {
         AuthMode::JsonKey | AuthMode::JsonKeyBase64 => {
             let path = config.key_file.clone().or(env_file).ok_or_else(|| {
@@ -164,11 +169,11 @@ fn discover_base(config: &Config, http: &HttpClient) -> Result<Arc<dyn Credentia
                     config.auth
                 ))
             })?;
-            Ok(Arc::new(JsonKey::load(path, config.auth == AuthMode::JsonKeyBase64)?))
+            Ok(Arc::new(JsonKey::load(path, config.auth == AuthMode::JsonKeyBase64).map_err(origin)?))
         }
         AuthMode::OAuth => {
             if let Some(path) = config.key_file.clone().or(env_file) {
-                return from_credentials_file(&path, config, http);
+                return from_credentials_file(&path, config, http).map_err(origin);
             }
             if let Some(path) = gcloud_adc_file().filter(|p| p.is_file()) {
                 return from_credentials_file(&path, config, http);
@@ -187,11 +192,9 @@ fn gcloud_adc_file() -> Option<PathBuf> {
     Some(dir.join("application_default_credentials.json"))
 }
 
-#[derive(Deserialize)]
-struct FileType {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-}
+const EXPECTED_TYPES: &str =
+    "expected service_account, authorized_user, external_account or impersonated_service_account (or use the metadata server)";
+const NOT_AN_OBJECT: &str = "expected a JSON object such as `gcloud iam service-accounts keys create` writes";
 
 /// Reads a credentials file and picks the source its `type` names.
 fn from_credentials_file(
@@ -200,8 +203,12 @@ fn from_credentials_file(
     http: &HttpClient,
 ) -> Result<Arc<dyn CredentialSource>, SourceError> {
     let text = read_key_file(path)?;
-    let kind: FileType = serde_json::from_str(&text).map_err(|e| key_problem(path, format!("not valid JSON ({e})")))?;
-    match kind.kind.as_deref() {
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| key_problem(path, format!("not valid JSON ({e})")))?;
+    if !json.is_object() {
+        return Err(key_problem(path, format!("is not a Google credentials file: {NOT_AN_OBJECT}")));
+    }
+    match json.get("type").and_then(serde_json::Value::as_str) {
         Some("service_account") => Ok(Arc::new(ServiceAccountKey::parse(path, &text, http.clone())?)),
         Some("authorized_user") => Ok(Arc::new(AuthorizedUser::parse(path, &text, http.clone())?)),
         Some("impersonated_service_account") => {
@@ -209,11 +216,11 @@ fn from_credentials_file(
             impersonate::from_impersonated_file(path, &text, lifetime, http)
         }
         Some("external_account") => external_account::from_file(path, &text, config.token_lifetime, http),
-        Some(other) => Err(key_problem(
+        Some(other) => Err(key_problem(path, format!("credential type {other:?} is not supported; {EXPECTED_TYPES}"))),
+        None => Err(key_problem(
             path,
-            format!("credential type {other:?} is not supported; use a service_account key, an authorized_user, impersonated_service_account or external_account file, or the metadata server"),
+            format!("is not a Google credentials file: it has no `type` field; {EXPECTED_TYPES}"),
         )),
-        None => Err(key_problem(path, "missing field `type`".into())),
     }
 }
 
@@ -231,7 +238,15 @@ pub(crate) fn read_key_file(path: &Path) -> Result<String, SourceError> {
 }
 
 pub(crate) fn key_problem(path: &Path, problem: String) -> SourceError {
-    SourceError::KeyFile { path: path.to_path_buf(), problem }
+    SourceError::KeyFile { path: path.to_path_buf(), problem, origin: None }
+}
+
+/// Names the environment variable a credentials file path came from.
+fn from_env(var: &'static str) -> impl Fn(SourceError) -> SourceError {
+    move |e| match e {
+        SourceError::KeyFile { path, problem, .. } => SourceError::KeyFile { path, problem, origin: Some(var) },
+        other => other,
+    }
 }
 
 /// The success body of Google's token endpoints.
