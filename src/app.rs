@@ -1,10 +1,10 @@
 //! Wiring: from a validated [`Config`] to a running refresher.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, Mode};
@@ -13,6 +13,7 @@ use crate::fanout::FanOut;
 use crate::health::Health;
 use crate::http::{HttpClient, HttpError};
 use crate::metrics::Metrics;
+use crate::provider;
 use crate::refresh::{NamedSink, PassError, Refresher};
 use crate::sink::{FileSink, SecretSink};
 use crate::source::{self, SourceError};
@@ -34,6 +35,9 @@ pub enum AppError {
     /// The refresh itself failed (exit 1).
     #[error("{0}")]
     Refresh(PassError),
+    /// `credential-provider` could not answer the kubelet.
+    #[error(transparent)]
+    Provider(crate::provider::ProviderError),
     /// `once` was stopped by a signal before it finished (exit 1).
     #[error("interrupted before the refresh finished; the previous credential is unchanged where no write completed")]
     Interrupted,
@@ -45,6 +49,7 @@ impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
             AppError::Refresh(_) | AppError::Interrupted => 1,
+            AppError::Provider(e) => e.exit_code(),
             _ => 2,
         }
     }
@@ -63,6 +68,9 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         return Ok(());
     }
     let http = HttpClient::new(config.request_timeout)?;
+    if let Some(settings) = &config.provider {
+        return credential_provider(&config, settings, &http).await.map_err(AppError::Provider);
+    }
     let source = source::discover(&config, &http).map_err(AppError::Credentials)?;
     info!(source = %source.describe(), registries = config.registries.len(), "credential source");
 
@@ -118,9 +126,36 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             refresher.run(shutdown).await;
             info!("shutting down");
         }
-        Mode::Render => unreachable!("handled above"),
+        Mode::Render | Mode::CredentialProvider => unreachable!("handled above"),
     }
     Ok(())
+}
+
+/// `credential-provider`: one request from the kubelet on stdin, one
+/// answer on stdout.
+async fn credential_provider(
+    config: &Config,
+    settings: &provider::Settings,
+    http: &HttpClient,
+) -> Result<(), provider::ProviderError> {
+    use std::io::{Read as _, Write as _};
+    let mut input = Vec::new();
+    std::io::stdin()
+        .take(1 << 20)
+        .read_to_end(&mut input)
+        .map_err(|e| provider::ProviderError::BadRequest(format!("cannot read stdin: {e}")))?;
+    let request = provider::parse_request(&input)?;
+    let host = provider::image_host(&request.image);
+    let response = if provider::is_google(host) {
+        let source = provider::source_for(&request, settings, || source::discover(config, http), http)?;
+        let credential = source.credential().await?;
+        provider::answer(settings, &credential.username, &credential.password, credential.expires_at, SystemTime::now())
+    } else {
+        debug!(host, "not a Google registry: no credentials");
+        provider::not_google()
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(&provider::to_json(&response)).and_then(|()| out.flush()).map_err(provider::ProviderError::Output)
 }
 
 /// The sinks, and the Kubernetes client when any sink needs one.

@@ -38,6 +38,28 @@ pub enum Command {
     Once(WriteArgs),
     /// Print the auths JSON to stdout; needs no cluster.
     Render(CommonArgs),
+    /// Act as a kubelet image credential provider: read one
+    /// CredentialProviderRequest on stdin, answer on stdout, exit.
+    CredentialProvider(ProviderArgs),
+}
+
+/// Flags of `credential-provider`, set in the `args` (or `env`) of the
+/// kubelet's CredentialProviderConfig.
+#[derive(Debug, Args)]
+pub struct ProviderArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Workload identity pool provider that pods' service account tokens are
+    /// exchanged at (pod identity, tokenAttributes in the kubelet's config):
+    /// //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER.
+    /// The token's audience must be the same string.
+    #[arg(long, env = "REGCRED_WORKLOAD_IDENTITY_PROVIDER", value_name = "AUDIENCE")]
+    pub workload_identity_provider: Option<String>,
+
+    /// Security Token Service that pod tokens are exchanged at.
+    #[arg(long, env = "REGCRED_STS_ENDPOINT", value_name = "URL", default_value = crate::source::STS_ENDPOINT)]
+    pub sts_endpoint: String,
 }
 
 /// Flags every command takes.
@@ -291,6 +313,51 @@ pub enum Mode {
     Run,
     Once,
     Render,
+    CredentialProvider,
+}
+
+impl Config {
+    /// The log filter when neither --log-level nor RUST_LOG gives one: the
+    /// kubelet shows a provider's stderr for every pull, so it says only
+    /// what went wrong.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.mode {
+            Mode::CredentialProvider => "warn",
+            _ => "info",
+        }
+    }
+}
+
+/// Validates `credential-provider`'s flags.
+fn provider_settings(
+    config: &Config,
+    pool_provider: Option<String>,
+    sts_endpoint: String,
+    impersonation_endpoint: String,
+    explicit_registries: bool,
+) -> Result<crate::provider::Settings, ConfigError> {
+    let pool_provider = pool_provider.map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
+    if let Some(p) = &pool_provider {
+        let path = p.strip_prefix("//iam.googleapis.com/").unwrap_or("");
+        if !(path.contains("/workloadIdentityPools/") && path.contains("/providers/")) {
+            return Err(ConfigError::PoolProvider(p.clone()));
+        }
+    }
+    if !(sts_endpoint.starts_with("https://") || sts_endpoint.starts_with("http://")) {
+        return Err(ConfigError::StsEndpoint(sts_endpoint));
+    }
+    let patterns = if explicit_registries {
+        config.registries.iter().map(|r| r.to_string()).collect()
+    } else {
+        crate::provider::DEFAULT_PATTERNS.iter().map(|p| p.to_string()).collect()
+    };
+    Ok(crate::provider::Settings {
+        pool_provider,
+        sts_endpoint,
+        impersonation_endpoint,
+        token_lifetime: config.token_lifetime,
+        patterns,
+    })
 }
 
 /// A Secret to keep fresh.
@@ -325,6 +392,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: Option<String>,
+    /// `credential-provider`'s settings.
+    pub provider: Option<crate::provider::Settings>,
     /// `--dry-run`: stop after validation.
     pub dry_run: bool,
     pub admin_addr: Option<SocketAddr>,
@@ -395,16 +464,25 @@ pub enum ConfigError {
     TokenLifetime(String),
     #[error("invalid --impersonation-endpoint {0:?}: expected http(s)://HOST[:PORT]")]
     ImpersonationEndpoint(String),
+    #[error("invalid --workload-identity-provider {0:?}: expected //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER")]
+    PoolProvider(String),
+    #[error("invalid --sts-endpoint {0:?}: expected an http(s) URL")]
+    StsEndpoint(String),
 }
 
 impl Cli {
     /// Validates everything once, up front.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let (mode, common, sinks) = match self.command {
-            Command::Run(WriteArgs { common, sinks }) => (Mode::Run, common, Some(sinks)),
-            Command::Once(WriteArgs { common, sinks }) => (Mode::Once, common, Some(sinks)),
-            Command::Render(c) => (Mode::Render, c, None),
+        let (mode, common, sinks, provider) = match self.command {
+            Command::Run(WriteArgs { common, sinks }) => (Mode::Run, common, Some(sinks), None),
+            Command::Once(WriteArgs { common, sinks }) => (Mode::Once, common, Some(sinks), None),
+            Command::Render(c) => (Mode::Render, c, None, None),
+            Command::CredentialProvider(ProviderArgs { common, workload_identity_provider, sts_endpoint }) => {
+                (Mode::CredentialProvider, common, None, Some((workload_identity_provider, sts_endpoint)))
+            }
         };
+        let explicit_registries = !common.registries.is_empty() && !common.all_registries;
+        let impersonation_endpoint = common.impersonation_endpoint.trim_end_matches('/').to_string();
         let mut registries = common.registries.iter().map(|h| h.parse()).collect::<Result<Vec<RegistryHost>, _>>()?;
         if common.all_registries {
             registries.extend(RegistryHost::all());
@@ -442,7 +520,13 @@ impl Cli {
             fan_out: None,
             impersonate,
             token_lifetime: common.token_lifetime.map(token_lifetime).transpose()?,
+            provider: None,
         };
+        if let Some((pool_provider, sts_endpoint)) = provider {
+            let settings =
+                provider_settings(&config, pool_provider, sts_endpoint, impersonation_endpoint, explicit_registries)?;
+            config.provider = Some(settings);
+        }
         if let Some(s) = sinks {
             config.secrets = s.secrets.iter().map(|s| parse_secret_ref(s)).collect::<Result<_, _>>()?;
             if !is_config_key(&s.secret_key) {

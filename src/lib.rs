@@ -20,6 +20,7 @@ pub mod fanout;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod provider;
 pub mod refresh;
 pub mod registry;
 pub mod render;

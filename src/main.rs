@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&name_env_source(&e.to_string()), 2),
     };
-    if let Err(e) = telemetry::init(config.log_format, config.log_level.as_deref()) {
+    if let Err(e) = telemetry::init(config.log_format, config.log_level.as_deref(), config.default_log_level()) {
         return fail(&e, 2);
     }
     // One thread is plenty for a process that sleeps most of the time, and

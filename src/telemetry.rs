@@ -8,11 +8,11 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// Installs the global subscriber. `level` wins over `RUST_LOG`; without
-/// either, regcred logs at `info`.
-pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), String> {
+/// either, regcred logs at `default`.
+pub fn init(format: LogFormat, level: Option<&str>, default: &str) -> Result<(), String> {
     let filter = match level {
         Some(l) => EnvFilter::try_new(l).map_err(|e| format!("invalid --log-level {l:?}: {e}"))?,
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
     };
     // Colour only for a person at a terminal (https://no-color.org).
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());

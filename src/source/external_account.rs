@@ -31,7 +31,7 @@ use crate::http::HttpClient;
 use crate::secret::Secret;
 
 /// Google's Security Token Service, when the file names none.
-const DEFAULT_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
+pub const DEFAULT_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
 const STS_STEP: &str = "exchanging the subject token at the Security Token Service";
 const FETCH_STEP: &str = "fetching the subject token";
 /// Subject tokens are a few kilobytes; anything this big is the wrong file.
@@ -75,8 +75,17 @@ struct ImpersonationFields {
 /// Where the subject token comes from.
 enum SubjectSource {
     File(PathBuf),
-    Url { url: String, headers: Vec<(String, Secret<String>)> },
+    Url {
+        url: String,
+        headers: Vec<(String, Secret<String>)>,
+    },
+    /// Handed over in memory: the pod's service account token that the
+    /// kubelet passes to the credential provider.
+    Given(Secret<String>),
 }
+
+/// The subject token type of a Kubernetes service account token (a JWT).
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// How the subject token is stored.
 #[derive(Debug, PartialEq, Eq)]
@@ -146,6 +155,22 @@ pub(crate) fn from_file(
 }
 
 impl ExternalAccount {
+    /// Exchanges a token given in memory (a pod's service account token) at
+    /// `token_url` for the workload identity pool provider `audience`.
+    pub fn with_token(audience: &str, token_url: &str, token: Secret<String>, http: HttpClient) -> Self {
+        Self {
+            path: PathBuf::from("the kubelet's request"),
+            audience: audience.to_string(),
+            subject_token_type: JWT_TOKEN_TYPE.to_string(),
+            token_url: token_url.to_string(),
+            subject: SubjectSource::Given(token),
+            format: TokenFormat::Text,
+            user_project: None,
+            client: None,
+            http,
+        }
+    }
+
     fn from_fields(path: &Path, f: Fields, http: HttpClient) -> Result<Self, SourceError> {
         let problem = |p: String| key_problem(path, p);
         let need = |v: Option<String>, name: &str| {
@@ -230,6 +255,7 @@ impl ExternalAccount {
         match &self.subject {
             SubjectSource::File(p) => p.display().to_string(),
             SubjectSource::Url { url, .. } => url.clone(),
+            SubjectSource::Given(_) => "the pod's service account token".to_string(),
         }
     }
 
@@ -285,6 +311,7 @@ impl ExternalAccount {
     async fn subject_token(&self) -> Result<Secret<String>, SourceError> {
         let (url, headers) = match &self.subject {
             SubjectSource::File(_) => return self.read_subject_token_file(),
+            SubjectSource::Given(token) => return Ok(token.clone()),
             SubjectSource::Url { url, headers } => (url, headers),
         };
         let mut req = Request::get(url);
@@ -458,7 +485,7 @@ mod tests {
                 assert_eq!(headers[0].0, "Metadata");
                 assert_eq!(headers[0].1.expose(), "True");
             }
-            SubjectSource::File(_) => panic!("expected a URL source"),
+            _ => panic!("expected a URL source"),
         }
     }
 

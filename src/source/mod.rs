@@ -23,7 +23,7 @@ use crate::http::{HttpClient, HttpError, Response};
 use crate::secret::Secret;
 
 pub use authorized_user::AuthorizedUser;
-pub use external_account::ExternalAccount;
+pub use external_account::{ExternalAccount, DEFAULT_TOKEN_URL as STS_ENDPOINT};
 pub use impersonate::{Impersonated, DEFAULT_TOKEN_LIFETIME, IAM_CREDENTIALS_ENDPOINT, MAX_TOKEN_LIFETIME};
 pub use json_key::JsonKey;
 pub use metadata::MetadataServer;
