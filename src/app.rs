@@ -71,7 +71,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     if let Some(settings) = &config.provider {
         return credential_provider(&config, settings, &http).await.map_err(AppError::Provider);
     }
-    let source = source::discover(&config, &http).map_err(AppError::Credentials)?;
+    let source = source::discover(&config.source, &http).map_err(AppError::Credentials)?;
     info!(source = %source.describe(), registries = config.registries.len(), "credential source");
 
     let metrics = Arc::new(Metrics::new());
@@ -147,7 +147,7 @@ async fn credential_provider(
     let request = provider::parse_request(&input)?;
     let host = provider::image_host(&request.image);
     let response = if provider::is_google(host) {
-        let source = provider::source_for(&request, settings, || source::discover(config, http), http)?;
+        let source = provider::source_for(&request, settings, || source::discover(&config.source, http), http)?;
         let credential = source.credential().await?;
         provider::answer(settings, &credential.username, &credential.password, credential.expires_at, SystemTime::now())
     } else {

@@ -7,10 +7,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::fanout::{FanOutConfig, Pattern, Selection, ServiceAccountPatching, DEFAULT_EXCLUDES};
 use crate::registry::{InvalidHost, RegistryHost};
+pub use crate::schedule::Timing;
+use crate::source::{self, AuthMode, Impersonation};
+pub use crate::telemetry::LogFormat;
 
 /// regcred keeps Kubernetes image-pull credentials for Google's container
 /// registries (gcr.io, *.gcr.io, LOCATION-docker.pkg.dev) fresh.
@@ -280,33 +283,6 @@ fn parse_log_level(s: &str) -> Result<String, String> {
 /// The Secret key whose presence makes a `kubernetes.io/dockerconfigjson` Secret.
 pub const DOCKERCONFIGJSON_KEY: &str = ".dockerconfigjson";
 
-/// How registries authenticate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum AuthMode {
-    /// OAuth access token, username `oauth2accesstoken`.
-    #[value(name = "oauth")]
-    OAuth,
-    /// The raw key JSON, username `_json_key`.
-    JsonKey,
-    /// The key file in base64, username `_json_key_base64`.
-    JsonKeyBase64,
-}
-
-impl std::fmt::Display for AuthMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.to_possible_value().expect("no skipped variants").get_name())
-    }
-}
-
-/// Log line format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 /// Which command runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -355,7 +331,7 @@ fn provider_settings(
         pool_provider,
         sts_endpoint,
         impersonation_endpoint,
-        token_lifetime: config.token_lifetime,
+        token_lifetime: config.source.token_lifetime,
         patterns,
     })
 }
@@ -368,20 +344,12 @@ pub struct SecretTarget {
     pub name: String,
 }
 
-/// Refresh timing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timing {
-    pub refresh_before: Duration,
-    pub jitter: Duration,
-    pub resync_interval: Duration,
-}
-
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub mode: Mode,
-    pub auth: AuthMode,
-    pub key_file: Option<PathBuf>,
+    /// Where credentials come from.
+    pub source: source::Settings,
     /// Sorted and de-duplicated.
     pub registries: Vec<RegistryHost>,
     pub secrets: Vec<SecretTarget>,
@@ -400,18 +368,6 @@ pub struct Config {
     pub rotation_events: bool,
     /// Namespace fan-out, when asked for; `secrets` is then empty.
     pub fan_out: Option<FanOutConfig>,
-    /// `--impersonate`: a service account to impersonate on top of the source.
-    pub impersonate: Option<Impersonation>,
-    /// `--token-lifetime`; `None` leaves it to credential files, else 1h.
-    pub token_lifetime: Option<Duration>,
-}
-
-/// `--impersonate` with its delegates and endpoint, validated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Impersonation {
-    pub target: String,
-    pub delegates: Vec<String>,
-    pub endpoint: String,
 }
 
 impl Config {
@@ -499,8 +455,12 @@ impl Cli {
 
         let mut config = Config {
             mode,
-            auth: common.auth,
-            key_file: common.key_file,
+            source: source::Settings {
+                auth: common.auth,
+                key_file: common.key_file,
+                impersonate,
+                token_lifetime: common.token_lifetime.map(token_lifetime).transpose()?,
+            },
             registries,
             secrets: Vec::new(),
             secret_key: DOCKERCONFIGJSON_KEY.into(),
@@ -518,8 +478,6 @@ impl Cli {
             admin_addr: None,
             rotation_events: false,
             fan_out: None,
-            impersonate,
-            token_lifetime: common.token_lifetime.map(token_lifetime).transpose()?,
             provider: None,
         };
         if let Some((pool_provider, sts_endpoint)) = provider {
@@ -793,7 +751,7 @@ mod tests {
     #[test]
     fn impersonation_flags_are_validated() {
         let c = parse(&["render"]).unwrap();
-        assert_eq!((c.impersonate, c.token_lifetime), (None, None));
+        assert_eq!((c.source.impersonate, c.source.token_lifetime), (None, None));
 
         let c = parse(&[
             "render",
@@ -808,16 +766,16 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            c.impersonate,
+            c.source.impersonate,
             Some(Impersonation {
                 target: "pull@p.iam.gserviceaccount.com".into(),
                 delegates: vec!["a@p.iam.gserviceaccount.com".into(), "b@p.iam.gserviceaccount.com".into()],
                 endpoint: "http://127.0.0.1:9999".into(),
             })
         );
-        assert_eq!(c.token_lifetime, Some(Duration::from_secs(7200)));
+        assert_eq!(c.source.token_lifetime, Some(Duration::from_secs(7200)));
         let c = parse(&["render", "--impersonate", "pull@p.iam.gserviceaccount.com"]).unwrap();
-        assert_eq!(c.impersonate.unwrap().endpoint, "https://iamcredentials.googleapis.com");
+        assert_eq!(c.source.impersonate.unwrap().endpoint, "https://iamcredentials.googleapis.com");
 
         let err = |args: &[&str]| parse(args).unwrap_err();
         assert_eq!(err(&["render", "--impersonate", "pull"]), ConfigError::ImpersonateTarget("pull".into()));

@@ -12,13 +12,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::config::Timing;
 use crate::events::{Events, Failure};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::registry::RegistryHost;
 use crate::render::{render, AuthsDocument};
-use crate::schedule;
+use crate::schedule::{self, Timing};
 use crate::sink::{Sink, SinkError, WriteOutcome};
 use crate::source::{CredentialSource, SourceError};
 

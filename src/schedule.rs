@@ -5,7 +5,14 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::config::Timing;
+/// When to refresh: the `--refresh-before`, `--jitter` and
+/// `--resync-interval` settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub refresh_before: Duration,
+    pub jitter: Duration,
+    pub resync_interval: Duration,
+}
 
 /// The shortest wait between two refreshes, so a misconfigured schedule or a
 /// token that is about to expire cannot turn into a busy loop.

@@ -101,9 +101,9 @@ fn permissions(path: &Path) -> std::io::Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credential::Credential;
     use crate::registry::RegistryHost;
     use crate::secret::Secret;
-    use crate::source::Credential;
 
     fn doc(pass: &str) -> AuthsDocument {
         let cred = Credential { username: "u".into(), password: Secret::new(pass.into()), expires_at: None };

@@ -30,10 +30,7 @@ pub const IAM_CREDENTIALS_ENDPOINT: &str = "https://iamcredentials.googleapis.co
 /// Google's libraries ask for.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// The longest lifetime IAM Credentials grants, and only where the
-/// organisation policy `iam.allowServiceAccountCredentialLifetimeExtension`
-/// allows more than an hour.
-pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub use crate::credential::MAX_TOKEN_LIFETIME;
 
 const STEP: &str = "impersonating the service account";
 

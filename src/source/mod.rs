@@ -18,50 +18,18 @@ use std::time::{Duration, SystemTime};
 use hyper::StatusCode;
 use serde::Deserialize;
 
-use crate::config::{AuthMode, Config};
 use crate::http::{HttpClient, HttpError, Response};
-use crate::secret::Secret;
 
+pub use crate::credential::{Credential, MAX_TOKEN_LIFETIME, OAUTH_USERNAME};
 pub use authorized_user::AuthorizedUser;
 pub use external_account::{ExternalAccount, DEFAULT_TOKEN_URL as STS_ENDPOINT};
-pub use impersonate::{Impersonated, DEFAULT_TOKEN_LIFETIME, IAM_CREDENTIALS_ENDPOINT, MAX_TOKEN_LIFETIME};
+pub use impersonate::{Impersonated, DEFAULT_TOKEN_LIFETIME, IAM_CREDENTIALS_ENDPOINT};
 pub use json_key::JsonKey;
 pub use metadata::MetadataServer;
 pub use service_account::ServiceAccountKey;
 
 /// The OAuth scope registries accept tokens for.
 pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
-
-/// A registry credential: a Docker username and password, and when it stops
-/// working (`None` for keys that do not expire).
-#[derive(Clone, Debug)]
-pub struct Credential {
-    pub username: String,
-    pub password: Secret<String>,
-    pub expires_at: Option<SystemTime>,
-}
-
-impl Credential {
-    /// An OAuth access token that Google says is valid for `lifetime` from `now`.
-    ///
-    /// Lifetimes above [`MAX_TOKEN_LIFETIME`] (12 h, the most Google issues:
-    /// IAM Credentials' ceiling; metadata-server and OAuth tokens live 1 h) are
-    /// clamped to it. A shorter assumed life only makes regcred refresh sooner,
-    /// never too late, and it keeps every later time computation (the refresh
-    /// schedule, the RFC 3339 expiry annotation) far from the limits of the
-    /// clock types, whatever a token endpoint answers.
-    pub fn access_token(token: String, lifetime: Duration, now: SystemTime) -> Credential {
-        if lifetime > MAX_TOKEN_LIFETIME {
-            tracing::warn!(
-                claimed_secs = lifetime.as_secs(),
-                assumed_secs = MAX_TOKEN_LIFETIME.as_secs(),
-                "the token endpoint claims a lifetime beyond what Google issues; refreshing as if it were 12h"
-            );
-        }
-        let expires_at = now.checked_add(lifetime.min(MAX_TOKEN_LIFETIME));
-        Credential { username: OAUTH_USERNAME.to_string(), password: Secret::new(token), expires_at }
-    }
-}
 
 /// Something that can produce a registry credential.
 #[async_trait::async_trait]
@@ -141,13 +109,51 @@ impl SourceError {
     }
 }
 
+/// What [`discover`] needs to know: the source's own settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub auth: AuthMode,
+    /// `--key-file`.
+    pub key_file: Option<PathBuf>,
+    /// `--impersonate`: a service account to impersonate on top of the source.
+    pub impersonate: Option<Impersonation>,
+    /// `--token-lifetime`; `None` leaves it to credential files, else 1h.
+    pub token_lifetime: Option<Duration>,
+}
+
+/// How registries authenticate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// OAuth access token, username `oauth2accesstoken`.
+    #[value(name = "oauth")]
+    OAuth,
+    /// The raw key JSON, username `_json_key`.
+    JsonKey,
+    /// The key file in base64, username `_json_key_base64`.
+    JsonKeyBase64,
+}
+
+impl std::fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(clap::ValueEnum::to_possible_value(self).expect("no skipped variants").get_name())
+    }
+}
+
+/// `--impersonate` with its delegates and endpoint, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Impersonation {
+    pub target: String,
+    pub delegates: Vec<String>,
+    pub endpoint: String,
+}
+
 /// Builds the credential source the configuration asks for.
 ///
 /// Order for `--auth oauth` without `--key-file`, as in Google's libraries:
 /// `GOOGLE_APPLICATION_CREDENTIALS`, then gcloud's application-default
 /// credentials file, then the metadata server (GKE Workload Identity).
 /// `--impersonate` wraps whichever source that finds.
-pub fn discover(config: &Config, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
+pub fn discover(config: &Settings, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
     let source = discover_base(config, http)?;
     let Some(imp) = &config.impersonate else {
         return Ok(source);
@@ -156,7 +162,7 @@ pub fn discover(config: &Config, http: &HttpClient) -> Result<Arc<dyn Credential
     Ok(Arc::new(Impersonated::new(source, &imp.target, &imp.delegates, lifetime, &imp.endpoint, http.clone())))
 }
 
-fn discover_base(config: &Config, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
+fn discover_base(config: &Settings, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
     const ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
     let env_file = std::env::var_os(ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
     // An error about a file named by GOOGLE_APPLICATION_CREDENTIALS says so.
@@ -199,7 +205,7 @@ const NOT_AN_OBJECT: &str = "expected a JSON object such as `gcloud iam service-
 /// Reads a credentials file and picks the source its `type` names.
 fn from_credentials_file(
     path: &Path,
-    config: &Config,
+    config: &Settings,
     http: &HttpClient,
 ) -> Result<Arc<dyn CredentialSource>, SourceError> {
     let text = read_key_file(path)?;
@@ -277,9 +283,6 @@ pub(crate) fn oauth_token_from(step: &'static str, url: &str, resp: Response) ->
     }
     Ok(Credential::access_token(token, Duration::from_secs(expires_in.unsigned_abs()), SystemTime::now()))
 }
-
-/// The Docker username registries expect with an OAuth access token.
-pub const OAUTH_USERNAME: &str = "oauth2accesstoken";
 
 /// Extracts the human text from Google's two error shapes:
 /// OAuth (`{"error": "invalid_grant", "error_description": "..."}`) and
