@@ -375,7 +375,7 @@ async fn a_new_failure_on_the_same_secret_gets_its_own_event() {
 
     // First: forbidden to update an edited Secret.
     let forbidden = Fault::Status { code: 403, body: None, retry_after: None };
-    kit.kube.faults().inject(Some("PUT"), SECRETS, forbidden, 100_000);
+    kit.kube.faults().inject(Some("PATCH"), SECRETS, forbidden, 100_000);
     let mut edited = kit.kube.secret("default", "gcr-pull").unwrap();
     edited["data"][".dockerconfigjson"] = json!("eyJhdXRocyI6e319");
     kit.kube.put_object("default", "secrets", edited);

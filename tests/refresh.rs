@@ -140,15 +140,22 @@ async fn conflict_on_first_update_is_retried() {
     assert_eq!(kit.run(&args).await.code, Some(0));
     kit.kube.clear_requests();
     kit.kube.faults().inject(
-        Some("PUT"),
+        Some("PATCH"),
         "/api/v1/namespaces/default/secrets/gcr-pull",
         Fault::Status { code: 409, body: None, retry_after: None },
         1,
     );
     let out = kit.run(&args).await;
     assert_eq!(out.code, Some(0), "{out:?}");
-    let puts: Vec<u16> = kit.kube.requests().iter().filter(|r| r.method == "PUT").map(|r| r.status).collect();
-    assert_eq!(puts, [409, 200]);
+    let writes: Vec<(String, u16)> = kit
+        .kube
+        .requests()
+        .iter()
+        .filter(|r| r.method != "POST" || !r.path.contains("/events"))
+        .map(|r| (r.method.clone(), r.status))
+        .collect();
+    let expected = [("GET", 200), ("PATCH", 409), ("GET", 200), ("PATCH", 200)];
+    assert_eq!(writes, expected.map(|(m, s)| (m.to_string(), s)), "read, conflict, read again, write");
     assert_eq!(
         password(&kit.secret_doc("default", "gcr-pull", ".dockerconfigjson").unwrap()),
         kit.issued().pop().unwrap()

@@ -7,6 +7,7 @@ use kube::Api;
 use serde_json::json;
 
 use super::Shared;
+use crate::sink::managed::MAX_CONFLICTS;
 use crate::sink::SinkError;
 
 /// The annotation that opts a ServiceAccount in under
@@ -90,7 +91,7 @@ async fn add_pull_secret(
 ) -> Result<(), SinkError> {
     let name = sa.metadata.name.clone().unwrap_or_default();
     let mut sa = sa.clone();
-    for _ in 0..5 {
+    for _ in 0..MAX_CONFLICTS {
         let Some(list) = with_pull_secret(&sa, secret) else { return Ok(()) };
         let patch = json!({
             "metadata": { "resourceVersion": sa.metadata.resource_version },
@@ -105,7 +106,7 @@ async fn add_pull_secret(
             Err(e) => return Err(e),
         }
     }
-    Err(SinkError::ConflictStorm { sink: format!("serviceaccount {ns}/{name}"), attempts: 5 })
+    Err(SinkError::ConflictStorm { sink: format!("serviceaccount {ns}/{name}"), attempts: MAX_CONFLICTS })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! document to each and treats their failures independently.
 
 mod file;
+pub mod managed;
 mod secret;
 
 use std::time::SystemTime;

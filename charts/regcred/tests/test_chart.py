@@ -96,7 +96,7 @@ def rbac_names_only_the_target_secrets():
         named = [r for r in secret_rules(role) if "resourceNames" in r]
         assert len(named) == 1
         assert sorted(named[0]["resourceNames"]) == expected[ns], named
-        assert sorted(named[0]["verbs"]) == ["get", "update"]
+        assert sorted(named[0]["verbs"]) == ["get", "patch"]
     bindings = {b["metadata"]["namespace"]: b for b in kinds(docs, "RoleBinding")}
     assert set(bindings) == {NS, "ci"}
     for b in bindings.values():
@@ -172,15 +172,15 @@ def cluster_role_only_with_fan_out():
 
 @test
 def role_rules_without_fan_out():
-    """Exactly what regcred's Secret sink does: get, then create or update
-    (a replace carrying the resourceVersion it read), plus Events."""
+    """Exactly what regcred's Secret sink does: get, then create or patch
+    (a merge patch carrying the resourceVersion it read), plus Events."""
     assert rule_set(one(render(), "Role")) == {
-        ("", "secrets", ("gcr-pull",), ("get", "update")),
+        ("", "secrets", ("gcr-pull",), ("get", "patch")),
         CREATE_SECRETS,
         EVENTS,
     }
     for role in kinds(render("ci/create-secrets-values.yaml"), "Role"):
-        assert rule_set(role) == {("", "secrets", ("gcr-pull",), ("get", "update")), EVENTS}
+        assert rule_set(role) == {("", "secrets", ("gcr-pull",), ("get", "patch")), EVENTS}
 
 
 @test
