@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::fanout::{FanOutConfig, Pattern, Selection, ServiceAccountPatching, DEFAULT_EXCLUDES};
-use crate::registry::{InvalidHost, RegistryHost};
+use crate::registry::{is_dns_label, is_dns_subdomain, InvalidHost, RegistryHost};
 pub use crate::schedule::Timing;
 use crate::source::{self, AuthMode, Impersonation};
 pub use crate::telemetry::LogFormat;
@@ -668,18 +668,6 @@ fn parse_secret_ref(s: &str) -> Result<SecretTarget, ConfigError> {
         return Err(err());
     }
     Ok(SecretTarget { namespace: namespace.map(str::to_string), name: name.to_string() })
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 /// Kubernetes' rule for Secret and ConfigMap keys.

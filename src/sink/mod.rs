@@ -106,7 +106,8 @@ impl SinkError {
             | SinkError::NamespaceNotFound { .. }
             | SinkError::TypeMismatch { .. }
             | SinkError::Rejected { .. } => false,
-            SinkError::Api { code, .. } => *code >= 500 || *code == 429 || *code == 408 || *code == 401,
+            // 401 too: a rotated service account token is read again.
+            SinkError::Api { code, .. } => crate::http::is_retryable_status(*code) || *code == 401,
             SinkError::ConflictStorm { .. }
             | SinkError::Transport { .. }
             | SinkError::Timeout { .. }

@@ -23,10 +23,7 @@ use serde::Deserialize;
 
 use super::impersonate::{Impersonated, MAX_TOKEN_LIFETIME};
 use super::service_account::{form_escape, form_urlencoded};
-use super::{
-    google_error_message, key_problem, oauth_token_from, Credential, CredentialSource, SourceError,
-    CLOUD_PLATFORM_SCOPE,
-};
+use super::{key_problem, oauth_token_from, Credential, CredentialSource, SourceError, CLOUD_PLATFORM_SCOPE};
 use crate::http::HttpClient;
 use crate::secret::Secret;
 
@@ -269,17 +266,9 @@ impl ExternalAccount {
             unreachable!("only called for file sources");
         };
         let mut raw = Vec::new();
-        std::fs::File::open(file).and_then(|f| f.take(MAX_SUBJECT_TOKEN + 1).read_to_end(&mut raw)).map_err(|e| {
-            self.subject_problem(match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    "no such file; check the path and the volume that provides it".to_string()
-                }
-                std::io::ErrorKind::PermissionDenied => {
-                    "permission denied; make it readable by regcred's user".to_string()
-                }
-                _ => format!("cannot read: {e}"),
-            })
-        })?;
+        std::fs::File::open(file)
+            .and_then(|f| f.take(MAX_SUBJECT_TOKEN + 1).read_to_end(&mut raw))
+            .map_err(|e| self.subject_problem(super::unreadable(&e)))?;
         if raw.len() as u64 > MAX_SUBJECT_TOKEN {
             return Err(self.subject_problem("larger than 1 MiB; this is not a token file"));
         }
@@ -323,13 +312,7 @@ impl ExternalAccount {
         })?;
         let resp = self.http.send(req).await.map_err(|source| SourceError::Http { step: FETCH_STEP, source })?;
         if !resp.status.is_success() {
-            return Err(SourceError::Endpoint {
-                step: FETCH_STEP,
-                url: url.clone(),
-                status: resp.status.as_u16(),
-                message: google_error_message(&resp.body, resp.status),
-                retry_after: crate::http::retry_after(&resp.headers),
-            });
+            return Err(SourceError::endpoint(FETCH_STEP, url, &resp));
         }
         self.extract(&resp.body)
     }
@@ -359,11 +342,8 @@ impl ExternalAccount {
     /// `Authorization: Basic` for files that carry a client id and secret.
     fn basic_auth(&self) -> Option<Secret<String>> {
         let (id, secret) = self.client.as_ref()?;
-        let mut plain = String::new();
-        form_escape(id, &mut plain);
-        plain.push(':');
-        form_escape(secret.expose(), &mut plain);
-        Some(Secret::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(plain))))
+        let plain = Secret::new(format!("{}:{}", form_escape(id), form_escape(secret.expose())));
+        Some(Secret::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(plain.expose()))))
     }
 }
 

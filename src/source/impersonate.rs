@@ -18,10 +18,10 @@ use hyper::Request;
 use serde::Deserialize;
 
 use super::{
-    google_error_message, key_problem, AuthorizedUser, Credential, CredentialSource, ServiceAccountKey, SourceError,
-    CLOUD_PLATFORM_SCOPE, OAUTH_USERNAME,
+    key_problem, AuthorizedUser, Credential, CredentialSource, ServiceAccountKey, SourceError, CLOUD_PLATFORM_SCOPE,
+    OAUTH_USERNAME,
 };
-use crate::http::HttpClient;
+use crate::http::{HttpClient, Response};
 
 /// IAM Credentials' public endpoint.
 pub const IAM_CREDENTIALS_ENDPOINT: &str = "https://iamcredentials.googleapis.com";
@@ -178,27 +178,17 @@ struct GenerateAccessTokenResponse {
 
 /// Turns IAM Credentials' answer into a credential, or into an error that
 /// carries Google's text (never the token).
-pub(super) fn token_from(
-    url: &str,
-    status: hyper::StatusCode,
-    headers: &hyper::HeaderMap,
-    body: &[u8],
-) -> Result<Credential, SourceError> {
-    if !status.is_success() {
-        let mut message = google_error_message(body, status);
-        if status == hyper::StatusCode::FORBIDDEN {
+pub(super) fn token_from(url: &str, resp: &Response) -> Result<Credential, SourceError> {
+    if !resp.status.is_success() {
+        let mut refused = SourceError::endpoint(STEP, url, resp);
+        if let (hyper::StatusCode::FORBIDDEN, SourceError::Endpoint { message, .. }) = (resp.status, &mut refused) {
             message.push_str(
                 " (the source identity needs roles/iam.serviceAccountTokenCreator on the target service account, or on each delegate in turn)",
             );
         }
-        return Err(SourceError::Endpoint {
-            step: STEP,
-            url: url.to_string(),
-            status: status.as_u16(),
-            message,
-            retry_after: crate::http::retry_after(headers),
-        });
+        return Err(refused);
     }
+    let body = &resp.body;
     let bad =
         |problem: &str| SourceError::BadResponse { step: STEP, url: url.to_string(), problem: problem.to_string() };
     let parsed: GenerateAccessTokenResponse = serde_json::from_slice(body).map_err(|_| bad("not the expected JSON"))?;
@@ -248,13 +238,17 @@ impl CredentialSource for Impersonated {
                 SourceError::Unsupported(format!("the impersonation URL {:?} is not a valid URL", self.url))
             })?;
         let resp = self.http.send(req).await.map_err(|source| SourceError::Http { step: STEP, source })?;
-        token_from(&self.url, resp.status, &resp.headers, &resp.body)
+        token_from(&self.url, &resp)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answer(status: StatusCode, body: &[u8]) -> Response {
+        Response { status, headers: HeaderMap::new(), body: body.to_vec().into() }
+    }
     use hyper::{HeaderMap, StatusCode};
 
     #[test]
@@ -337,7 +331,7 @@ mod tests {
 
     #[test]
     fn responses_are_validated() {
-        let ok = |body: &str| token_from("u", StatusCode::OK, &HeaderMap::new(), body.as_bytes());
+        let ok = |body: &str| token_from("u", &answer(StatusCode::OK, body.as_bytes()));
         let in_an_hour = humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3600)).to_string();
         let cred = ok(&format!(r#"{{"accessToken":"ya29.imp","expireTime":"{in_an_hour}"}}"#)).unwrap();
         assert_eq!(cred.username, OAUTH_USERNAME);
@@ -366,14 +360,14 @@ mod tests {
     #[test]
     fn refusals_carry_googles_text_and_a_hint() {
         let body = br#"{"error":{"code":403,"message":"Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).","status":"PERMISSION_DENIED"}}"#;
-        let err = token_from("https://iam/x", StatusCode::FORBIDDEN, &HeaderMap::new(), body).unwrap_err();
+        let err = token_from("https://iam/x", &answer(StatusCode::FORBIDDEN, body)).unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("impersonating the service account: https://iam/x answered 403: PERMISSION_DENIED: Permission 'iam.serviceAccounts.getAccessToken' denied"), "{text}");
         assert!(text.contains("roles/iam.serviceAccountTokenCreator"), "{text}");
         assert!(!err.is_retryable());
         assert_eq!(err.metric_label(), "endpoint_4xx");
 
-        let err = token_from("u", StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new(), b"").unwrap_err();
+        let err = token_from("u", &answer(StatusCode::SERVICE_UNAVAILABLE, b"")).unwrap_err();
         assert!(err.is_retryable());
         assert_eq!(err.metric_label(), "endpoint_5xx");
     }

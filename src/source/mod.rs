@@ -28,6 +28,9 @@ pub use json_key::JsonKey;
 pub use metadata::MetadataServer;
 pub use service_account::ServiceAccountKey;
 
+/// Google's OAuth token endpoint, for key files and user logins that name none.
+pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+
 /// The OAuth scope registries accept tokens for.
 pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
@@ -73,13 +76,25 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// An endpoint's refusal, with Google's own error text (never the
+    /// request, which may carry a token) and any `Retry-After`.
+    pub(crate) fn endpoint(step: &'static str, url: &str, resp: &Response) -> SourceError {
+        SourceError::Endpoint {
+            step,
+            url: url.to_string(),
+            status: resp.status.as_u16(),
+            message: google_error_message(&resp.body, resp.status),
+            retry_after: crate::http::retry_after(&resp.headers),
+        }
+    }
+
     /// Whether trying again later can succeed. Bad keys and 4xx answers
     /// (other than 408/429) will not fix themselves.
     pub fn is_retryable(&self) -> bool {
         match self {
             SourceError::KeyFile { .. } | SourceError::NotFound(_) | SourceError::Unsupported(_) => false,
             SourceError::SubjectToken { .. } => true,
-            SourceError::Endpoint { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            SourceError::Endpoint { status, .. } => crate::http::is_retryable_status(*status),
             SourceError::BadResponse { .. } | SourceError::Http { .. } => true,
         }
     }
@@ -234,13 +249,20 @@ fn from_credentials_file(
 pub(crate) fn read_key_file(path: &Path) -> Result<String, SourceError> {
     std::fs::read_to_string(path).map_err(|e| {
         let problem = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file; check the path or mount".to_string(),
-            std::io::ErrorKind::PermissionDenied => "permission denied; make it readable by regcred's user".to_string(),
             std::io::ErrorKind::InvalidData => "not UTF-8 text; expected a JSON key file".to_string(),
-            _ => format!("cannot read: {e}"),
+            _ => unreadable(&e),
         };
         key_problem(path, problem)
     })
+}
+
+/// Why a credentials or token file cannot be read, and what to do about it.
+pub(crate) fn unreadable(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file; check the path and the volume that provides it".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied; make it readable by regcred's user".to_string(),
+        _ => format!("cannot read: {e}"),
+    }
 }
 
 pub(crate) fn key_problem(path: &Path, problem: String) -> SourceError {
@@ -266,13 +288,7 @@ struct TokenResponse {
 /// carries Google's own error text (never the request or the token).
 pub(crate) fn oauth_token_from(step: &'static str, url: &str, resp: Response) -> Result<Credential, SourceError> {
     if !resp.status.is_success() {
-        return Err(SourceError::Endpoint {
-            step,
-            url: url.to_string(),
-            status: resp.status.as_u16(),
-            message: google_error_message(&resp.body, resp.status),
-            retry_after: crate::http::retry_after(&resp.headers),
-        });
+        return Err(SourceError::endpoint(step, url, &resp));
     }
     let bad = |problem: &str| SourceError::BadResponse { step, url: url.to_string(), problem: problem.to_string() };
     let parsed: TokenResponse = serde_json::from_slice(&resp.body).map_err(|_| bad("not the expected JSON"))?;
