@@ -37,6 +37,20 @@ pub const WATCH_TIMEOUT: Duration = Duration::from_secs(290);
 /// probably misconfigured, and the credential must not go stale meanwhile.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
+/// The field manager regcred's writes are recorded under (`managedFields`),
+/// so `kubectl get -o yaml --show-managed-fields` says who wrote what.
+pub const FIELD_MANAGER: &str = "regcred";
+
+/// Parameters of a create made by regcred.
+pub fn post_params() -> kube::api::PostParams {
+    kube::api::PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+}
+
+/// Parameters of a (merge) patch made by regcred.
+pub fn patch_params() -> kube::api::PatchParams {
+    kube::api::PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+}
+
 /// Why the Kubernetes client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::ObjectMeta;
 use kube::Api;
 use tracing::{debug, warn};
 
@@ -122,7 +122,7 @@ impl Events {
             ..Default::default()
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        match api.create(&PostParams::default(), &event).await {
+        match api.create(&crate::cluster::post_params(), &event).await {
             Ok(_) => debug!(reason, object = %object_name(object), "published event"),
             // Events are best effort: failing to report must not stop refreshing.
             Err(e) => warn!(reason, object = %object_name(object), error = %api_message(&e), "cannot publish event"),

@@ -2,7 +2,7 @@
 //! in the namespace use it without naming it.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::Api;
 use serde_json::json;
 
@@ -97,7 +97,7 @@ async fn add_pull_secret(
             "metadata": { "resourceVersion": sa.metadata.resource_version },
             "imagePullSecrets": list,
         });
-        match shared.call(ns, "patch", api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))).await {
+        match shared.call(ns, "patch", api.patch(&name, &crate::cluster::patch_params(), &Patch::Merge(&patch))).await {
             Ok(_) => return Ok(()),
             Err(SinkError::Api { code: 409, .. }) => match shared.call(ns, "get", api.get_opt(&name)).await? {
                 Some(fresh) => sa = fresh,

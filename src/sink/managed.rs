@@ -16,13 +16,14 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::Patch;
 use kube::Api;
 use serde_json::json;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::secret::{expiry_annotation, is_managed, new_managed, EXPIRES_AT_ANNOTATION, MANAGED_LABEL, MANAGED_VALUE};
 use super::{SinkError, WriteOutcome};
+use crate::cluster;
 use crate::render::AuthsDocument;
 
 /// Conflicting writes tolerated in one write before it counts as failed
@@ -152,7 +153,7 @@ pub async fn ensure(
                     &owned.doc.0,
                     owned.expires_at.as_deref(),
                 );
-                match target.api.create(&PostParams::default(), &secret).await.map_err(call("create")) {
+                match target.api.create(&cluster::post_params(), &secret).await.map_err(call("create")) {
                     Ok(created) => {
                         return Ok(Written {
                             outcome: WriteOutcome::Created,
@@ -184,7 +185,7 @@ pub async fn ensure(
                     },
                     "data": { target.key: &owned.doc },
                 });
-                let params = PatchParams::default();
+                let params = cluster::patch_params();
                 match target.api.patch(target.name, &params, &Patch::Merge(&patch)).await.map_err(call("patch")) {
                     Ok(updated) => {
                         return Ok(Written {
