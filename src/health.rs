@@ -53,6 +53,8 @@ impl Health {
     /// Records a failed write (or, with `permanent: false`, a failed mint
     /// that leaves the sink's current credential in place).
     pub fn failed(&self, sink: &str, error: String, permanent: bool) {
+        // /readyz names the sink before each reason: once is enough.
+        let error = error.strip_prefix(&format!("{sink}: ")).map(str::to_string).unwrap_or(error);
         let mut sinks = self.sinks.lock().expect("health lock");
         let s = sinks.entry(sink.to_string()).or_default();
         s.last_error = Some(error);
@@ -160,11 +162,12 @@ mod tests {
         assert_eq!(h.readiness(now), Ok(()));
         h.failed("secret a/b", "server busy".into(), false);
         assert_eq!(h.readiness(now), Ok(()), "a transient failure keeps the grace rule");
-        h.failed("secret a/b", "forbidden: cannot `create` secrets/b".into(), true);
+        h.failed("secret a/b", "secret a/b: forbidden: cannot `create` secrets/b".into(), true);
         let err = h.readiness(now).unwrap_err();
-        assert_eq!(err.len(), 1);
-        assert!(err[0].starts_with("secret a/b: the last write failed"), "{err:?}");
-        assert!(err[0].contains("forbidden"), "{err:?}");
+        assert_eq!(
+            err,
+            ["secret a/b: the last write failed and will not succeed until something changes: forbidden: cannot `create` secrets/b"]
+        );
         h.succeeded("secret a/b", Some(now + Duration::from_secs(3600)), Some(now + Duration::from_secs(2700)));
         assert_eq!(h.readiness(now), Ok(()));
     }
