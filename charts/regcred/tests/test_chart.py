@@ -318,8 +318,8 @@ def args_follow_values():
     a = args(one(render(sets=["refresh.before=20m", "admin.port=9090", "extraArgs[0]=--foo"]), "Deployment"))
     assert "--refresh-before=20m" in a and "--admin-addr=0.0.0.0:9090" in a and a[-1] == "--foo"
 
-    a = args(one(render(sets=["allRegistries=true", "registries[0]=registry.example.com"]), "Deployment"))
-    assert "--all-registries" in a and "--registry=registry.example.com" in a
+    a = args(one(render(sets=["allRegistries=true", "registries[0]=europe-west1-docker.pkg.dev"]), "Deployment"))
+    assert "--all-registries" in a and "--registry=europe-west1-docker.pkg.dev" in a
 
 
 @test
@@ -557,8 +557,8 @@ def contradictions_fail():
     cases = [
         (["auth=json-key"], "credentials.existingSecret"),
         (["federation.enabled=true"], "federation.audience"),
-        (["federation.enabled=true", "federation.audience=//x", "credentials.existingSecret=k"], "choose one"),
-        (["federation.enabled=true", "federation.audience=//x", "auth=json-key",
+        (["federation.enabled=true", "federation.audience=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k", "credentials.existingSecret=k"], "choose one"),
+        (["federation.enabled=true", "federation.audience=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k", "auth=json-key",
           "credentials.existingSecret="], "existingSecret"),
         (["targets.secrets[0].name=a", "targets.secrets[1].name=b", "targets.secrets[1].key=x"], "one key"),
         (["targets.allNamespaces=true", "targets.createSecrets=true"], "createSecrets"),
