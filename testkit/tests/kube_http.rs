@@ -448,6 +448,42 @@ async fn events_are_validated() {
     assert_eq!(r["apiVersion"], "events.k8s.io/v1");
 }
 
+/// `kubectl events --for secret/NAME` lists core/v1 events with an
+/// involvedObject field selector: the same events, converted.
+#[tokio::test]
+async fn core_v1_events_are_a_read_only_view_of_events_k8s_io() {
+    let k = KubeApi::start().await;
+    let url = format!("{}/apis/events.k8s.io/v1/namespaces/default/events", k.url());
+    let ev = json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "gcr-pull.1"},
+        "eventTime": "2025-01-01T00:00:00.000000Z",
+        "reportingController": "regcred", "reportingInstance": "regcred-abc",
+        "action": "Write", "reason": "WriteFailed", "type": "Warning", "note": "forbidden",
+        "regarding": {"kind": "Secret", "namespace": "default", "name": "gcr-pull", "apiVersion": "v1"},
+    });
+    assert_eq!(json_req("POST", &url, &ev).await.status, 201);
+    let core = format!("{}/api/v1/namespaces/default/events", k.url());
+    let list =
+        get(&format!("{core}?fieldSelector=involvedObject.kind%3DSecret,involvedObject.name%3Dgcr-pull")).await.json();
+    assert_eq!((list["kind"].as_str(), list["apiVersion"].as_str()), (Some("EventList"), Some("v1")));
+    let item = &list["items"][0];
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(item["involvedObject"]["name"], "gcr-pull");
+    assert_eq!(item["message"], "forbidden");
+    assert_eq!(item["reportingComponent"], "regcred");
+    let none = get(&format!("{core}?fieldSelector=involvedObject.name%3Dother")).await.json();
+    assert_eq!(none["items"], json!([]));
+    // events.k8s.io's field names are not core/v1's.
+    assert_status(&get(&format!("{core}?fieldSelector=regarding.name%3Dgcr-pull")).await, 400, "BadRequest");
+    let one = get(&format!("{core}/gcr-pull.1")).await.json();
+    assert_eq!((one["apiVersion"].as_str(), one["message"].as_str()), (Some("v1"), Some("forbidden")));
+    assert_status(&json_req("POST", &core, &ev).await, 405, "MethodNotAllowed");
+    let discovery = get(&format!("{}/api/v1", k.url())).await.json();
+    let events = discovery["resources"].as_array().unwrap().iter().find(|r| r["name"] == "events").unwrap();
+    assert_eq!(events["verbs"], json!(["get", "list", "watch"]));
+}
+
 #[tokio::test]
 async fn auth_discovery_and_unknown_paths() {
     let k = KubeApi::start_with_token("s3cret").await;

@@ -14,8 +14,11 @@
 //! Deliberate simplifications (each documented where implemented): namespace
 //! deletion completes at once instead of lingering in `Terminating`;
 //! strategic-merge and server-side apply are approximations (see
-//! [`patch`](self::patch) docs); only JSON is spoken (no protobuf/YAML/CBOR).
+//! [`patch`](self::patch) docs); only JSON is spoken (no protobuf/YAML/CBOR);
+//! core/v1 events are a read-only view of the `events.k8s.io/v1` ones (see
+//! [`core_events`](self::core_events)).
 
+mod core_events;
 mod handlers;
 mod patch;
 mod resources;
