@@ -138,14 +138,25 @@ impl Req {
         Ok(WriteOpts { field_manager, dry_run, force: matches!(self.query.get("force"), Some("true") | Some("1")) })
     }
 
-    /// Decodes a POST/PUT body: JSON (or YAML that is JSON).
+    /// Decodes a POST/PUT body: JSON (or YAML that is JSON), or protobuf for
+    /// the kinds kubectl's generators send (see [`super::protobuf`]).
     fn json_body(&self) -> Result<Value, ApiError> {
         let ct = self.content_type();
+        if ct == "application/vnd.kubernetes.protobuf" {
+            return super::protobuf::decode(&self.body).map_err(|e| match e {
+                super::protobuf::DecodeError::Malformed(m) => ApiError::bad_request(m),
+                // What the emulator does not decode: it says what it takes.
+                super::protobuf::DecodeError::Unsupported(what) => ApiError::unsupported_media_type(
+                    &format!("{ct} ({what}: the emulator decodes protobuf only for v1 Namespace, Secret, ConfigMap and ServiceAccount)"),
+                    &["application/json", "application/yaml"],
+                ),
+            });
+        }
         if ct != "application/json" && ct != "application/yaml" {
-            // The real server also takes protobuf (what kubectl's generators,
-            // such as `kubectl create namespace`, send); the emulator does not,
-            // and says so rather than list a type it would refuse.
-            return Err(ApiError::unsupported_media_type(&ct, &["application/json", "application/yaml"]));
+            return Err(ApiError::unsupported_media_type(
+                &ct,
+                &["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"],
+            ));
         }
         serde_json::from_slice(&self.body).map_err(|e| {
             ApiError::bad_request(format!(
