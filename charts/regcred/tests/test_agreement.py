@@ -15,6 +15,8 @@ nothing, reads no file) whether it would start:
 
 A case passes when both accept or both refuse. The binary is the authority:
 when a rule changes on either side without the other, a case here fails.
+Every flag that the chart's `regcred.args` template can render must appear
+in some case, so a new flag cannot go unchecked.
 
 A few values are never seen by `regcred --dry-run` (the CronJob schedule, the
 federation audience that the chart turns into a projected token's audience
@@ -27,6 +29,7 @@ REGCRED_BIN). --table prints the whole table (value, chart, binary).
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -105,7 +108,13 @@ CASES = [
     Case("impersonate.serviceAccount with auth=json-key", {"auth": "json-key"}, ["--auth=json-key"],
          {"impersonate.serviceAccount": "a@p.iam.gserviceaccount.com", "credentials.existingSecret": "key"}),
     # Auth and credentials.
+    Case("credentials.existingSecret='key'", {"credentials.existingSecret": "key"}, ["--key-file=/etc/regcred/key/key.json"]),
+    Case("federation.enabled", {"federation.enabled": True},
+         ["--key-file=/etc/regcred/federation/credential-configuration.json"], {"federation.audience": FED["federation.audience"]}),
     Case("auth=json-key with a key", {"auth": "json-key"}, ["--auth=json-key"], {"credentials.existingSecret": "key"}),
+    Case("auth=json-key-base64 with a key", {"auth": "json-key-base64"}, ["--auth=json-key-base64"], {"credentials.existingSecret": "key"}),
+    Case("auth=json-key without a key", {"auth": "json-key"}, ["--auth=json-key"], expect=False,
+         why="regcred needs the key file itself at start (it reads it, which --dry-run does not); the chart checks the value that provides it"),
     Case("auth=password", {"auth": "password"}, ["--auth=password"]),
     # Secrets and keys.
     *[Case(f"targets.secrets[0].name={v!r}", {"targets.secrets": [{"name": v}]}, [f"--secret={NS}/{v}"])
@@ -288,7 +297,20 @@ def run_case(case):
     return chart_ok, binary_ok, detail, None
 
 
+def uncovered_flags():
+    """Flags the chart's regcred.args can render that no case exercises."""
+    helpers = open(os.path.join(CHART, "templates", "_helpers.tpl")).read()
+    block = helpers.split('define "regcred.args"', 1)[1].split("{{- end }}\n\n", 1)[0]
+    rendered = set(re.findall(r'"(--[a-z-]+)', block))
+    covered = {f.split("=", 1)[0] for c in CASES for f in c.flags}
+    return sorted(rendered - covered)
+
+
 def main():
+    missing = uncovered_flags()
+    if missing:
+        print(f"test_agreement: no case covers the flags {missing} that the chart renders")
+        return 1
     if not os.path.exists(BIN):
         print(f"test_agreement: {BIN} not found: build it with `cargo build` (or set REGCRED_BIN)", file=sys.stderr)
         return 2
