@@ -388,7 +388,7 @@ pub enum ConfigError {
     Registry(#[from] InvalidHost),
     #[error("invalid --secret {0:?}: expected [NAMESPACE/]NAME with lower-case DNS names (for example ci/gcr-pull)")]
     SecretRef(String),
-    #[error("invalid --secret-key {0:?}: a Secret key may contain only letters, digits, '-', '_' and '.'")]
+    #[error("invalid --secret-key {0:?}: a Secret key may contain only letters, digits, '-', '_' and '.', and may not be '.' or start with '..'")]
     SecretKey(String),
     #[error("nowhere to write: give at least one --secret or --output-file")]
     NoSink,
@@ -406,6 +406,8 @@ pub enum ConfigError {
     Namespace(String),
     #[error("invalid --patch-service-account {0:?}: expected a ServiceAccount name")]
     ServiceAccount(String),
+    #[error("invalid --exclude-namespace {0:?}: expected a namespace name or a glob of one (lower-case letters, digits, '-', '*' and '?'), for example tmp-*")]
+    ExcludePattern(String),
     #[error(
         "invalid --impersonate {0:?}: expected a service account email such as regcred@PROJECT.iam.gserviceaccount.com"
     )]
@@ -558,6 +560,10 @@ fn fan_out(
             return Err(ConfigError::Namespace(ns.clone()));
         }
     }
+    // A pattern no namespace name can match (`Kube_*`) is a typo, not a choice.
+    if let Some(bad) = args.exclude_namespaces.iter().find(|p| !is_name_glob(p)) {
+        return Err(ConfigError::ExcludePattern(bad.clone()));
+    }
     for sa in &args.patch_service_accounts {
         if !is_dns_subdomain(sa) {
             return Err(ConfigError::ServiceAccount(sa.clone()));
@@ -670,12 +676,22 @@ fn parse_secret_ref(s: &str) -> Result<SecretTarget, ConfigError> {
     Ok(SecretTarget { namespace: namespace.map(str::to_string), name: name.to_string() })
 }
 
-/// Kubernetes' rule for Secret and ConfigMap keys.
+/// A DNS label in which `*` and `?` may stand for characters.
+fn is_name_glob(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-*?".contains(&b))
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Kubernetes' rule for Secret and ConfigMap keys (which also refuses a key
+/// starting with `..`).
 fn is_config_key(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s != "."
-        && s != ".."
+        && !s.starts_with("..")
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
@@ -730,6 +746,13 @@ mod tests {
         assert_eq!(parse(&["once", "--secret", "a/b/c"]).unwrap_err(), ConfigError::SecretRef("a/b/c".into()));
         assert!(matches!(parse(&["once", "--secret", "x", "--registry", "docker.io"]), Err(ConfigError::Registry(_))));
         assert!(matches!(parse(&["once", "--secret", "x", "--secret-key", "a/b"]), Err(ConfigError::SecretKey(_))));
+        assert!(matches!(parse(&["once", "--secret", "x", "--secret-key", "..data"]), Err(ConfigError::SecretKey(_))));
+        assert!(parse(&["once", "--secret", "x", "--secret-key", ".x..y"]).is_ok());
+        let all = ["once", "--secret", "x", "--all-namespaces", "--exclude-namespace"];
+        assert!(parse(&[&all[..], &["tmp-*,ci-??"]].concat()).is_ok());
+        for bad in ["Kube_*", "", "a b", "x-", &"a".repeat(64)] {
+            assert_eq!(parse(&[&all[..], &[bad]].concat()).unwrap_err(), ConfigError::ExcludePattern(bad.into()));
+        }
         assert!(matches!(parse(&["run", "--secret", "x", "--admin-addr", "nope"]), Err(ConfigError::AdminAddr(_))));
         assert!(Cli::try_parse_from(["regcred", "once", "--auth", "password"]).is_err());
         assert!(Cli::try_parse_from(["regcred", "once", "--output-file-mode", "999"]).is_err());

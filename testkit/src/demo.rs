@@ -69,12 +69,14 @@ pub(crate) async fn locate_regcred(release: bool, progress: fn(&str)) -> Result<
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testkit lives in the workspace").to_path_buf();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut args = vec!["build", "--quiet", "--bin", "regcred"];
+    let mut args = vec!["build", "--bin", "regcred"];
     if release {
         args.insert(1, "--release");
     }
-    let what = format!("cargo {}", args.iter().filter(|a| **a != "--quiet").copied().collect::<Vec<_>>().join(" "));
-    progress(&format!("building regcred ({what}) ..."));
+    let what = format!("cargo {}", args.join(" "));
+    // Not --quiet: a first build takes minutes, and cargo's own progress
+    // (on stderr) shows that something is happening.
+    progress(&format!("building regcred ({what}; the first build takes a few minutes) ..."));
     let status = tokio::process::Command::new(&cargo)
         .args(&args)
         .current_dir(&root)
@@ -112,7 +114,10 @@ pub(crate) fn sigterm(child: &tokio::process::Child) {
     }
 }
 
-/// "200×5, 201×1" — how the emulator answered regcred's requests.
+/// "200×5 (read or updated), 201×1 (created)" — how the emulator answered
+/// regcred's requests, each status with what it means here, so that the one
+/// expected 404 (the Secret does not exist until regcred creates it) does not
+/// read as a failure.
 fn status_counts(reqs: &[regcred_testkit::RecordedRequest]) -> String {
     let mut counts = std::collections::BTreeMap::new();
     for r in reqs {
@@ -121,7 +126,14 @@ fn status_counts(reqs: &[regcred_testkit::RecordedRequest]) -> String {
     if counts.is_empty() {
         return "no requests".into();
     }
-    counts.iter().map(|(s, n)| format!("{s}×{n}")).collect::<Vec<_>>().join(", ")
+    let meaning = |status: u16| match status {
+        200 => " (read, updated or a token issued)",
+        201 => " (created)",
+        404 => " (not found: the Secret does not exist until regcred creates it)",
+        409 => " (conflict: retried with the current version)",
+        _ => "",
+    };
+    counts.iter().map(|(s, n)| format!("{s}×{n}{}", meaning(*s))).collect::<Vec<_>>().join(", ")
 }
 
 pub async fn run(duration: Duration, token_lifetime: Duration, keep: bool) -> ExitCode {

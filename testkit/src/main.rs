@@ -113,8 +113,12 @@ async fn serve(
         Some(t) => KubeApi::start_with_token(t).await,
         None => KubeApi::start().await,
     };
-    if namespace != "default" {
-        kube.create_namespace(namespace, &[]);
+    // The namespaces the README's examples write into, so that they work as
+    // printed against the emulator; plus the kubeconfig's own.
+    for ns in ["ci", "gitpod", "apps", namespace] {
+        if kube.namespace(ns).is_none() {
+            kube.create_namespace(ns, &[]);
+        }
     }
     google.set_token_lifetime(token_lifetime);
     let kubeconfig = dir.join("kubeconfig");

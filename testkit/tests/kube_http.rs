@@ -448,6 +448,42 @@ async fn events_are_validated() {
     assert_eq!(r["apiVersion"], "events.k8s.io/v1");
 }
 
+/// `kubectl events --for secret/NAME` lists core/v1 events with an
+/// involvedObject field selector: the same events, converted.
+#[tokio::test]
+async fn core_v1_events_are_a_read_only_view_of_events_k8s_io() {
+    let k = KubeApi::start().await;
+    let url = format!("{}/apis/events.k8s.io/v1/namespaces/default/events", k.url());
+    let ev = json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "gcr-pull.1"},
+        "eventTime": "2025-01-01T00:00:00.000000Z",
+        "reportingController": "regcred", "reportingInstance": "regcred-abc",
+        "action": "Write", "reason": "WriteFailed", "type": "Warning", "note": "forbidden",
+        "regarding": {"kind": "Secret", "namespace": "default", "name": "gcr-pull", "apiVersion": "v1"},
+    });
+    assert_eq!(json_req("POST", &url, &ev).await.status, 201);
+    let core = format!("{}/api/v1/namespaces/default/events", k.url());
+    let list =
+        get(&format!("{core}?fieldSelector=involvedObject.kind%3DSecret,involvedObject.name%3Dgcr-pull")).await.json();
+    assert_eq!((list["kind"].as_str(), list["apiVersion"].as_str()), (Some("EventList"), Some("v1")));
+    let item = &list["items"][0];
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(item["involvedObject"]["name"], "gcr-pull");
+    assert_eq!(item["message"], "forbidden");
+    assert_eq!(item["reportingComponent"], "regcred");
+    let none = get(&format!("{core}?fieldSelector=involvedObject.name%3Dother")).await.json();
+    assert_eq!(none["items"], json!([]));
+    // events.k8s.io's field names are not core/v1's.
+    assert_status(&get(&format!("{core}?fieldSelector=regarding.name%3Dgcr-pull")).await, 400, "BadRequest");
+    let one = get(&format!("{core}/gcr-pull.1")).await.json();
+    assert_eq!((one["apiVersion"].as_str(), one["message"].as_str()), (Some("v1"), Some("forbidden")));
+    assert_status(&json_req("POST", &core, &ev).await, 405, "MethodNotAllowed");
+    let discovery = get(&format!("{}/api/v1", k.url())).await.json();
+    let events = discovery["resources"].as_array().unwrap().iter().find(|r| r["name"] == "events").unwrap();
+    assert_eq!(events["verbs"], json!(["get", "list", "watch"]));
+}
+
 #[tokio::test]
 async fn auth_discovery_and_unknown_paths() {
     let k = KubeApi::start_with_token("s3cret").await;
@@ -468,4 +504,33 @@ async fn auth_discovery_and_unknown_paths() {
     assert_eq!(k.requests().len(), 5);
     assert_eq!(k.requests()[0].status, 401);
     assert_eq!(k.requests()[1].path, "/api/v1/namespaces");
+}
+
+/// `kubectl create namespace x` sends protobuf, as the real API server
+/// accepts; the emulator decodes it (for the kinds kubectl's generators
+/// send) and answers in JSON.
+#[tokio::test]
+async fn protobuf_create_as_kubectl_sends_it() {
+    let k = KubeApi::start().await;
+    // Length-delimited field `n` (every length here is below 128).
+    let ld = |n: u8, payload: &[u8]| [&[(n << 3) | 2, payload.len() as u8][..], payload].concat();
+    let type_meta = [ld(1, b"v1"), ld(2, b"Namespace")].concat();
+    let raw = ld(1, &[ld(1, b"x"), ld(4, b""), ld(8, b"")].concat());
+    let body = [b"k8s\0".to_vec(), ld(1, &type_meta), ld(2, &raw)].concat();
+    let body = String::from_utf8(body).expect("ASCII");
+    let pb = [
+        ("content-type", "application/vnd.kubernetes.protobuf"),
+        ("accept", "application/vnd.kubernetes.protobuf,application/json"),
+    ];
+    let r = send("POST", &format!("{}/api/v1/namespaces", k.url()), &pb, Some(&body)).await.unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.json()["metadata"]["name"], "x");
+    assert!(k.namespace("x").is_some());
+    // A kind kubectl's generators do not send here: 415, naming what the emulator takes.
+    let type_meta = [ld(1, b"v1"), ld(2, b"Pod")].concat();
+    let body = String::from_utf8([b"k8s\0".to_vec(), ld(1, &type_meta)].concat()).unwrap();
+    let r = send("POST", &format!("{}/api/v1/namespaces", k.url()), &pb, Some(&body)).await.unwrap();
+    let s = assert_status(&r, 415, "UnsupportedMediaType");
+    assert!(s["details"]["causes"][0]["message"].as_str().unwrap().contains("v1 Pod"), "{s}");
 }

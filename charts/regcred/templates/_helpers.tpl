@@ -81,6 +81,108 @@ the key defaulted to .dockerconfigjson.
 {{- define "regcred.tokenDir" -}}/var/run/secrets/regcred/token{{- end }}
 
 {{/*
+A duration as regcred reads it (humantime; the schema has checked the
+syntax), in milliseconds, as a float: "1h30m" -> 5.4e+06.
+*/}}
+{{- define "regcred.durationMs" -}}
+{{- $ms := dict "nanos" 0.000001 "nsec" 0.000001 "ns" 0.000001 "usec" 0.001 "us" 0.001 "µs" 0.001
+  "millis" 1.0 "msec" 1.0 "ms" 1.0 "seconds" 1000.0 "second" 1000.0 "secs" 1000.0 "sec" 1000.0 "s" 1000.0
+  "minutes" 60000.0 "minute" 60000.0 "mins" 60000.0 "min" 60000.0 "m" 60000.0
+  "hours" 3600000.0 "hour" 3600000.0 "hrs" 3600000.0 "hr" 3600000.0 "h" 3600000.0
+  "days" 86400000.0 "day" 86400000.0 "d" 86400000.0
+  "weeks" 604800000.0 "week" 604800000.0 "wks" 604800000.0 "wk" 604800000.0 "w" 604800000.0
+  "months" 2630016000.0 "month" 2630016000.0 "M" 2630016000.0
+  "years" 31557600000.0 "year" 31557600000.0 "yrs" 31557600000.0 "yr" 31557600000.0 "y" 31557600000.0 }}
+{{- $total := 0.0 }}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)? *[a-zA-Zµ]+" (toString .) -1 }}
+{{- $unit := regexFind "[a-zA-Zµ]+$" . }}
+{{- $total = addf $total (mulf (float64 (regexFind "^[0-9]+(\\.[0-9]+)?" .)) (get $ms $unit)) }}
+{{- end }}
+{{- $total }}
+{{- end }}
+
+{{/*
+One field of a cron schedule, as Kubernetes reads it (robfig/cron: lists,
+ranges, steps, `*`, `?`, month and weekday names), expanded to a JSON object
+whose keys are the values it matches. Call with (dict "field" F "what" NAME
+"lo" N "hi" N "names" (dict "JAN" 1 ...) "schedule" S).
+*/}}
+{{- define "regcred.cronField" -}}
+{{- $out := dict }}
+{{- range splitList "," .field }}
+{{- $item := upper . }}
+{{- range $name, $n := $.names }}{{ $item = replace $name (toString $n) $item }}{{ end }}
+{{- if not (regexMatch "^(\\*|\\?|[0-9]+(-[0-9]+)?)(/[0-9]+)?$" $item) }}
+{{- fail (printf "cronjob.schedule %q: %q is not a valid %s field (Kubernetes would refuse the CronJob)" $.schedule $.field $.what) }}
+{{- end }}
+{{- $range := regexReplaceAll "/.*" $item "" }}
+{{- $step := 1 }}
+{{- if contains "/" $item }}{{ $step = regexReplaceAll ".*/" $item "" | atoi }}{{ end }}
+{{- $a := $.lo }}{{ $b := $.hi }}
+{{- if regexMatch "^[0-9]+-[0-9]+$" $range }}
+{{- $a = regexReplaceAll "-.*" $range "" | atoi }}{{ $b = regexReplaceAll ".*-" $range "" | atoi }}
+{{- else if regexMatch "^[0-9]+$" $range }}
+{{- $a = atoi $range }}
+{{- if not (contains "/" $item) }}{{ $b = $a }}{{ end }}
+{{- end }}
+{{- if or (lt $step 1) (lt $a $.lo) (gt $b $.hi) (gt $a $b) }}
+{{- fail (printf "cronjob.schedule %q: %q is out of range for the %s field (%d-%d; steps at least 1)" $.schedule $.field $.what $.lo $.hi) }}
+{{- end }}
+{{- range untilStep $a (add1 $b | int) $step }}{{ $_ := set $out (toString .) true }}{{ end }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/*
+The longest time between two runs of cronjob.schedule, in minutes (at least
+1440 when the schedule skips some days); fails on a schedule Kubernetes
+would refuse.
+*/}}
+{{- define "regcred.cronGapMinutes" -}}
+{{- $s := .Values.cronjob.schedule | trim }}
+{{- $macros := dict "@yearly" "0 0 1 1 *" "@annually" "0 0 1 1 *" "@monthly" "0 0 1 * *" "@weekly" "0 0 * * 0"
+  "@daily" "0 0 * * *" "@midnight" "0 0 * * *" "@hourly" "0 * * * *" }}
+{{- if hasPrefix "@every " $s }}
+{{- $d := trimPrefix "@every " $s | trim }}
+{{- if not (regexMatch "^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$" $d) }}
+{{- fail (printf "cronjob.schedule %q: @every takes a Go duration such as 20m or 1h30m" $s) }}
+{{- end }}
+{{- divf (include "regcred.durationMs" $d | float64) 60000.0 | ceil | int }}
+{{- else }}
+{{- $fields := regexSplit " +" (get $macros $s | default $s) -1 }}
+{{- if ne (len $fields) 5 }}
+{{- fail (printf "cronjob.schedule %q: expected five fields (minute hour day-of-month month day-of-week) or a macro such as @daily; a time zone goes in cronjob.timeZone" $s) }}
+{{- end }}
+{{- $months := dict "JAN" 1 "FEB" 2 "MAR" 3 "APR" 4 "MAY" 5 "JUN" 6 "JUL" 7 "AUG" 8 "SEP" 9 "OCT" 10 "NOV" 11 "DEC" 12 }}
+{{- $days := dict "SUN" 0 "MON" 1 "TUE" 2 "WED" 3 "THU" 4 "FRI" 5 "SAT" 6 }}
+{{- $min := include "regcred.cronField" (dict "field" (index $fields 0) "what" "minute" "lo" 0 "hi" 59 "names" dict "schedule" $s) | fromJson }}
+{{- $hour := include "regcred.cronField" (dict "field" (index $fields 1) "what" "hour" "lo" 0 "hi" 23 "names" dict "schedule" $s) | fromJson }}
+{{- $dom := include "regcred.cronField" (dict "field" (index $fields 2) "what" "day-of-month" "lo" 1 "hi" 31 "names" dict "schedule" $s) | fromJson }}
+{{- $month := include "regcred.cronField" (dict "field" (index $fields 3) "what" "month" "lo" 1 "hi" 12 "names" $months "schedule" $s) | fromJson }}
+{{- $dow := include "regcred.cronField" (dict "field" (index $fields 4) "what" "day-of-week" "lo" 0 "hi" 6 "names" $days "schedule" $s) | fromJson }}
+{{- $runs := list }}
+{{- range $h := until 24 }}{{ if hasKey $hour (toString $h) }}
+{{- range $m := until 60 }}{{ if hasKey $min (toString $m) }}{{ $runs = append $runs (add (mul $h 60) $m) }}{{ end }}{{ end }}
+{{- end }}{{ end }}
+{{- $gap := sub (add (first $runs) 1440) (last $runs) }}
+{{- $prev := first $runs }}
+{{- range rest $runs }}{{ $gap = max $gap (sub . $prev) }}{{ $prev = . }}{{ end }}
+{{- if not (and (eq (len $dom) 31) (eq (len $month) 12) (eq (len $dow) 7)) }}{{ $gap = max $gap 1440 }}{{ end }}
+{{- $gap }}
+{{- end }}
+{{- end }}
+
+{{/*
+How long the access tokens regcred writes live, in minutes: impersonate.tokenLifetime
+when set (impersonated tokens), else the hour every other Google access token lives.
+*/}}
+{{- define "regcred.tokenLifetimeMinutes" -}}
+{{- with .Values.impersonate.tokenLifetime }}
+{{- divf (include "regcred.durationMs" . | float64) 60000.0 | floor | int }}
+{{- else }}60{{ end }}
+{{- end }}
+
+{{/*
 Rejects combinations of values that the schema cannot express, with a message
 that says what to change.
 */}}
@@ -88,6 +190,27 @@ that says what to change.
 {{- $v := .Values }}
 {{- $t := $v.targets }}
 {{- $fanOut := include "regcred.fanOut" . }}
+{{- /* regcred's ranges on durations (src/config.rs); the schema checked the syntax. */}}
+{{- $timeout := include "regcred.durationMs" $v.refresh.requestTimeout | float64 }}
+{{- if or (lt $timeout 100.0) (gt $timeout 600000.0) }}
+{{- fail (printf "refresh.requestTimeout=%s: expected 100ms to 10m (the deadline of each request to Google or Kubernetes)" $v.refresh.requestTimeout) }}
+{{- end }}
+{{- if lt (include "regcred.durationMs" $v.refresh.resyncInterval | float64) 1000.0 }}
+{{- fail (printf "refresh.resyncInterval=%s: must be at least 1s" $v.refresh.resyncInterval) }}
+{{- end }}
+{{- with $v.impersonate.tokenLifetime }}
+{{- $ms := include "regcred.durationMs" . | float64 }}
+{{- if or (lt $ms 1000.0) (gt $ms 43200000.0) (ne $ms (floor (divf $ms 1000.0) | mulf 1000.0)) }}
+{{- fail (printf "impersonate.tokenLifetime=%s: expected whole seconds from 1s to 12h (43200s)" .) }}
+{{- end }}
+{{- end }}
+{{- if eq $v.mode "cronjob" }}
+{{- $gap := include "regcred.cronGapMinutes" . | int }}
+{{- $lifetime := include "regcred.tokenLifetimeMinutes" . | int }}
+{{- if and (eq $v.auth "oauth") (ge $gap $lifetime) }}
+{{- fail (printf "cronjob.schedule %q leaves up to %d minutes between runs, but the access tokens it writes live %d minutes: pulls would fail until the next run. Run it more often (for example */30 * * * *), or set impersonate.tokenLifetime" $v.cronjob.schedule $gap $lifetime) }}
+{{- end }}
+{{- end }}
 {{- if not $t.secrets }}
 {{- fail "targets.secrets is empty: name at least one Secret for regcred to keep fresh" }}
 {{- end }}

@@ -318,8 +318,8 @@ def args_follow_values():
     a = args(one(render(sets=["refresh.before=20m", "admin.port=9090", "extraArgs[0]=--foo"]), "Deployment"))
     assert "--refresh-before=20m" in a and "--admin-addr=0.0.0.0:9090" in a and a[-1] == "--foo"
 
-    a = args(one(render(sets=["allRegistries=true", "registries[0]=registry.example.com"]), "Deployment"))
-    assert "--all-registries" in a and "--registry=registry.example.com" in a
+    a = args(one(render(sets=["allRegistries=true", "registries[0]=europe-west1-docker.pkg.dev"]), "Deployment"))
+    assert "--all-registries" in a and "--registry=europe-west1-docker.pkg.dev" in a
 
 
 @test
@@ -557,8 +557,8 @@ def contradictions_fail():
     cases = [
         (["auth=json-key"], "credentials.existingSecret"),
         (["federation.enabled=true"], "federation.audience"),
-        (["federation.enabled=true", "federation.audience=//x", "credentials.existingSecret=k"], "choose one"),
-        (["federation.enabled=true", "federation.audience=//x", "auth=json-key",
+        (["federation.enabled=true", "federation.audience=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k", "credentials.existingSecret=k"], "choose one"),
+        (["federation.enabled=true", "federation.audience=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k", "auth=json-key",
           "credentials.existingSecret="], "existingSecret"),
         (["targets.secrets[0].name=a", "targets.secrets[1].name=b", "targets.secrets[1].key=x"], "one key"),
         (["targets.allNamespaces=true", "targets.createSecrets=true"], "createSecrets"),
@@ -651,6 +651,46 @@ def notes_name_monitoring_objects_or_why_not():
     assert "No ServiceMonitor" in notes and "metrics.serviceMonitor.force=true" in notes, notes
     assert f"PrometheusRule {NS}/t-regcred" in notes, notes
     assert f"ConfigMap {NS}/t-regcred-dashboard" in notes, notes
+
+
+def notes(*sets):
+    cmd = ["helm", "install", "t", CHART, "--namespace", NS, "--dry-run=client"]
+    for s in sets:
+        cmd += ["--set", s]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split("NOTES:", 1)[1]
+
+
+@test
+def notes_warn_when_no_credential_source_is_configured():
+    assert "WARNING: no Google credential source" in notes()
+    for configured in [
+        'serviceAccount.annotations.iam\\.gke\\.io/gcp-service-account=pull@p.iam.gserviceaccount.com',
+        "credentials.existingSecret=key",
+        "federation.enabled=true,federation.audience=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k",
+        "extraEnv[0].name=GOOGLE_APPLICATION_CREDENTIALS,extraEnv[0].value=/k/key.json",
+    ]:
+        n = notes(configured)
+        assert "WARNING: no Google credential source" not in n, (configured, n)
+    assert "acts as pull@p.iam.gserviceaccount.com" in notes(
+        'serviceAccount.annotations.iam\\.gke\\.io/gcp-service-account=pull@p.iam.gserviceaccount.com')
+
+
+@test
+def notes_say_a_secret_in_the_release_namespace_serves_only_that_namespace():
+    n = notes()
+    assert f"gcr-pull in {NS} serves only pods in {NS}" in n and "targets.namespaces={apps,ci}" in n, n
+    n = notes("targets.secrets[0].name=gcr-pull,targets.secrets[0].namespace=apps")
+    assert "serves only pods" not in n and "apps/gcr-pull" in n, n
+
+
+@test
+def notes_weigh_the_cronjob_schedule_against_the_token_lifetime():
+    n = notes("mode=cronjob", "cronjob.schedule=*/20 * * * *")
+    assert "up to 20 minutes between runs; the\naccess tokens live 60 minutes." in n and "more than half" not in n, n
+    n = notes("mode=cronjob", "cronjob.schedule=*/45 * * * *")
+    assert "more than half their life" in n, n
 
 
 @test

@@ -138,9 +138,20 @@ impl Req {
         Ok(WriteOpts { field_manager, dry_run, force: matches!(self.query.get("force"), Some("true") | Some("1")) })
     }
 
-    /// Decodes a POST/PUT body: JSON (or YAML that is JSON).
+    /// Decodes a POST/PUT body: JSON (or YAML that is JSON), or protobuf for
+    /// the kinds kubectl's generators send (see [`super::protobuf`]).
     fn json_body(&self) -> Result<Value, ApiError> {
         let ct = self.content_type();
+        if ct == "application/vnd.kubernetes.protobuf" {
+            return super::protobuf::decode(&self.body).map_err(|e| match e {
+                super::protobuf::DecodeError::Malformed(m) => ApiError::bad_request(m),
+                // What the emulator does not decode: it says what it takes.
+                super::protobuf::DecodeError::Unsupported(what) => ApiError::unsupported_media_type(
+                    &format!("{ct} ({what}: the emulator decodes protobuf only for v1 Namespace, Secret, ConfigMap and ServiceAccount)"),
+                    &["application/json", "application/yaml"],
+                ),
+            });
+        }
         if ct != "application/json" && ct != "application/yaml" {
             return Err(ApiError::unsupported_media_type(
                 &ct,
@@ -222,6 +233,9 @@ async fn resource_route(req: &Req, group: &'static [&'static Resource], rest: &[
 }
 
 async fn collection(req: &Req, res: &'static Resource, ns: &str) -> Result<Response, ApiError> {
+    if res.read_only && req.method != Method::GET {
+        return Err(ApiError::method_not_allowed());
+    }
     match req.method {
         Method::GET => collection_get(req, res, res.namespaced.then_some(ns)).await,
         Method::POST => {
@@ -235,11 +249,14 @@ async fn collection(req: &Req, res: &'static Resource, ns: &str) -> Result<Respo
 }
 
 fn item(req: &Req, res: &'static Resource, ns: &str, name: &str) -> Result<Response, ApiError> {
+    if res.read_only && req.method != Method::GET {
+        return Err(ApiError::method_not_allowed());
+    }
     match req.method {
         Method::GET => {
             let store = req.store();
             let obj = store.get(res, ns, name).ok_or_else(|| ApiError::not_found(res, name))?;
-            Ok(json_response(StatusCode::OK, obj))
+            Ok(json_response(StatusCode::OK, &present(res, obj)))
         }
         Method::PUT => {
             let obj = req.json_body()?;
@@ -344,7 +361,8 @@ impl Filter {
     }
 
     fn matches(&self, obj: &Value) -> bool {
-        self.labels.matches_object(obj) && self.fields.matches(obj)
+        let obj = present(self.res, obj);
+        self.labels.matches_object(&obj) && self.fields.matches(&obj)
     }
 
     /// Translates a stored change into the watch event this watcher sees, if any:
@@ -369,6 +387,15 @@ impl Filter {
                 (false, false) => None,
             },
         }
+    }
+}
+
+/// An object as `res` shows it: stored events become core/v1 ones under `/api/v1`.
+fn present<'o>(res: &Resource, obj: &'o Value) -> Cow<'o, Value> {
+    if res.read_only && res.plural == "events" {
+        Cow::Owned(super::core_events::to_core(obj))
+    } else {
+        Cow::Borrowed(obj)
     }
 }
 
@@ -427,7 +454,7 @@ fn list(req: &Req, filter: Filter) -> Result<Response, ApiError> {
         .list(filter.res, filter.ns.as_deref())
         .filter(|o| after.as_ref().is_none_or(|a| key_of(o) > *a))
         .filter(|o| filter.matches(o))
-        .cloned()
+        .map(|o| present(filter.res, o).into_owned())
         .collect();
     let mut metadata = json!({"resourceVersion": list_rv.to_string()});
     if limit > 0 && items.len() > limit {
@@ -523,7 +550,7 @@ fn watch(req: &Req, filter: Filter) -> Result<Response, ApiError> {
             store.resource_version()
         };
         for o in store.list(filter.res, filter.ns.as_deref()).filter(|o| filter.matches(o)) {
-            pending.push_back(event_line("ADDED", o));
+            pending.push_back(event_line("ADDED", &present(filter.res, o)));
         }
         if send_initial {
             pending.push_back(bookmark(filter.res, start, true));
@@ -570,7 +597,7 @@ fn watch(req: &Req, filter: Filter) -> Result<Response, ApiError> {
                 }
                 for c in store.changes_after(st.cursor) {
                     if let Some((kind, obj)) = st.filter.event(c) {
-                        st.pending.push_back(event_line(kind.as_str(), &obj));
+                        st.pending.push_back(event_line(kind.as_str(), &present(st.filter.res, &obj)));
                     }
                 }
                 st.cursor = st.cursor.max(store.resource_version());
@@ -640,7 +667,11 @@ fn resource_list(group_version: &str, list: &[&Resource]) -> Value {
                 "singularName": r.singular,
                 "namespaced": r.namespaced,
                 "kind": r.kind,
-                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                "verbs": if r.read_only {
+                    json!(["get", "list", "watch"])
+                } else {
+                    json!(["create", "delete", "get", "list", "patch", "update", "watch"])
+                },
             });
             if !r.short_names.is_empty() {
                 v["shortNames"] = json!(r.short_names);

@@ -14,10 +14,16 @@
 //! Deliberate simplifications (each documented where implemented): namespace
 //! deletion completes at once instead of lingering in `Terminating`;
 //! strategic-merge and server-side apply are approximations (see
-//! [`patch`](self::patch) docs); only JSON is spoken (no protobuf/YAML/CBOR).
+//! [`patch`](self::patch) docs); JSON is spoken, and protobuf request bodies
+//! are decoded only for what kubectl's generators send (see
+//! [`protobuf`](self::protobuf); no YAML/CBOR);
+//! core/v1 events are a read-only view of the `events.k8s.io/v1` ones (see
+//! [`core_events`](self::core_events)).
 
+mod core_events;
 mod handlers;
 mod patch;
+mod protobuf;
 mod resources;
 mod selector;
 mod status;

@@ -14,6 +14,8 @@ pub(crate) struct Resource {
     pub api_version: &'static str,
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
+    /// Served for reading only (get, list, watch): the core/v1 view of events.
+    pub read_only: bool,
 }
 
 pub(crate) static NAMESPACES: Resource = Resource {
@@ -25,6 +27,7 @@ pub(crate) static NAMESPACES: Resource = Resource {
     api_version: "v1",
     namespaced: false,
     short_names: &["ns"],
+    read_only: false,
 };
 
 pub(crate) static SECRETS: Resource = Resource {
@@ -36,6 +39,7 @@ pub(crate) static SECRETS: Resource = Resource {
     api_version: "v1",
     namespaced: true,
     short_names: &[],
+    read_only: false,
 };
 
 pub(crate) static SERVICE_ACCOUNTS: Resource = Resource {
@@ -47,6 +51,7 @@ pub(crate) static SERVICE_ACCOUNTS: Resource = Resource {
     api_version: "v1",
     namespaced: true,
     short_names: &["sa"],
+    read_only: false,
 };
 
 pub(crate) static CONFIG_MAPS: Resource = Resource {
@@ -58,6 +63,7 @@ pub(crate) static CONFIG_MAPS: Resource = Resource {
     api_version: "v1",
     namespaced: true,
     short_names: &["cm"],
+    read_only: false,
 };
 
 pub(crate) static EVENTS: Resource = Resource {
@@ -69,10 +75,25 @@ pub(crate) static EVENTS: Resource = Resource {
     api_version: "events.k8s.io/v1",
     namespaced: true,
     short_names: &["ev"],
+    read_only: false,
+};
+
+/// The core/v1 view of the same events (`kubectl events`, `kubectl get
+/// events`); see [`core_events`](super::core_events).
+pub(crate) static CORE_EVENTS: Resource = Resource {
+    plural: "events",
+    singular: "event",
+    kind: "Event",
+    list_kind: "EventList",
+    group: "",
+    api_version: "v1",
+    namespaced: true,
+    short_names: &["ev"],
+    read_only: true,
 };
 
 /// Resources of the core group (`/api/v1`).
-pub(crate) static CORE: &[&Resource] = &[&NAMESPACES, &SECRETS, &SERVICE_ACCOUNTS, &CONFIG_MAPS];
+pub(crate) static CORE: &[&Resource] = &[&NAMESPACES, &SECRETS, &SERVICE_ACCOUNTS, &CONFIG_MAPS, &CORE_EVENTS];
 /// Resources of `events.k8s.io/v1`.
 pub(crate) static EVENTS_GROUP: &[&Resource] = &[&EVENTS];
 
@@ -84,5 +105,5 @@ pub(crate) fn find(list: &[&'static Resource], plural: &str) -> Option<&'static 
 /// Looks up a resource by plural in any group (for the Rust-side helpers, where
 /// `events` means `events.k8s.io/v1`).
 pub(crate) fn by_plural(plural: &str) -> Option<&'static Resource> {
-    find(CORE, plural).or_else(|| find(EVENTS_GROUP, plural))
+    find(EVENTS_GROUP, plural).or_else(|| find(CORE, plural))
 }
