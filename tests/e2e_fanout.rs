@@ -96,7 +96,7 @@ async fn all_namespaces_new_ones_and_drift_with_a_terminating_namespace_present(
             list.contains(&name).then_some(list)
         })
         .await;
-        assert_eq!(sa, [name.clone()]);
+        assert_eq!(sa, std::slice::from_ref(&name));
     }
 
     // A new namespace gets the Secret within moments.
