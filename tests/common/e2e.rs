@@ -42,6 +42,10 @@ impl Cluster {
     /// run it).
     pub async fn get(test: &str) -> Option<Cluster> {
         let Some(dir) = std::env::var_os("REGCRED_E2E_DIR").map(PathBuf::from) else {
+            assert!(
+                std::env::var_os("REGCRED_E2E_REQUIRED").is_none(),
+                "{test}: REGCRED_E2E_REQUIRED is set but REGCRED_E2E_DIR is not"
+            );
             eprintln!(
                 "SKIPPED {test}: no real control plane. Run `testkit/control-plane/cluster up DIR` and set \
                  REGCRED_E2E_DIR=DIR (bash .ci/run does)."
