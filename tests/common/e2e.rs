@@ -125,6 +125,24 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `helm ARGS` as admin against the control plane.
+    pub async fn helm(&self, args: &[&str]) -> Output {
+        let out = Command::new("helm")
+            .args(args)
+            .env("KUBECONFIG", self.admin_kubeconfig())
+            .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
+            .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
+            .env("HELM_DATA_HOME", self.dir.join("helm/data"))
+            .output()
+            .await
+            .expect("helm on PATH");
+        Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// `helm template` of the chart as release `release` in `namespace`.
     pub async fn helm_template(&self, release: &str, namespace: &str, values: &Value) -> String {
         let file = tempfile::NamedTempFile::new().unwrap();
@@ -151,6 +169,15 @@ impl Cluster {
         assert!(docs.contains("kind: ServiceAccount"), "the chart renders a ServiceAccount:\n{rendered}");
         self.kubectl(&["apply", "-f", "-"], &docs).await;
         let sa = kind_names(&rendered, "ServiceAccount").pop().unwrap();
+        let mut id = self.identity(namespace, &sa).await;
+        id.rendered = rendered;
+        id
+    }
+
+    /// regcred's view of the cluster as the existing ServiceAccount
+    /// `namespace/sa`: a kubeconfig holding a token from the TokenRequest API.
+    pub async fn identity(&self, namespace: &str, sa: &str) -> Identity {
+        let sa = sa.to_string();
         let token = self.token(namespace, &sa, None).await;
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
@@ -174,7 +201,7 @@ impl Cluster {
             user: format!("system:serviceaccount:{namespace}:{sa}"),
             namespace: namespace.to_string(),
             service_account: sa,
-            rendered,
+            rendered: String::new(),
             dir,
         }
     }
@@ -252,7 +279,7 @@ pub struct Identity {
     pub user: String,
     pub namespace: String,
     pub service_account: String,
-    /// Everything `helm template` rendered.
+    /// Everything `helm template` rendered ([`Cluster::install`] only).
     pub rendered: String,
     pub dir: tempfile::TempDir,
 }
