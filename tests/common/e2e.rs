@@ -34,6 +34,10 @@ pub struct Cluster {
     pub dir: PathBuf,
     pub url: String,
     pub admin: Client,
+    /// Audit log line ranges between a stop of kube-apiserver and its
+    /// readiness again: a starting server answers 403 until its RBAC caches
+    /// are filled, which says nothing about the chart's RBAC.
+    startups: std::sync::Mutex<Vec<std::ops::Range<usize>>>,
 }
 
 impl Cluster {
@@ -56,7 +60,7 @@ impl Cluster {
         let kubeconfig = kube::config::Kubeconfig::read_from(dir.join("kubeconfig")).expect("admin kubeconfig");
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
         let admin = Client::try_from(config).expect("admin client");
-        Some(Cluster { dir, url: url.trim().to_string(), admin })
+        Some(Cluster { dir, url: url.trim().to_string(), admin, startups: Default::default() })
     }
 
     pub fn admin_kubeconfig(&self) -> PathBuf {
@@ -218,17 +222,68 @@ impl Cluster {
 
     /// Every audit record of requests made by `user` (one JSON object each).
     pub fn audit(&self, user: &str) -> Vec<Value> {
+        self.audit_lines(user).into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// [`Cluster::audit`] with each record's line number in the log.
+    fn audit_lines(&self, user: &str) -> Vec<(usize, Value)> {
         let text = std::fs::read_to_string(self.dir.join("audit.log")).unwrap_or_default();
         text.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|e| e["user"]["username"] == user)
+            .enumerate()
+            .filter_map(|(i, l)| Some((i, serde_json::from_str::<Value>(l).ok()?)))
+            .filter(|(_, e)| e["user"]["username"] == user)
             .collect()
     }
 
+    fn audit_len(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("audit.log")).unwrap_or_default().lines().count()
+    }
+
+    /// One audit record per request by `user` (a watch has two records, at
+    /// its start and its end).
+    pub fn requests(&self, user: &str) -> Vec<Value> {
+        let mut seen = std::collections::HashSet::new();
+        self.audit(user).into_iter().filter(|e| seen.insert(e["auditID"].as_str().unwrap_or("").to_string())).collect()
+    }
+
+    /// Runs `testkit/control-plane/cluster VERB DIR` (stop-apiserver, start-apiserver).
+    pub async fn control(&self, verb: &str) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/testkit/control-plane/cluster");
+        let start = self.audit_len();
+        let out = Command::new(script).arg(verb).arg(&self.dir).output().await.unwrap();
+        assert!(out.status.success(), "cluster {verb}: {}", String::from_utf8_lossy(&out.stderr));
+        if verb == "start-apiserver" {
+            let mut startups = self.startups.lock().unwrap();
+            let stopped = startups.pop().map_or(start, |r| r.start);
+            startups.push(stopped..self.audit_len());
+        } else if verb == "stop-apiserver" {
+            self.startups.lock().unwrap().push(start..usize::MAX);
+        }
+    }
+
+    /// `etcdctl ARGS` against the control plane's etcd.
+    pub async fn etcdctl(&self, args: &[&str]) -> String {
+        let endpoint = std::fs::read_to_string(self.dir.join("etcd-url")).unwrap();
+        let out = Command::new("etcdctl")
+            .args(args)
+            .env("ETCDCTL_API", "3")
+            .env("ETCDCTL_ENDPOINTS", endpoint.trim())
+            .output()
+            .await
+            .expect("etcdctl on PATH (Debian's etcd-client)");
+        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// "VERB URI" of every request by `user` that the server answered 403.
+    /// Requests that reached kube-apiserver while it was starting up are
+    /// left out (see `startups`).
     pub fn forbidden(&self, user: &str) -> Vec<String> {
-        self.audit(user)
-            .iter()
+        let startups = self.startups.lock().unwrap().clone();
+        self.audit_lines(user)
+            .into_iter()
+            .filter(|(i, _)| !startups.iter().any(|r| r.contains(i)))
+            .map(|(_, e)| e)
             .filter(|e| e["responseStatus"]["code"] == 403)
             .map(|e| format!("{} {}", e["verb"].as_str().unwrap_or(""), e["requestURI"].as_str().unwrap_or("")))
             .collect()
