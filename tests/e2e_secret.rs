@@ -145,7 +145,10 @@ async fn run_rotates_short_lived_tokens_and_the_server_accepts_its_events() {
     assert!(!event_writes.is_empty());
     for e in &event_writes {
         let code = e["responseStatus"]["code"].as_i64().unwrap_or(0);
-        assert!((200..300).contains(&code), "event write refused: {e}");
+        // A write cut short by stopping regcred is logged as 504 "context canceled".
+        let cancelled =
+            code == 504 && e["responseStatus"]["message"].as_str().unwrap_or("").contains("context canceled");
+        assert!((200..300).contains(&code) || cancelled, "event write refused: {e}");
     }
     assert_eq!(cluster.forbidden(&id.user), Vec::<String>::new(), "regcred was refused");
 }
