@@ -225,3 +225,21 @@ async fn the_kubelet_ignores_an_opaque_secret() {
     let creds = cluster.kubelet_credentials(&[secret], &["gcr.io/p/i"]).await;
     assert_eq!(creds["gcr.io/p/i"], json!([]));
 }
+
+/// The API server names the writer of every field (`managedFields`, and
+/// server-side apply conflicts such as Helm's): regcred's writes should carry
+/// its name.
+#[tokio::test]
+#[ignore = "fails today: regcred sends no User-Agent and no fieldManager, so the API server records its writes \
+            as field manager \"unknown\" (and Helm's apply conflict says: conflict with \"unknown\")"]
+async fn writes_are_attributed_to_regcred_in_managed_fields() {
+    let Some(cluster) = Cluster::get("field_manager").await else { return };
+    let google = Google::start().await;
+    let (ns, id) = single(&cluster, ".dockerconfigjson", false).await;
+    let out = id.once(&google, &["--secret", &format!("{ns}/gcr-pull")]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let secret = cluster.secret(&ns, "gcr-pull").await.unwrap();
+    let managers: Vec<String> =
+        secret.metadata.managed_fields.unwrap_or_default().into_iter().filter_map(|m| m.manager).collect();
+    assert_eq!(managers, ["regcred"]);
+}
