@@ -1,10 +1,10 @@
 //! Wiring: from a validated [`Config`] to a running refresher.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, Mode};
@@ -13,6 +13,7 @@ use crate::fanout::FanOut;
 use crate::health::Health;
 use crate::http::{HttpClient, HttpError};
 use crate::metrics::Metrics;
+use crate::provider;
 use crate::refresh::{NamedSink, PassError, Refresher};
 use crate::sink::{FileSink, SecretSink};
 use crate::source::{self, SourceError};
@@ -25,8 +26,8 @@ pub enum AppError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Credentials(SourceError),
-    #[error("cannot find Kubernetes credentials ({0}); in a cluster, run with a service account; elsewhere set KUBECONFIG or create ~/.kube/config")]
-    Kubeconfig(String),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("{0}")]
     Setup(String),
     #[error("cannot listen on the admin address {addr}: {source}; choose another --admin-addr or `off`")]
@@ -34,6 +35,9 @@ pub enum AppError {
     /// The refresh itself failed (exit 1).
     #[error("{0}")]
     Refresh(PassError),
+    /// `credential-provider` could not answer the kubelet.
+    #[error(transparent)]
+    Provider(crate::provider::ProviderError),
     /// `once` was stopped by a signal before it finished (exit 1).
     #[error("interrupted before the refresh finished; the previous credential is unchanged where no write completed")]
     Interrupted,
@@ -45,6 +49,7 @@ impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
             AppError::Refresh(_) | AppError::Interrupted => 1,
+            AppError::Provider(e) => e.exit_code(),
             _ => 2,
         }
     }
@@ -58,21 +63,27 @@ impl From<HttpError> for AppError {
 
 /// Runs the configured command until done or until `shutdown` flips.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), AppError> {
+    if config.dry_run {
+        println!("regcred: the flags and environment are valid; nothing was done (--dry-run)");
+        return Ok(());
+    }
     let http = HttpClient::new(config.request_timeout)?;
-    let source = source::discover(&config, &http).map_err(AppError::Credentials)?;
+    if let Some(settings) = &config.provider {
+        return credential_provider(&config, settings, &http).await.map_err(AppError::Provider);
+    }
+    let source = source::discover(&config.source, &http).map_err(AppError::Credentials)?;
     info!(source = %source.describe(), registries = config.registries.len(), "credential source");
 
     let metrics = Arc::new(Metrics::new());
     let (mut sinks, kube_client) = build_sinks(&config).await?;
-    let events =
-        kube_client.clone().map(|client| Arc::new(Events::new(client, config.rotation_events, config.request_timeout)));
+    let events = kube_client.clone().map(|client| Arc::new(Events::new(client, config.rotation_events)));
     if let (Some(fan_out), Some(client)) = (config.fan_out.clone(), kube_client) {
         sinks.push(NamedSink { sink: Box::new(FanOut::start(client, fan_out, events.clone())), kind: "fanout" });
     }
     // Ready until a credential is this far past its refresh point: half the
     // refresh margin, so /readyz fails well before the credential expires.
     let grace = config.timing.refresh_before / 2;
-    let stale_after = (config.timing.resync_interval * 3).max(Duration::from_secs(60));
+    let stale_after = config.timing.resync_interval.saturating_mul(3).max(Duration::from_secs(60));
     let health = Arc::new(Health::new(sinks.iter().map(|s| s.sink.name().to_string()), grace, stale_after));
 
     let refresher = Refresher {
@@ -115,9 +126,36 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             refresher.run(shutdown).await;
             info!("shutting down");
         }
-        Mode::Render => unreachable!("handled above"),
+        Mode::Render | Mode::CredentialProvider => unreachable!("handled above"),
     }
     Ok(())
+}
+
+/// `credential-provider`: one request from the kubelet on stdin, one
+/// answer on stdout.
+async fn credential_provider(
+    config: &Config,
+    settings: &provider::Settings,
+    http: &HttpClient,
+) -> Result<(), provider::ProviderError> {
+    use std::io::{Read as _, Write as _};
+    let mut input = Vec::new();
+    std::io::stdin()
+        .take(1 << 20)
+        .read_to_end(&mut input)
+        .map_err(|e| provider::ProviderError::BadRequest(format!("cannot read stdin: {e}")))?;
+    let request = provider::parse_request(&input)?;
+    let host = provider::image_host(&request.image);
+    let response = if provider::is_google(host) {
+        let source = provider::source_for(&request, settings, || source::discover(&config.source, http), http)?;
+        let credential = source.credential().await?;
+        provider::answer(settings, &credential.username, &credential.password, credential.expires_at, SystemTime::now())
+    } else {
+        debug!(host, "not a Google registry: no credentials");
+        provider::not_google()
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(&provider::to_json(&response)).and_then(|()| out.flush()).map_err(provider::ProviderError::Output)
 }
 
 /// The sinks, and the Kubernetes client when any sink needs one.
@@ -125,25 +163,10 @@ async fn build_sinks(config: &Config) -> Result<(Vec<NamedSink>, Option<kube::Cl
     let mut sinks = Vec::new();
     let mut kube_client = None;
     if !config.secrets.is_empty() || config.fan_out.is_some() {
-        let mut kube_config = kube::Config::infer().await.map_err(|e| AppError::Kubeconfig(e.to_string()))?;
-        // Every call regcred makes carries its own `--request-timeout`. A
-        // client-wide read timeout would also cut the long-lived watches of
-        // namespace fan-out every few seconds; the watcher has its own idle timeout.
-        kube_config.connect_timeout = Some(config.request_timeout);
-        kube_config.write_timeout = Some(config.request_timeout);
-        let default_ns = kube_config.default_namespace.clone();
-        let client = kube::Client::try_from(kube_config)
-            .map_err(|e| AppError::Setup(format!("cannot build the Kubernetes client: {e}")))?;
+        let (client, default_ns) = crate::cluster::connect(config.request_timeout).await?;
         for target in &config.secrets {
             let ns = target.namespace.as_deref().unwrap_or(&default_ns);
-            let sink = SecretSink::new(
-                client.clone(),
-                ns,
-                &target.name,
-                &config.secret_key,
-                config.secret_type(),
-                config.request_timeout,
-            );
+            let sink = SecretSink::new(client.clone(), ns, &target.name, &config.secret_key, config.secret_type());
             sinks.push(NamedSink { sink: Box::new(sink), kind: "secret" });
         }
         kube_client = Some(client);

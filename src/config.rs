@@ -7,10 +7,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::fanout::{FanOutConfig, Pattern, Selection, ServiceAccountPatching, DEFAULT_EXCLUDES};
-use crate::registry::{InvalidHost, RegistryHost};
+use crate::registry::{is_dns_label, is_dns_subdomain, InvalidHost, RegistryHost};
+pub use crate::schedule::Timing;
+use crate::source::{self, AuthMode, Impersonation};
+pub use crate::telemetry::LogFormat;
 
 /// regcred keeps Kubernetes image-pull credentials for Google's container
 /// registries (gcr.io, *.gcr.io, LOCATION-docker.pkg.dev) fresh.
@@ -38,6 +41,28 @@ pub enum Command {
     Once(WriteArgs),
     /// Print the auths JSON to stdout; needs no cluster.
     Render(CommonArgs),
+    /// Act as a kubelet image credential provider: read one
+    /// CredentialProviderRequest on stdin, answer on stdout, exit.
+    CredentialProvider(ProviderArgs),
+}
+
+/// Flags of `credential-provider`, set in the `args` (or `env`) of the
+/// kubelet's CredentialProviderConfig.
+#[derive(Debug, Args)]
+pub struct ProviderArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Workload identity pool provider that pods' service account tokens are
+    /// exchanged at (pod identity, tokenAttributes in the kubelet's config):
+    /// //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER.
+    /// The token's audience must be the same string.
+    #[arg(long, env = "REGCRED_WORKLOAD_IDENTITY_PROVIDER", value_name = "AUDIENCE")]
+    pub workload_identity_provider: Option<String>,
+
+    /// Security Token Service that pod tokens are exchanged at.
+    #[arg(long, env = "REGCRED_STS_ENDPOINT", value_name = "URL", default_value = crate::source::STS_ENDPOINT)]
+    pub sts_endpoint: String,
 }
 
 /// Flags every command takes.
@@ -88,6 +113,12 @@ pub struct CommonArgs {
     /// Registry location (LOCATION-docker.pkg.dev), plus any --registry.
     #[arg(long, env = "REGCRED_ALL_REGISTRIES")]
     pub all_registries: bool,
+
+    /// Check the flags and environment variables and exit (0 valid, 2 not, with
+    /// the same one-line message a real start would give), without reading
+    /// credentials or contacting Google or Kubernetes.
+    #[arg(long, env = "REGCRED_DRY_RUN")]
+    pub dry_run: bool,
 
     /// Timeout for each request to Google or Kubernetes.
     #[arg(long, env = "REGCRED_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -211,6 +242,12 @@ pub struct FanOutArgs {
     /// Most Kubernetes requests per second during fan-out (0: no limit).
     #[arg(long, env = "REGCRED_MAX_REQUESTS_PER_SECOND", value_name = "N", default_value_t = 100)]
     pub max_requests_per_second: u32,
+
+    /// How long each namespace and Secret watch stays open before it is
+    /// renewed (1s to 290s). A watch silent for this plus 5s is treated as
+    /// broken and reopened; lower it behind proxies that drop idle connections silently.
+    #[arg(long, env = "REGCRED_WATCH_TIMEOUT", value_name = "DURATION", default_value = "290s", value_parser = parse_duration)]
+    pub watch_timeout: Duration,
 }
 
 /// Logging flags.
@@ -220,41 +257,31 @@ pub struct LogArgs {
     #[arg(long, env = "REGCRED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Log filter (error, warn, info, debug, trace, or a tracing directive);
-    /// RUST_LOG is used when this is not given.
-    #[arg(long, env = "REGCRED_LOG_LEVEL", value_name = "LEVEL")]
+    /// Log filter: error, warn, info, debug, trace or off, or directives such as
+    /// `info,kube=warn`; RUST_LOG is used when this is not given.
+    #[arg(long, env = "REGCRED_LOG_LEVEL", value_name = "LEVEL", value_parser = parse_log_level)]
     pub log_level: Option<String>,
+}
+
+/// A log filter whose every part names a level (`debug`, `kube=warn`), so
+/// that a typo is refused instead of silently filtering out every line.
+fn parse_log_level(s: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let ok = !s.trim().is_empty()
+        && s.split(',').all(|part| {
+            let level =
+                part.rsplit_once('=').map_or(part, |(target, level)| if target.is_empty() { "" } else { level });
+            LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
+        });
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("expected error, warn, info, debug, trace or off, or directives such as `info,kube=warn`".into())
+    }
 }
 
 /// The Secret key whose presence makes a `kubernetes.io/dockerconfigjson` Secret.
 pub const DOCKERCONFIGJSON_KEY: &str = ".dockerconfigjson";
-
-/// How registries authenticate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum AuthMode {
-    /// OAuth access token, username `oauth2accesstoken`.
-    #[value(name = "oauth")]
-    OAuth,
-    /// The raw key JSON, username `_json_key`.
-    JsonKey,
-    /// The key file in base64, username `_json_key_base64`.
-    JsonKeyBase64,
-}
-
-impl std::fmt::Display for AuthMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.to_possible_value().expect("no skipped variants").get_name())
-    }
-}
-
-/// Log line format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// Which command runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,6 +289,51 @@ pub enum Mode {
     Run,
     Once,
     Render,
+    CredentialProvider,
+}
+
+impl Config {
+    /// The log filter when neither --log-level nor RUST_LOG gives one: the
+    /// kubelet shows a provider's stderr for every pull, so it says only
+    /// what went wrong.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.mode {
+            Mode::CredentialProvider => "warn",
+            _ => "info",
+        }
+    }
+}
+
+/// Validates `credential-provider`'s flags.
+fn provider_settings(
+    config: &Config,
+    pool_provider: Option<String>,
+    sts_endpoint: String,
+    impersonation_endpoint: String,
+    explicit_registries: bool,
+) -> Result<crate::provider::Settings, ConfigError> {
+    let pool_provider = pool_provider.map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
+    if let Some(p) = &pool_provider {
+        let path = p.strip_prefix("//iam.googleapis.com/").unwrap_or("");
+        if !(path.contains("/workloadIdentityPools/") && path.contains("/providers/")) {
+            return Err(ConfigError::PoolProvider(p.clone()));
+        }
+    }
+    if !(sts_endpoint.starts_with("https://") || sts_endpoint.starts_with("http://")) {
+        return Err(ConfigError::StsEndpoint(sts_endpoint));
+    }
+    let patterns = if explicit_registries {
+        config.registries.iter().map(|r| r.to_string()).collect()
+    } else {
+        crate::provider::DEFAULT_PATTERNS.iter().map(|p| p.to_string()).collect()
+    };
+    Ok(crate::provider::Settings {
+        pool_provider,
+        sts_endpoint,
+        impersonation_endpoint,
+        token_lifetime: config.source.token_lifetime,
+        patterns,
+    })
 }
 
 /// A Secret to keep fresh.
@@ -272,20 +344,12 @@ pub struct SecretTarget {
     pub name: String,
 }
 
-/// Refresh timing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timing {
-    pub refresh_before: Duration,
-    pub jitter: Duration,
-    pub resync_interval: Duration,
-}
-
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub mode: Mode,
-    pub auth: AuthMode,
-    pub key_file: Option<PathBuf>,
+    /// Where credentials come from.
+    pub source: source::Settings,
     /// Sorted and de-duplicated.
     pub registries: Vec<RegistryHost>,
     pub secrets: Vec<SecretTarget>,
@@ -296,22 +360,14 @@ pub struct Config {
     pub request_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: Option<String>,
+    /// `credential-provider`'s settings.
+    pub provider: Option<crate::provider::Settings>,
+    /// `--dry-run`: stop after validation.
+    pub dry_run: bool,
     pub admin_addr: Option<SocketAddr>,
     pub rotation_events: bool,
     /// Namespace fan-out, when asked for; `secrets` is then empty.
     pub fan_out: Option<FanOutConfig>,
-    /// `--impersonate`: a service account to impersonate on top of the source.
-    pub impersonate: Option<Impersonation>,
-    /// `--token-lifetime`; `None` leaves it to credential files, else 1h.
-    pub token_lifetime: Option<Duration>,
-}
-
-/// `--impersonate` with its delegates and endpoint, validated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Impersonation {
-    pub target: String,
-    pub delegates: Vec<String>,
-    pub endpoint: String,
 }
 
 impl Config {
@@ -340,6 +396,10 @@ pub enum ConfigError {
     AdminAddr(String),
     #[error("--resync-interval must be at least 1s")]
     ResyncInterval,
+    #[error(
+        "invalid --request-timeout {0}: expected 100ms to 10m (the deadline of each request to Google or Kubernetes)"
+    )]
+    RequestTimeout(String),
     #[error("{0}")]
     FanOut(&'static str),
     #[error("invalid --namespace {0:?}: expected a lower-case DNS label")]
@@ -360,16 +420,25 @@ pub enum ConfigError {
     TokenLifetime(String),
     #[error("invalid --impersonation-endpoint {0:?}: expected http(s)://HOST[:PORT]")]
     ImpersonationEndpoint(String),
+    #[error("invalid --workload-identity-provider {0:?}: expected //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER")]
+    PoolProvider(String),
+    #[error("invalid --sts-endpoint {0:?}: expected an http(s) URL")]
+    StsEndpoint(String),
 }
 
 impl Cli {
     /// Validates everything once, up front.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let (mode, common, sinks) = match self.command {
-            Command::Run(WriteArgs { common, sinks }) => (Mode::Run, common, Some(sinks)),
-            Command::Once(WriteArgs { common, sinks }) => (Mode::Once, common, Some(sinks)),
-            Command::Render(c) => (Mode::Render, c, None),
+        let (mode, common, sinks, provider) = match self.command {
+            Command::Run(WriteArgs { common, sinks }) => (Mode::Run, common, Some(sinks), None),
+            Command::Once(WriteArgs { common, sinks }) => (Mode::Once, common, Some(sinks), None),
+            Command::Render(c) => (Mode::Render, c, None, None),
+            Command::CredentialProvider(ProviderArgs { common, workload_identity_provider, sts_endpoint }) => {
+                (Mode::CredentialProvider, common, None, Some((workload_identity_provider, sts_endpoint)))
+            }
         };
+        let explicit_registries = !common.registries.is_empty() && !common.all_registries;
+        let impersonation_endpoint = common.impersonation_endpoint.trim_end_matches('/').to_string();
         let mut registries = common.registries.iter().map(|h| h.parse()).collect::<Result<Vec<RegistryHost>, _>>()?;
         if common.all_registries {
             registries.extend(RegistryHost::all());
@@ -380,11 +449,18 @@ impl Cli {
         registries.sort();
         registries.dedup();
         let impersonate = impersonation(&common)?;
+        if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&common.request_timeout) {
+            return Err(ConfigError::RequestTimeout(humantime::format_duration(common.request_timeout).to_string()));
+        }
 
         let mut config = Config {
             mode,
-            auth: common.auth,
-            key_file: common.key_file,
+            source: source::Settings {
+                auth: common.auth,
+                key_file: common.key_file,
+                impersonate,
+                token_lifetime: common.token_lifetime.map(token_lifetime).transpose()?,
+            },
             registries,
             secrets: Vec::new(),
             secret_key: DOCKERCONFIGJSON_KEY.into(),
@@ -398,12 +474,17 @@ impl Cli {
             request_timeout: common.request_timeout,
             log_format: common.log.log_format,
             log_level: common.log.log_level,
+            dry_run: common.dry_run,
             admin_addr: None,
             rotation_events: false,
             fan_out: None,
-            impersonate,
-            token_lifetime: common.token_lifetime.map(token_lifetime).transpose()?,
+            provider: None,
         };
+        if let Some((pool_provider, sts_endpoint)) = provider {
+            let settings =
+                provider_settings(&config, pool_provider, sts_endpoint, impersonation_endpoint, explicit_registries)?;
+            config.provider = Some(settings);
+        }
         if let Some(s) = sinks {
             config.secrets = s.secrets.iter().map(|s| parse_secret_ref(s)).collect::<Result<_, _>>()?;
             if !is_config_key(&s.secret_key) {
@@ -413,8 +494,7 @@ impl Cli {
             config.output_files = s.output_files;
             config.output_file_mode = s.output_file_mode;
             config.rotation_events = s.rotation_events;
-            config.fan_out =
-                fan_out(&s.fan_out, &config.secrets, config.secret_type(), &config.secret_key, common.request_timeout)?;
+            config.fan_out = fan_out(&s.fan_out, &config.secrets, config.secret_type(), &config.secret_key)?;
             if config.fan_out.is_some() {
                 config.secrets.clear();
             }
@@ -443,7 +523,6 @@ fn fan_out(
     secrets: &[SecretTarget],
     secret_type: &'static str,
     key: &str,
-    timeout: Duration,
 ) -> Result<Option<FanOutConfig>, ConfigError> {
     let ways = [!args.namespaces.is_empty(), args.namespace_selector.is_some(), args.all_namespaces];
     let needs_fan_out = args.prune
@@ -487,6 +566,11 @@ fn fan_out(
     if args.max_concurrent_writes == 0 {
         return Err(ConfigError::FanOut("--max-concurrent-writes must be at least 1"));
     }
+    if args.watch_timeout < Duration::from_secs(1) || args.watch_timeout > crate::cluster::WATCH_TIMEOUT {
+        return Err(ConfigError::FanOut(
+            "--watch-timeout must be between 1s and 290s (the API server's limit for a client-chosen watch timeout is below 295s)",
+        ));
+    }
     let excludes = || {
         DEFAULT_EXCLUDES
             .iter()
@@ -514,7 +598,7 @@ fn fan_out(
         },
         max_concurrent_writes: args.max_concurrent_writes,
         writes_per_second: args.max_requests_per_second,
-        timeout,
+        watch_timeout: args.watch_timeout,
     }))
 }
 
@@ -586,18 +670,6 @@ fn parse_secret_ref(s: &str) -> Result<SecretTarget, ConfigError> {
     Ok(SecretTarget { namespace: namespace.map(str::to_string), name: name.to_string() })
 }
 
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
-}
-
 /// Kubernetes' rule for Secret and ConfigMap keys.
 fn is_config_key(s: &str) -> bool {
     !s.is_empty()
@@ -667,7 +739,7 @@ mod tests {
     #[test]
     fn impersonation_flags_are_validated() {
         let c = parse(&["render"]).unwrap();
-        assert_eq!((c.impersonate, c.token_lifetime), (None, None));
+        assert_eq!((c.source.impersonate, c.source.token_lifetime), (None, None));
 
         let c = parse(&[
             "render",
@@ -682,16 +754,16 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            c.impersonate,
+            c.source.impersonate,
             Some(Impersonation {
                 target: "pull@p.iam.gserviceaccount.com".into(),
                 delegates: vec!["a@p.iam.gserviceaccount.com".into(), "b@p.iam.gserviceaccount.com".into()],
                 endpoint: "http://127.0.0.1:9999".into(),
             })
         );
-        assert_eq!(c.token_lifetime, Some(Duration::from_secs(7200)));
+        assert_eq!(c.source.token_lifetime, Some(Duration::from_secs(7200)));
         let c = parse(&["render", "--impersonate", "pull@p.iam.gserviceaccount.com"]).unwrap();
-        assert_eq!(c.impersonate.unwrap().endpoint, "https://iamcredentials.googleapis.com");
+        assert_eq!(c.source.impersonate.unwrap().endpoint, "https://iamcredentials.googleapis.com");
 
         let err = |args: &[&str]| parse(args).unwrap_err();
         assert_eq!(err(&["render", "--impersonate", "pull"]), ConfigError::ImpersonateTarget("pull".into()));

@@ -15,6 +15,9 @@ pub struct SinkState {
     pub refresh_at: Option<SystemTime>,
     /// The last write's error, cleared on success.
     pub last_error: Option<String>,
+    /// Whether that error will not go away without someone changing
+    /// something (forbidden, wrong Secret type, rejected).
+    pub permanent: bool,
 }
 
 /// Shared between the refresh loop (writer) and the admin server (reader).
@@ -38,12 +41,22 @@ impl Health {
     pub fn succeeded(&self, sink: &str, expires_at: Option<SystemTime>, refresh_at: Option<SystemTime>) {
         let mut sinks = self.sinks.lock().expect("health lock");
         let s = sinks.entry(sink.to_string()).or_default();
-        *s = SinkState { last_success: Some(SystemTime::now()), expires_at, refresh_at, last_error: None };
+        *s = SinkState {
+            last_success: Some(SystemTime::now()),
+            expires_at,
+            refresh_at,
+            last_error: None,
+            permanent: false,
+        };
     }
 
-    pub fn failed(&self, sink: &str, error: String) {
+    /// Records a failed write (or, with `permanent: false`, a failed mint
+    /// that leaves the sink's current credential in place).
+    pub fn failed(&self, sink: &str, error: String, permanent: bool) {
         let mut sinks = self.sinks.lock().expect("health lock");
-        sinks.entry(sink.to_string()).or_default().last_error = Some(error);
+        let s = sinks.entry(sink.to_string()).or_default();
+        s.last_error = Some(error);
+        s.permanent = permanent;
     }
 
     /// `Ok` when every sink is fresh, else the reasons, one per sink.
@@ -67,6 +80,12 @@ pub fn unready(s: &SinkState, now: SystemTime, grace: Duration, stale_after: Dur
         Some(e) => format!("{msg}; last error: {e}"),
         None => msg,
     };
+    if let (true, Some(e)) = (s.permanent, &s.last_error) {
+        // Whatever the sink held may be gone (a deleted Secret that cannot be
+        // re-created) or unusable (a Secret of another type): do not wait for
+        // the grace period to say so.
+        return Some(format!("the last write failed and will not succeed until something changes: {e}"));
+    }
     let Some(last) = s.last_success else {
         return Some(with_error("no credential written yet".into()));
     };
@@ -76,7 +95,7 @@ pub fn unready(s: &SinkState, now: SystemTime, grace: Duration, stale_after: Dur
         }
     }
     if let Some(at) = s.refresh_at {
-        if now > at + grace {
+        if at.checked_add(grace).is_some_and(|limit| now > limit) {
             return Some(with_error("credential overdue for refresh".into()));
         }
     }
@@ -111,6 +130,7 @@ mod tests {
             expires_at: Some(t(3600)),
             refresh_at: Some(t(2700)),
             last_error: None,
+            permanent: false,
         };
         assert_eq!(unready(&s, t(2700), G, STALE), None);
         assert_eq!(unready(&s, t(2760), G, STALE), None);
@@ -121,9 +141,31 @@ mod tests {
 
     #[test]
     fn keys_that_never_expire_need_recent_confirmation() {
-        let s =
-            SinkState { last_success: Some(t(0)), expires_at: None, refresh_at: None, last_error: Some("boom".into()) };
+        let s = SinkState {
+            last_success: Some(t(0)),
+            expires_at: None,
+            refresh_at: None,
+            last_error: Some("boom".into()),
+            permanent: false,
+        };
         assert_eq!(unready(&s, t(1800), G, STALE), None);
         assert_eq!(unready(&s, t(1801), G, STALE).unwrap(), "not confirmed recently; last error: boom");
+    }
+
+    #[test]
+    fn a_permanent_write_failure_is_unready_at_once_and_a_success_clears_it() {
+        let h = Health::new(["secret a/b".to_string()], G, STALE);
+        let now = SystemTime::now();
+        h.succeeded("secret a/b", Some(now + Duration::from_secs(3600)), Some(now + Duration::from_secs(2700)));
+        assert_eq!(h.readiness(now), Ok(()));
+        h.failed("secret a/b", "server busy".into(), false);
+        assert_eq!(h.readiness(now), Ok(()), "a transient failure keeps the grace rule");
+        h.failed("secret a/b", "forbidden: cannot `create` secrets/b".into(), true);
+        let err = h.readiness(now).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert!(err[0].starts_with("secret a/b: the last write failed"), "{err:?}");
+        assert!(err[0].contains("forbidden"), "{err:?}");
+        h.succeeded("secret a/b", Some(now + Duration::from_secs(3600)), Some(now + Duration::from_secs(2700)));
+        assert_eq!(h.readiness(now), Ok(()));
     }
 }

@@ -85,6 +85,13 @@ fn redact_query(url: &str) -> String {
     }
 }
 
+/// Whether an answer with this status may succeed if the same request is
+/// sent again later: server errors, 429 Too Many Requests, 408 Request
+/// Timeout. The one rule for Google's endpoints and the API server.
+pub fn is_retryable_status(code: u16) -> bool {
+    code >= 500 || code == 429 || code == 408
+}
+
 /// Parses the `Retry-After` header (seconds form) that Google and the
 /// Kubernetes API send with 429 and 503 answers.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, Parser as _};
 use regcred::{app, config::Cli, telemetry};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -15,13 +15,19 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        Err(e) => return fail(&one_line(&e.render().to_string()), 2),
+        // Plain `regcred` (or `regcred run` without... nothing required):
+        // the help itself, readable, on stdout.
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = Cli::command().print_help();
+            return ExitCode::from(2);
+        }
+        Err(e) => return fail(&name_env_source(&one_line(&e.render().to_string())), 2),
     };
     let config = match cli.into_config() {
         Ok(c) => c,
-        Err(e) => return fail(&e.to_string(), 2),
+        Err(e) => return fail(&name_env_source(&e.to_string()), 2),
     };
-    if let Err(e) = telemetry::init(config.log_format, config.log_level.as_deref()) {
+    if let Err(e) = telemetry::init(config.log_format, config.log_level.as_deref(), config.default_log_level()) {
         return fail(&e, 2);
     }
     // One thread is plenty for a process that sleeps most of the time, and
@@ -58,7 +64,34 @@ fn one_line(rendered: &str) -> String {
         .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
         .map(|l| l.strip_prefix("error: ").unwrap_or(l))
         .collect();
-    format!("{}; see `regcred --help`", parts.join("; "))
+    format!("{}{SEE_HELP}", parts.join("; "))
+}
+
+const SEE_HELP: &str = "; see `regcred --help`";
+
+/// When a message names a flag that was not on the command line but came
+/// from its `REGCRED_*` environment variable, says so: the user must look
+/// at the environment (a chart's values), not at the arguments.
+fn name_env_source(message: &str) -> String {
+    let given: Vec<String> = std::env::args().skip(1).collect();
+    let on_command_line = |flag: &str| given.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    let command = Cli::command();
+    let flags = command.get_subcommands().flat_map(|c| c.get_arguments()).chain(command.get_arguments());
+    for arg in flags {
+        let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else { continue };
+        let flag = format!("--{long}");
+        let named = message
+            .match_indices(&flag)
+            .any(|(i, _)| !message[i + flag.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-'));
+        if named && !on_command_line(&flag) && std::env::var_os(env).is_some() {
+            let source = format!(" (set by the environment variable {})", env.to_string_lossy());
+            return match message.strip_suffix(SEE_HELP) {
+                Some(base) => format!("{base}{source}{SEE_HELP}"),
+                None => format!("{message}{source}"),
+            };
+        }
+    }
+    message.to_string()
 }
 
 fn fail(message: &str, code: u8) -> ExitCode {

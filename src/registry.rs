@@ -43,6 +43,22 @@ impl fmt::Display for RegistryHost {
     }
 }
 
+/// A lower-case RFC 1123 label: what Kubernetes requires of a namespace
+/// name, and each dot-separated part of a host name.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A lower-case RFC 1123 subdomain: dot-separated labels, at most 253 bytes
+/// (Secret and ServiceAccount names, host names).
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
 /// Why a `--registry` value was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidHost {
@@ -64,14 +80,7 @@ impl FromStr for RegistryHost {
         if host.contains("://") || host.contains('/') || host.contains(':') {
             return Err(InvalidHost::NotBareHost(s.to_string()));
         }
-        let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        };
-        if host.len() > 253 || !host.split('.').all(label_ok) {
+        if !is_dns_subdomain(&host) {
             return Err(InvalidHost::NotDnsName(s.to_string()));
         }
         let google = host == "gcr.io"

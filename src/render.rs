@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde::Serialize;
 
+use crate::credential::Credential;
 use crate::registry::RegistryHost;
 use crate::secret::Secret;
-use crate::source::Credential;
 
 /// A rendered auths document. It can only be built by [`render`], which
 /// refuses empty or partial input, so holding one means holding a document

@@ -5,7 +5,14 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::config::Timing;
+/// When to refresh: the `--refresh-before`, `--jitter` and
+/// `--resync-interval` settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub refresh_before: Duration,
+    pub jitter: Duration,
+    pub resync_interval: Duration,
+}
 
 /// The shortest wait between two refreshes, so a misconfigured schedule or a
 /// token that is about to expire cannot turn into a busy loop.
@@ -26,7 +33,7 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// token is replaced at half-life instead, so each token is used for a while.
 pub fn refresh_at(now: SystemTime, expires_at: SystemTime, timing: &Timing, random: f64) -> SystemTime {
     let remaining = expires_at.duration_since(now).unwrap_or_default();
-    let lead = timing.refresh_before + timing.jitter.mul_f64(random.clamp(0.0, 1.0));
+    let lead = timing.refresh_before.saturating_add(timing.jitter.mul_f64(random.clamp(0.0, 1.0)));
     let lead = lead.min(remaining / 2);
     expires_at - lead
 }

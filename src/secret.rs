@@ -36,6 +36,15 @@ impl<T> fmt::Display for Secret<T> {
     }
 }
 
+/// Read straight into the wrapper (a token in a request from the kubelet).
+/// There is deliberately no `Serialize`: writing a secret out must go
+/// through [`Secret::expose`].
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Secret<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(Secret)
+    }
+}
+
 impl From<String> for Secret<String> {
     fn from(value: String) -> Self {
         Self(value)

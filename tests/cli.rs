@@ -105,3 +105,113 @@ async fn without_any_credentials_the_error_says_what_was_tried() {
         "{last}"
     );
 }
+
+/// Runs `regcred ARGS` with extra environment variables.
+async fn with_env(kit: &Kit, args: &[&str], env: &[(&str, &str)]) -> common::Output {
+    let mut cmd = kit.command(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    common::Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn no_arguments_prints_the_help_readably() {
+    let kit = Kit::start().await;
+    let out = kit.run(&[]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stdout.contains("Usage: regcred <COMMAND>"), "{}", out.stdout);
+    assert!(out.stdout.lines().count() > 10, "the help, one item a line: {}", out.stdout);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn nonsense_timeouts_and_log_levels_are_refused_with_the_choices() {
+    let kit = Kit::start().await;
+    assert_usage_error(&kit, &["once", "--secret", "x", "--request-timeout", "0s"], "expected 100ms to 10m").await;
+    assert_usage_error(
+        &kit,
+        &["once", "--secret", "x", "--log-level", "bogus"],
+        "expected error, warn, info, debug, trace or off",
+    )
+    .await;
+    assert_usage_error(&kit, &["once", "--secret", "x", "--log-level", "info,kube=loud"], "expected error").await;
+    // Directives that name a level are fine.
+    let out = kit.run(&["once", "--secret", "x", "--log-level", "info,kube=warn", "--dry-run"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+}
+
+#[tokio::test]
+async fn errors_name_the_environment_variable_a_value_came_from() {
+    let kit = Kit::start().await;
+    let out = with_env(&kit, &["once", "--secret", "x"], &[("REGCRED_REFRESH_BEFORE", "banana")]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("set by the environment variable REGCRED_REFRESH_BEFORE"), "{}", out.stderr);
+    // Given on the command line, the flag is what is named.
+    let out =
+        with_env(&kit, &["once", "--secret", "x", "--refresh-before", "banana"], &[("REGCRED_REFRESH_BEFORE", "1m")])
+            .await;
+    assert!(!out.stderr.contains("environment variable"), "{}", out.stderr);
+    let out = with_env(&kit, &["render"], &[("GOOGLE_APPLICATION_CREDENTIALS", "/nope/key.json")]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("GOOGLE_APPLICATION_CREDENTIALS=/nope/key.json: no such file"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn files_that_are_not_credentials_are_explained_in_plain_words() {
+    let kit = Kit::start().await;
+    let dir = kit.dir.path();
+    std::fs::write(dir.join("array.json"), "[]").unwrap();
+    std::fs::write(dir.join("untyped.json"), r#"{"client_email":"a@b.c"}"#).unwrap();
+    let p = |n: &str| dir.join(n).display().to_string();
+    for (file, expected) in [
+        ("array.json", "is not a Google credentials file: expected a JSON object"),
+        ("untyped.json", "it has no `type` field; expected service_account, authorized_user, external_account or impersonated_service_account"),
+    ] {
+        let out = kit.run(&["render", "--key-file", &p(file)]).await;
+        assert_eq!(out.code, Some(2), "{out:?}");
+        assert!(out.stderr.contains(expected), "{file}: {}", out.stderr);
+        for internal in ["invalid length", "missing field `type`", "FileType"] {
+            assert!(!out.stderr.contains(internal), "{file}: serde's words leak: {}", out.stderr);
+        }
+    }
+}
+
+#[tokio::test]
+async fn dry_run_checks_and_does_nothing() {
+    let kit = Kit::start().await;
+    let out = kit.once(&["--secret", "gcr-pull", "--dry-run"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("valid"), "{}", out.stdout);
+    assert!(kit.kube.requests().is_empty() && kit.google.requests().is_empty(), "nothing contacted");
+    let out = kit.once(&["--secret", "a/b/c", "--dry-run"]).await;
+    assert_eq!(out.code, Some(2), "the same checks as a real start: {out:?}");
+    assert!(out.stderr.contains("invalid --secret \"a/b/c\""), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let kit = Kit::start().await;
+    let out = kit.once(&["--secret", "gcr-pull"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.contains(" INFO "), "{}", out.stderr);
+    assert!(!out.stderr.contains('\u{1b}'), "ANSI escapes in a pipe: {:?}", out.stderr);
+}
+
+#[tokio::test]
+async fn a_missing_output_directory_is_a_write_failure_with_a_hint() {
+    let kit = Kit::start().await;
+    let file = kit.path("not-there/config.json").display().to_string();
+    let out = kit.once(&["--output-file", &file]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let last = out.stderr.lines().last().unwrap();
+    assert!(last.contains("does not exist; create it, or mount a volume there"), "{last}");
+    assert!(out.stderr.contains("write failed"), "reported as a write failure: {}", out.stderr);
+    assert!(!out.stderr.contains("refresh failed"), "the token was minted: {}", out.stderr);
+    assert_eq!(kit.issued().len(), 1, "minted once, not again for each retry of the write");
+}

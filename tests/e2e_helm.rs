@@ -86,8 +86,6 @@ async fn assert_nothing_left(cluster: &Cluster, ns: &str) {
 /// install, regcred writes, upgrade keeps regcred's credential, regcred
 /// keeps writing, uninstall cleans up.
 #[tokio::test]
-#[ignore = "fails today: helm upgrade (Helm v4, server-side apply) stops with a conflict on \
-            .metadata.labels.app.kubernetes.io/managed-by, which regcred's update took from Helm"]
 async fn helm_upgrade_after_regcred_wrote_keeps_the_credential() {
     let Some(cluster) = Cluster::get("helm_upgrade").await else { return };
     let google = Google::start().await;
@@ -118,8 +116,6 @@ async fn helm_upgrade_after_regcred_wrote_keeps_the_credential() {
 /// regcred writes, `helm upgrade` changes nothing regcred set, and regcred's
 /// next write changes nothing the chart set (beyond the credential itself).
 #[tokio::test]
-#[ignore = "fails today: the chart labels its placeholder app.kubernetes.io/managed-by=Helm and regcred \
-            relabels it managed-by=regcred"]
 async fn helm_and_regcred_do_not_contest_the_secrets_labels() {
     let Some(cluster) = Cluster::get("helm_contest").await else { return };
     let google = Google::start().await;

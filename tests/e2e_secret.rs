@@ -230,8 +230,6 @@ async fn the_kubelet_ignores_an_opaque_secret() {
 /// server-side apply conflicts such as Helm's): regcred's writes should carry
 /// its name.
 #[tokio::test]
-#[ignore = "fails today: regcred sends no User-Agent and no fieldManager, so the API server records its writes \
-            as field manager \"unknown\" (and Helm's apply conflict says: conflict with \"unknown\")"]
 async fn writes_are_attributed_to_regcred_in_managed_fields() {
     let Some(cluster) = Cluster::get("field_manager").await else { return };
     let google = Google::start().await;

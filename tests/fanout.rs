@@ -94,7 +94,7 @@ async fn prune_removes_only_managed_secrets_from_namespaces_that_stop_matching()
     .await;
     // Someone takes over b's Secret: it is no longer regcred's to delete.
     let mut theirs = kit.kube.secret("b", "gcr-pull").unwrap();
-    theirs["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "someone-else"});
+    theirs["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "someone-else"}); // and no regcred.dev/managed
     kit.kube.put_object("b", "secrets", theirs);
     kit.kube.label_namespace("b", &[("regcred", "")]);
     kit.kube.label_namespace("a", &[("regcred", "")]);

@@ -106,7 +106,7 @@ async fn conflict_storm_fails_once_and_leaves_the_secret_alone() {
     let kit = Kit::start().await;
     assert_eq!(once(&kit, &[]).await.code, Some(0));
     let before = kit.kube.secret("default", "gcr-pull").unwrap();
-    kit.kube.faults().inject(Some("PUT"), SECRETS, status(409, None), 1000);
+    kit.kube.faults().inject(Some("PATCH"), SECRETS, status(409, None), 1000);
     let out = once(&kit, &[]).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.lines().last().unwrap().contains("conflicting updates in a row"), "{}", out.stderr);
@@ -178,7 +178,7 @@ async fn run_survives_a_long_outage_and_recovers() {
             .await;
     // Four failures in a row: backoff ceilings 1 + 2 + 4 + 8 s at most.
     kit.google.faults().inject(None, "/token", status(503, None), 3);
-    kit.kube.faults().inject(Some("PUT"), SECRETS, status(500, None), 1);
+    kit.kube.faults().inject(Some("PATCH"), SECRETS, status(500, None), 1);
     wait_for(Duration::from_secs(45), "a new token after the outage", || {
         let doc = kit.secret_doc("default", "gcr-pull", ".dockerconfigjson")?;
         assert!(!password(&doc).is_empty(), "an empty password was written");

@@ -376,15 +376,14 @@ async fn transient_sts_and_iam_failures_are_retried() {
         Fault::Status { code: 503, body: None, retry_after: None },
         1,
     );
-    kit.google.faults().inject(
-        Some("POST"),
-        "/v1/projects/",
-        Fault::Status { code: 500, body: None, retry_after: None },
-        1,
-    );
-    let out = kit.run(&["once", "--key-file", &path, "--output-file", &out_file(&kit)]).await;
+    // Accepted and never answered: each is cut at --request-timeout.
+    kit.google.faults().inject(Some("POST"), "/v1/token", Fault::Hang, 1);
+    kit.google.faults().inject(Some("POST"), "/v1/projects/", Fault::Hang, 1);
+    let out =
+        kit.run(&["once", "--key-file", &path, "--output-file", &out_file(&kit), "--request-timeout", "1s"]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert_eq!(kit.google.faults().pending(), 0, "both faults were hit");
+    assert_eq!(kit.google.faults().pending(), 0, "all three faults were hit");
+    assert!(out.stderr.contains("timed out after 1s"), "{}", out.stderr);
     let doc = read_json(&kit.path("config.json")).unwrap();
     assert!(issued_by(&kit, "impersonation", &password(&doc)).is_some());
     assert_no_secrets(&kit, &out, &["eyJ.subject.sig"]);

@@ -20,7 +20,8 @@ async fn once_creates_the_secret() {
 
     let secret = kit.kube.secret("default", "gcr-pull").expect("Secret created");
     assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
-    assert_eq!(secret["metadata"]["labels"]["app.kubernetes.io/managed-by"], "regcred");
+    assert_eq!(secret["metadata"]["labels"]["app.kubernetes.io/managed-by"], "regcred", "regcred created it");
+    assert_eq!(secret["metadata"]["labels"]["regcred.dev/managed"], "true");
     let expires = secret["metadata"]["annotations"]["regcred.dev/expires-at"].as_str().unwrap();
     let expires = humantime::parse_rfc3339(expires).unwrap();
     assert!(expires > SystemTime::now() + Duration::from_secs(3000), "a full-lifetime token");
@@ -61,8 +62,34 @@ async fn second_once_updates_and_keeps_foreign_keys_labels_and_annotations() {
     assert_eq!(second, kit.issued().pop().unwrap());
     assert_eq!(secret["data"]["extra"], "a2VlcA==");
     assert_eq!(secret["metadata"]["labels"]["team"], "ci");
-    assert_eq!(secret["metadata"]["labels"]["app.kubernetes.io/managed-by"], "regcred");
+    assert_eq!(secret["metadata"]["labels"]["regcred.dev/managed"], "true");
+    assert!(secret["metadata"]["labels"]["app.kubernetes.io/managed-by"].is_null(), "regcred did not create it");
     assert_eq!(secret["metadata"]["annotations"]["owner"], "platform");
+}
+
+#[tokio::test]
+async fn a_placeholder_managed_by_helm_stays_managed_by_helm() {
+    let kit = Kit::start().await;
+    let helm = json!({"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "regcred"});
+    kit.kube.put_object(
+        "default",
+        "secrets",
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": "gcr-pull", "namespace": "default", "labels": helm,
+                         "annotations": {"meta.helm.sh/release-name": "regcred"}},
+            "data": {".dockerconfigjson": "eyJhdXRocyI6e319"}
+        }),
+    );
+    for _ in 0..2 {
+        let out = kit.once(&["--secret", "gcr-pull"]).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let labels = &kit.kube.secret("default", "gcr-pull").unwrap()["metadata"]["labels"];
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm", "{labels}");
+        assert_eq!(labels["regcred.dev/managed"], "true", "{labels}");
+    }
+    let secret = kit.kube.secret("default", "gcr-pull").unwrap();
+    assert_eq!(secret["metadata"]["annotations"]["meta.helm.sh/release-name"], "regcred");
 }
 
 #[tokio::test]
@@ -113,15 +140,22 @@ async fn conflict_on_first_update_is_retried() {
     assert_eq!(kit.run(&args).await.code, Some(0));
     kit.kube.clear_requests();
     kit.kube.faults().inject(
-        Some("PUT"),
+        Some("PATCH"),
         "/api/v1/namespaces/default/secrets/gcr-pull",
         Fault::Status { code: 409, body: None, retry_after: None },
         1,
     );
     let out = kit.run(&args).await;
     assert_eq!(out.code, Some(0), "{out:?}");
-    let puts: Vec<u16> = kit.kube.requests().iter().filter(|r| r.method == "PUT").map(|r| r.status).collect();
-    assert_eq!(puts, [409, 200]);
+    let writes: Vec<(String, u16)> = kit
+        .kube
+        .requests()
+        .iter()
+        .filter(|r| r.method != "POST" || !r.path.contains("/events"))
+        .map(|r| (r.method.clone(), r.status))
+        .collect();
+    let expected = [("GET", 200), ("PATCH", 409), ("GET", 200), ("PATCH", 200)];
+    assert_eq!(writes, expected.map(|(m, s)| (m.to_string(), s)), "read, conflict, read again, write");
     assert_eq!(
         password(&kit.secret_doc("default", "gcr-pull", ".dockerconfigjson").unwrap()),
         kit.issued().pop().unwrap()

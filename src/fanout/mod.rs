@@ -16,19 +16,15 @@
 mod selection;
 mod service_accounts;
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::ByteString;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::watcher;
+use kube::api::{DeleteParams, Preconditions};
+use kube::runtime::{watcher, WatchStreamExt as _};
 use kube::{Api, Client};
-use serde_json::json;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{debug, info, warn};
 
@@ -37,13 +33,8 @@ pub use service_accounts::ServiceAccountPatching;
 
 use crate::events::{Events, Failure};
 use crate::render::AuthsDocument;
-use crate::sink::{
-    expiry_annotation, new_managed, secret_ref, Sink, SinkError, WriteOutcome, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE,
-};
-
-/// Conflicts tolerated in one namespace write before it counts as failed.
-const MAX_CONFLICTS: u32 = 5;
+use crate::sink::managed::{self, Known, Owned, Seen, Target, Throttle};
+use crate::sink::{secret_ref, Sink, SinkError, WriteOutcome};
 
 /// How long a cycle waits for the watches' first complete listing.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -59,44 +50,30 @@ pub struct FanOutConfig {
     pub service_accounts: ServiceAccountPatching,
     pub max_concurrent_writes: usize,
     pub writes_per_second: u32,
-    pub timeout: Duration,
-}
-
-/// What the watch last saw of the managed Secret in one namespace.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Seen {
-    resource_version: String,
-    type_: String,
-    managed: bool,
-    /// Hash of the owned key's bytes plus the expiry annotation.
-    content: Option<u64>,
-}
-
-/// The document being distributed.
-struct Published {
-    /// Serialises as base64, as Secret data must.
-    doc: ByteString,
-    expires_at: Option<String>,
-    content: u64,
+    /// `timeoutSeconds` of the watches; see [`crate::cluster::WATCH_TIMEOUT`].
+    pub watch_timeout: Duration,
 }
 
 struct Shared {
     client: Client,
     config: FanOutConfig,
     namespaces: Mutex<BTreeSet<String>>,
+    /// What the watch (or a write) last saw of the Secret in each namespace.
     secrets: Mutex<HashMap<String, Seen>>,
-    current: Mutex<Option<Arc<Published>>>,
+    /// regcred's parts of the Secret as they are being distributed.
+    current: Mutex<Option<Arc<Owned>>>,
     /// Namespaces whose ServiceAccounts are known to list the Secret.
     accounts_done: Mutex<HashSet<String>>,
     /// Namespaces queued for an immediate write, to coalesce bursts of events.
     queued: Mutex<HashSet<String>>,
     queue: mpsc::UnboundedSender<String>,
-    permits: Semaphore,
-    limiter: RateLimiter,
+    throttle: Throttle,
     /// (namespaces listed, secrets listed)
     synced: watch::Sender<(bool, bool)>,
     events: Option<Arc<Events>>,
     failing: Mutex<HashSet<String>>,
+    /// Consecutive failures per namespace: each backs off on its own.
+    retries: Mutex<HashMap<String, u32>>,
 }
 
 /// Keeps `--secret NAME` fresh in every selected namespace.
@@ -113,8 +90,7 @@ impl FanOut {
         let name = format!("secret {} in selected namespaces", config.secret_name);
         let shared = Arc::new(Shared {
             client,
-            permits: Semaphore::new(config.max_concurrent_writes.max(1)),
-            limiter: RateLimiter::new(config.writes_per_second, config.max_concurrent_writes as u32),
+            throttle: Throttle::new(config.max_concurrent_writes, config.writes_per_second),
             config,
             namespaces: Mutex::default(),
             secrets: Mutex::default(),
@@ -125,6 +101,7 @@ impl FanOut {
             synced: watch::channel((false, false)).0,
             events,
             failing: Mutex::default(),
+            retries: Mutex::default(),
         });
         tokio::spawn(watch_namespaces(shared.clone()));
         tokio::spawn(watch_secrets(shared.clone()));
@@ -146,7 +123,7 @@ impl Sink for FanOut {
 
     async fn write(&self, doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Result<WriteOutcome, SinkError> {
         let shared = &self.shared;
-        let published = Arc::new(Published::new(doc, expires_at));
+        let published = Arc::new(Owned::new(doc, expires_at));
 
         let mut synced = shared.synced.subscribe();
         let waited =
@@ -180,6 +157,7 @@ impl Sink for FanOut {
         let mut changed = 0usize;
         let mut failures = Vec::new();
         for (ns, result) in results {
+            shared.settle(&ns, result.as_ref().err());
             match result {
                 Ok(WriteOutcome::Unchanged) => {}
                 Ok(_) => changed += 1,
@@ -201,70 +179,31 @@ impl Sink for FanOut {
     }
 }
 
-impl Published {
-    fn new(doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Self {
-        let expires_at = expires_at.map(expiry_annotation);
-        Published {
-            doc: ByteString(doc.expose_bytes().to_vec()),
-            content: content_hash(Some(doc.expose_bytes()), expires_at.as_deref()),
-            expires_at,
-        }
-    }
-}
-
-fn content_hash(owned: Option<&[u8]>, expires_at: Option<&str>) -> u64 {
-    let mut h = DefaultHasher::new();
-    owned.hash(&mut h);
-    expires_at.hash(&mut h);
-    h.finish()
-}
-
 impl Shared {
     fn sink_name(&self, ns: &str) -> String {
         format!("secret {ns}/{}", self.config.secret_name)
     }
 
     fn seen(&self, secret: &Secret) -> Seen {
-        let owned = secret.data.as_ref().and_then(|d| d.get(&self.config.key)).map(|b| b.0.as_slice());
-        let expires =
-            secret.metadata.annotations.as_ref().and_then(|a| a.get(EXPIRES_AT_ANNOTATION)).map(String::as_str);
-        Seen {
-            resource_version: secret.metadata.resource_version.clone().unwrap_or_default(),
-            type_: secret.type_.clone().unwrap_or_else(|| "Opaque".into()),
-            managed: secret
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(MANAGED_BY_LABEL))
-                .is_some_and(|v| v == MANAGED_BY_VALUE),
-            content: owned.map(|o| content_hash(Some(o), expires)),
-        }
+        Seen::of(secret, &self.config.key)
     }
 
-    fn remember(&self, ns: &str, secret: &Secret) {
-        let seen = self.seen(secret);
-        self.secrets.lock().expect("lock").insert(ns.to_string(), seen);
-    }
-
-    /// One request under the concurrency bound, the rate limit and the timeout.
+    /// One request under the concurrency bound and the rate limit (the
+    /// client puts the deadline on it).
     async fn call<T>(
         &self,
         ns: &str,
         verb: &'static str,
         fut: impl std::future::Future<Output = kube::Result<T>>,
     ) -> Result<T, SinkError> {
-        let _permit = self.permits.acquire().await.expect("semaphore never closed");
-        self.limiter.acquire().await;
-        match tokio::time::timeout(self.config.timeout, fut).await {
-            Ok(r) => r.map_err(|e| {
-                SinkError::from_kube(&self.sink_name(ns), verb, &format!("secrets/{}", self.config.secret_name), ns, e)
-            }),
-            Err(_) => Err(SinkError::Timeout { sink: self.sink_name(ns), timeout: self.config.timeout }),
-        }
+        let _permit = self.throttle.enter().await;
+        fut.await.map_err(|e| {
+            SinkError::from_kube(&self.sink_name(ns), verb, &format!("secrets/{}", self.config.secret_name), ns, e)
+        })
     }
 
     /// Makes the Secret in `ns` hold `published`, then the ServiceAccounts.
-    async fn ensure(&self, ns: &str, published: &Published) -> Result<WriteOutcome, SinkError> {
+    async fn ensure(&self, ns: &str, published: &Owned) -> Result<WriteOutcome, SinkError> {
         let outcome = self.ensure_secret(ns, published).await;
         self.report(ns, &outcome).await;
         let outcome = outcome?;
@@ -281,77 +220,25 @@ impl Shared {
         Ok(outcome)
     }
 
-    async fn ensure_secret(&self, ns: &str, published: &Published) -> Result<WriteOutcome, SinkError> {
+    async fn ensure_secret(&self, ns: &str, published: &Owned) -> Result<WriteOutcome, SinkError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-        let name = &self.config.secret_name;
-        for _ in 0..MAX_CONFLICTS {
-            let seen = self.secrets.lock().expect("lock").get(ns).cloned();
-            match seen {
-                None => {
-                    let secret = new_managed(
-                        ns,
-                        &self.config.secret_name,
-                        self.config.secret_type,
-                        &self.config.key,
-                        &published.doc.0,
-                        published.expires_at.as_deref(),
-                    );
-                    match self.call(ns, "create", api.create(&PostParams::default(), &secret)).await {
-                        Ok(created) => {
-                            self.remember(ns, &created);
-                            return Ok(WriteOutcome::Created);
-                        }
-                        Err(SinkError::Api { code: 409, .. }) => self.refresh_seen(ns, &api).await?,
-                        Err(e) => return Err(e),
-                    }
-                }
-                Some(s) if s.type_ != self.config.secret_type => {
-                    return Err(SinkError::TypeMismatch {
-                        sink: self.sink_name(ns),
-                        found: s.type_,
-                        wanted: self.config.secret_type,
-                        key: self.config.key.clone(),
-                    })
-                }
-                Some(s) if s.managed && s.content == Some(published.content) => return Ok(WriteOutcome::Unchanged),
-                Some(s) => {
-                    // A merge patch keeps every key, label and annotation we do
-                    // not name; the resourceVersion makes it conditional.
-                    let patch = json!({
-                        "metadata": {
-                            "resourceVersion": s.resource_version,
-                            "labels": { MANAGED_BY_LABEL: MANAGED_BY_VALUE },
-                            "annotations": { EXPIRES_AT_ANNOTATION: published.expires_at },
-                        },
-                        "data": { &self.config.key: &published.doc },
-                    });
-                    match self.call(ns, "patch", api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))).await
-                    {
-                        Ok(updated) => {
-                            self.remember(ns, &updated);
-                            return Ok(WriteOutcome::Updated);
-                        }
-                        Err(SinkError::Api { code: 409, .. }) => self.refresh_seen(ns, &api).await?,
-                        Err(SinkError::Api { code: 404, .. }) => {
-                            self.secrets.lock().expect("lock").remove(ns);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
+        let sink = self.sink_name(ns);
+        let target = Target {
+            api: &api,
+            namespace: ns,
+            name: &self.config.secret_name,
+            key: &self.config.key,
+            secret_type: self.config.secret_type,
+            sink: &sink,
+        };
+        // The watch keeps what was seen: an unchanged Secret costs no request.
+        let known = self.secrets.lock().expect("lock").get(ns).cloned().map_or(Known::Absent, Known::Seen);
+        let written = managed::ensure(&target, published, known, Some(&self.throttle)).await;
+        let written = written?;
+        if let Some(seen) = written.seen {
+            self.secrets.lock().expect("lock").insert(ns.to_string(), seen);
         }
-        Err(SinkError::ConflictStorm { sink: self.sink_name(ns), attempts: MAX_CONFLICTS })
-    }
-
-    /// Re-reads a Secret after a conflict, rather than waiting for the watch.
-    async fn refresh_seen(&self, ns: &str, api: &Api<Secret>) -> Result<(), SinkError> {
-        match self.call(ns, "get", api.get_opt(&self.config.secret_name)).await? {
-            Some(s) => self.remember(ns, &s),
-            None => {
-                self.secrets.lock().expect("lock").remove(ns);
-            }
-        }
-        Ok(())
+        Ok(written.outcome)
     }
 
     /// Events and logs per namespace, once per failing streak.
@@ -372,6 +259,28 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Records how a write to `ns` ended; after a retryable failure, queues
+    /// the namespace again once its own backoff has passed.
+    fn settle(self: &Arc<Self>, ns: &str, error: Option<&SinkError>) {
+        let Some(e) = error.filter(|e| e.is_retryable()) else {
+            self.retries.lock().expect("lock").remove(ns);
+            return;
+        };
+        let attempt = {
+            let mut retries = self.retries.lock().expect("lock");
+            let n = retries.entry(ns.to_string()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n - 1
+        };
+        let delay = crate::schedule::backoff(attempt, fastrand::f64(), e.retry_after());
+        let shared = self.clone();
+        let ns = ns.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            shared.enqueue(&ns);
+        });
     }
 
     /// Asks the worker to write `ns` now (coalescing repeats).
@@ -397,22 +306,24 @@ impl Shared {
         };
         match self.call(ns, "delete", api.delete(&self.config.secret_name, &params)).await {
             Ok(_) => info!(namespace = ns, "pruned the Secret from a namespace that no longer matches"),
+            // Already gone, with its namespace or by someone else's hand.
+            Err(SinkError::Api { code: 404, .. }) => {
+                self.secrets.lock().expect("lock").remove(ns);
+            }
             Err(e) => warn!(namespace = ns, error = %e, "cannot prune"),
         }
     }
 }
 
-/// Handles namespaces queued by watch events, retrying failures with backoff.
+/// Handles namespaces queued by watch events and by retries.
 ///
 /// At most `--max-concurrent-writes` namespaces are in hand at once; the rest
 /// wait in the queue as bare names, so a burst of events costs little memory.
 async fn work(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<String>) {
-    let attempts: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
     let slots = Arc::new(Semaphore::new(shared.config.max_concurrent_writes.max(1)));
     while let Some(ns) = rx.recv().await {
         let slot = slots.clone().acquire_owned().await.expect("semaphore never closed");
         let shared = shared.clone();
-        let attempts = attempts.clone();
         tokio::spawn(async move {
             let _slot = slot;
             shared.queued.lock().expect("lock").remove(&ns);
@@ -420,26 +331,8 @@ async fn work(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<String>) {
             if !shared.namespaces.lock().expect("lock").contains(&ns) {
                 return;
             }
-            match shared.ensure(&ns, &published).await {
-                Ok(_) => {
-                    attempts.lock().expect("lock").remove(&ns);
-                }
-                Err(e) if e.is_retryable() => {
-                    let n = {
-                        let mut a = attempts.lock().expect("lock");
-                        let n = a.entry(ns.clone()).or_insert(0);
-                        *n += 1;
-                        *n
-                    };
-                    let delay = crate::schedule::backoff(n - 1, fastrand::f64(), e.retry_after());
-                    // Wait without holding a slot.
-                    tokio::spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        shared.enqueue(&ns);
-                    });
-                }
-                Err(_) => {}
-            }
+            let result = shared.ensure(&ns, &published).await;
+            shared.settle(&ns, result.as_ref().err());
         });
     }
 }
@@ -447,12 +340,12 @@ async fn work(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<String>) {
 /// Watches namespaces; keeps the selected set and queues new ones.
 async fn watch_namespaces(shared: Arc<Shared>) {
     let api: Api<Namespace> = Api::all(shared.client.clone());
-    let mut config = watcher::Config::default().page_size(500);
+    let mut config = watcher_config(&shared.config);
     if let Some(selector) = shared.config.selection.label_selector() {
         config = config.labels(selector);
     }
     let mut relisted: Option<BTreeSet<String>> = None;
-    let mut stream = watcher(api, config).boxed();
+    let mut stream = watcher(api, config).default_backoff().boxed();
     while let Some(event) = next_event(&mut stream, "namespace").await {
         match event {
             watcher::Event::Init => relisted = Some(BTreeSet::new()),
@@ -463,16 +356,26 @@ async fn watch_namespaces(shared: Arc<Shared>) {
             }
             watcher::Event::InitDone => {
                 let set = relisted.take().unwrap_or_default();
-                let added: Vec<String> = {
+                let (added, removed): (Vec<String>, Vec<String>) = {
                     let mut current = shared.namespaces.lock().expect("lock");
                     let added = set.difference(&current).cloned().collect();
+                    let removed = current.difference(&set).cloned().collect();
                     *current = set;
-                    added
+                    (added, removed)
                 };
                 info!(namespaces = shared.namespaces.lock().expect("lock").len(), "namespaces listed");
                 shared.synced.send_modify(|s| s.0 = true);
                 for ns in added {
                     shared.enqueue(&ns);
+                }
+                // Namespaces that stopped matching while the watch was down
+                // (a relist brings no DELETED events for them).
+                for ns in removed {
+                    shared.accounts_done.lock().expect("lock").remove(&ns);
+                    if shared.config.prune {
+                        let shared = shared.clone();
+                        tokio::spawn(async move { shared.prune(&ns).await });
+                    }
                 }
             }
             watcher::Event::Apply(ns) => {
@@ -503,7 +406,8 @@ async fn watch_namespaces(shared: Arc<Shared>) {
 }
 
 /// The next watch event. The watcher re-lists and resumes by itself after
-/// an error; the pause keeps a persistent failure (RBAC, say) from spinning.
+/// an error, waiting out kube-runtime's default backoff (exponential, 800 ms
+/// up to 30 s, with jitter) so that a persistent failure (RBAC, say) does not spin.
 async fn next_event<K>(
     stream: &mut futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>,
     what: &str,
@@ -511,12 +415,15 @@ async fn next_event<K>(
     loop {
         match stream.try_next().await {
             Ok(event) => return event,
-            Err(e) => {
-                warn!(error = %e, "{what} watch failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            Err(e) => warn!(error = %e, "{what} watch failed; retrying"),
         }
     }
+}
+
+/// Listings in pages; watches renewed after `--watch-timeout`.
+fn watcher_config(config: &FanOutConfig) -> watcher::Config {
+    let secs = u32::try_from(config.watch_timeout.as_secs()).unwrap_or(u32::MAX).max(1);
+    watcher::Config::default().page_size(500).timeout(secs)
 }
 
 /// The namespace's name if it is a live target.
@@ -531,10 +438,9 @@ fn selected_name(shared: &Shared, ns: &Namespace) -> Option<String> {
 /// it) and queues any that was deleted or whose owned content drifted.
 async fn watch_secrets(shared: Arc<Shared>) {
     let api: Api<Secret> = Api::all(shared.client.clone());
-    let config =
-        watcher::Config::default().page_size(500).fields(&format!("metadata.name={}", shared.config.secret_name));
+    let config = watcher_config(&shared.config).fields(&format!("metadata.name={}", shared.config.secret_name));
     let mut relisted: Option<HashMap<String, Seen>> = None;
-    let mut stream = watcher(api, config).boxed();
+    let mut stream = watcher(api, config).default_backoff().boxed();
     while let Some(event) = next_event(&mut stream, "Secret").await {
         match event {
             watcher::Event::Init => relisted = Some(HashMap::new()),
@@ -581,60 +487,5 @@ async fn watch_secrets(shared: Arc<Shared>) {
 fn drifted(shared: &Shared, ns: &str) -> bool {
     let Some(current) = shared.current.lock().expect("lock").clone() else { return false };
     let secrets = shared.secrets.lock().expect("lock");
-    secrets.get(ns).is_none_or(|s| !s.managed || s.content != Some(current.content))
-}
-
-/// Spaces requests at most `per_second` apart on average, allowing a burst.
-struct RateLimiter {
-    interval: Duration,
-    burst: Duration,
-    next: Mutex<tokio::time::Instant>,
-}
-
-impl RateLimiter {
-    fn new(per_second: u32, burst: u32) -> Self {
-        let interval = if per_second == 0 { Duration::ZERO } else { Duration::from_secs(1) / per_second };
-        RateLimiter { interval, burst: interval * burst, next: Mutex::new(tokio::time::Instant::now()) }
-    }
-
-    async fn acquire(&self) {
-        if self.interval.is_zero() {
-            return;
-        }
-        let at = {
-            let mut next = self.next.lock().expect("lock");
-            let now = tokio::time::Instant::now();
-            let earliest = now.checked_sub(self.burst).unwrap_or(now);
-            let at = (*next).max(earliest);
-            *next = at + self.interval;
-            at
-        };
-        tokio::time::sleep_until(at).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn rate_limiter_spaces_requests_after_a_burst() {
-        let limiter = RateLimiter::new(10, 2);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let start = tokio::time::Instant::now();
-        for _ in 0..7 {
-            limiter.acquire().await;
-        }
-        // Two come from the burst allowance; the other five are 100 ms apart.
-        let took = start.elapsed();
-        assert!(took >= Duration::from_millis(400) && took <= Duration::from_millis(500), "{took:?}");
-    }
-
-    #[test]
-    fn content_hash_covers_the_document_and_the_expiry() {
-        assert_eq!(content_hash(Some(b"a"), Some("t")), content_hash(Some(b"a"), Some("t")));
-        assert_ne!(content_hash(Some(b"a"), Some("t")), content_hash(Some(b"b"), Some("t")));
-        assert_ne!(content_hash(Some(b"a"), Some("t")), content_hash(Some(b"a"), Some("u")));
-        assert_ne!(content_hash(Some(b"a"), None), content_hash(None, None));
-    }
+    secrets.get(ns).is_none_or(|s| !current.is_held_by(s))
 }

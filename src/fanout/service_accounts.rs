@@ -2,11 +2,12 @@
 //! in the namespace use it without naming it.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::Api;
 use serde_json::json;
 
 use super::Shared;
+use crate::sink::managed::MAX_CONFLICTS;
 use crate::sink::SinkError;
 
 /// The annotation that opts a ServiceAccount in under
@@ -90,13 +91,13 @@ async fn add_pull_secret(
 ) -> Result<(), SinkError> {
     let name = sa.metadata.name.clone().unwrap_or_default();
     let mut sa = sa.clone();
-    for _ in 0..5 {
+    for _ in 0..MAX_CONFLICTS {
         let Some(list) = with_pull_secret(&sa, secret) else { return Ok(()) };
         let patch = json!({
             "metadata": { "resourceVersion": sa.metadata.resource_version },
             "imagePullSecrets": list,
         });
-        match shared.call(ns, "patch", api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))).await {
+        match shared.call(ns, "patch", api.patch(&name, &crate::cluster::patch_params(), &Patch::Merge(&patch))).await {
             Ok(_) => return Ok(()),
             Err(SinkError::Api { code: 409, .. }) => match shared.call(ns, "get", api.get_opt(&name)).await? {
                 Some(fresh) => sa = fresh,
@@ -105,7 +106,7 @@ async fn add_pull_secret(
             Err(e) => return Err(e),
         }
     }
-    Err(SinkError::ConflictStorm { sink: format!("serviceaccount {ns}/{name}"), attempts: 5 })
+    Err(SinkError::ConflictStorm { sink: format!("serviceaccount {ns}/{name}"), attempts: MAX_CONFLICTS })
 }
 
 #[cfg(test)]

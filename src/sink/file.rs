@@ -26,6 +26,26 @@ impl FileSink {
     }
 }
 
+impl FileSink {
+    /// The failure in words that point at the fix.
+    fn explain(&self, e: &std::io::Error) -> String {
+        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        match e.kind() {
+            std::io::ErrorKind::NotFound if !dir.is_dir() => format!(
+                "cannot write {}: the directory {} does not exist; create it, or mount a volume there",
+                self.path.display(),
+                dir.display()
+            ),
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => format!(
+                "cannot write {}: {e}; regcred needs write access to the directory {} (a writable volume)",
+                self.path.display(),
+                dir.display()
+            ),
+            _ => format!("cannot write {}: {e}", self.path.display()),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Sink for FileSink {
     fn name(&self) -> &str {
@@ -37,7 +57,7 @@ impl Sink for FileSink {
         let result = tokio::task::spawn_blocking(move || write_atomically(&path, mode, &bytes)).await;
         let io = |message: String| SinkError::Io { sink: self.name.clone(), message };
         match result {
-            Ok(r) => r.map_err(|e| io(format!("cannot write {}: {e}", self.path.display()))),
+            Ok(r) => r.map_err(|e| io(self.explain(&e))),
             Err(e) => Err(io(format!("writer task failed: {e}"))),
         }
     }
@@ -81,9 +101,9 @@ fn permissions(path: &Path) -> std::io::Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credential::Credential;
     use crate::registry::RegistryHost;
     use crate::secret::Secret;
-    use crate::source::Credential;
 
     fn doc(pass: &str) -> AuthsDocument {
         let cred = Credential { username: "u".into(), password: Secret::new(pass.into()), expires_at: None };

@@ -4,13 +4,15 @@
 //! document to each and treats their failures independently.
 
 mod file;
+pub mod managed;
 mod secret;
 
 use std::time::SystemTime;
 
 pub use file::FileSink;
 pub use secret::{
-    expiry_annotation, new_managed, secret_ref, SecretSink, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    expiry_annotation, is_managed, new_managed, secret_ref, SecretSink, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE, MANAGED_LABEL, MANAGED_VALUE,
 };
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -72,17 +74,28 @@ impl SinkError {
     /// example `secrets/gcr-pull`) into one that says what to do about it.
     pub fn from_kube(sink: &str, verb: &'static str, resource: &str, namespace: &str, err: kube::Error) -> SinkError {
         let sink = sink.to_string();
+        if let Some(timeout) = crate::cluster::missed_deadline(&err) {
+            return SinkError::Timeout { sink, timeout };
+        }
         let kube::Error::Api(status) = err else {
             return SinkError::Transport { sink, message: err.to_string() };
         };
         let (code, reason, message) = (status.code, status.reason.clone(), status.message.clone());
+        // The API server says how long to wait in the Status as well as in
+        // the Retry-After header (which the client's request policy obeys).
+        let retry_after = status
+            .details
+            .as_ref()
+            .map(|d| d.retry_after_seconds)
+            .filter(|s| *s > 0)
+            .map(|s| std::time::Duration::from_secs(s.into()).min(crate::cluster::MAX_RETRY_AFTER));
         match (code, verb) {
             (403, _) => {
                 SinkError::Forbidden { sink, verb, resource: resource.to_string(), namespace: namespace.to_string() }
             }
             (404, "create") => SinkError::NamespaceNotFound { sink, namespace: namespace.to_string() },
             (422, _) | (400, _) => SinkError::Rejected { sink, code, reason, message },
-            _ => SinkError::Api { sink, code, reason, message, retry_after: None },
+            _ => SinkError::Api { sink, code, reason, message, retry_after },
         }
     }
 
@@ -93,13 +106,21 @@ impl SinkError {
             | SinkError::NamespaceNotFound { .. }
             | SinkError::TypeMismatch { .. }
             | SinkError::Rejected { .. } => false,
-            SinkError::Api { code, .. } => *code >= 500 || *code == 429 || *code == 408 || *code == 401,
+            // 401 too: a rotated service account token is read again.
+            SinkError::Api { code, .. } => crate::http::is_retryable_status(*code) || *code == 401,
             SinkError::ConflictStorm { .. }
             | SinkError::Transport { .. }
             | SinkError::Timeout { .. }
             | SinkError::Io { .. } => true,
             SinkError::Partial { retryable, .. } => *retryable,
         }
+    }
+
+    /// Whether the sink retries the failed parts by itself (fan-out retries
+    /// each failing namespace on its own backoff), so the refresh loop need
+    /// not offer it the same document again before the next resync.
+    pub fn retried_by_sink(&self) -> bool {
+        matches!(self, SinkError::Partial { .. })
     }
 
     /// The delay the API server asked for, if any.

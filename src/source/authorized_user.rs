@@ -13,7 +13,6 @@ use super::{key_problem, oauth_token_from, read_key_file, Credential, Credential
 use crate::http::HttpClient;
 use crate::secret::Secret;
 
-const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 const STEP: &str = "refreshing the authorized_user token";
 
 #[derive(Deserialize)]
@@ -64,7 +63,7 @@ impl AuthorizedUser {
             client_id: need(f.client_id, "client_id")?,
             client_secret: Secret::new(need(f.client_secret, "client_secret")?),
             refresh_token: Secret::new(need(f.refresh_token, "refresh_token")?),
-            token_uri: f.token_uri.filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_TOKEN_URI.into()),
+            token_uri: f.token_uri.filter(|s| !s.is_empty()).unwrap_or_else(|| super::GOOGLE_TOKEN_URI.into()),
             http,
         })
     }

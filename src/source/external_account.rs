@@ -23,15 +23,12 @@ use serde::Deserialize;
 
 use super::impersonate::{Impersonated, MAX_TOKEN_LIFETIME};
 use super::service_account::{form_escape, form_urlencoded};
-use super::{
-    google_error_message, key_problem, oauth_token_from, Credential, CredentialSource, SourceError,
-    CLOUD_PLATFORM_SCOPE,
-};
+use super::{key_problem, oauth_token_from, Credential, CredentialSource, SourceError, CLOUD_PLATFORM_SCOPE};
 use crate::http::HttpClient;
 use crate::secret::Secret;
 
 /// Google's Security Token Service, when the file names none.
-const DEFAULT_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
+pub const DEFAULT_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
 const STS_STEP: &str = "exchanging the subject token at the Security Token Service";
 const FETCH_STEP: &str = "fetching the subject token";
 /// Subject tokens are a few kilobytes; anything this big is the wrong file.
@@ -75,8 +72,17 @@ struct ImpersonationFields {
 /// Where the subject token comes from.
 enum SubjectSource {
     File(PathBuf),
-    Url { url: String, headers: Vec<(String, Secret<String>)> },
+    Url {
+        url: String,
+        headers: Vec<(String, Secret<String>)>,
+    },
+    /// Handed over in memory: the pod's service account token that the
+    /// kubelet passes to the credential provider.
+    Given(Secret<String>),
 }
+
+/// The subject token type of a Kubernetes service account token (a JWT).
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// How the subject token is stored.
 #[derive(Debug, PartialEq, Eq)]
@@ -146,6 +152,22 @@ pub(crate) fn from_file(
 }
 
 impl ExternalAccount {
+    /// Exchanges a token given in memory (a pod's service account token) at
+    /// `token_url` for the workload identity pool provider `audience`.
+    pub fn with_token(audience: &str, token_url: &str, token: Secret<String>, http: HttpClient) -> Self {
+        Self {
+            path: PathBuf::from("the kubelet's request"),
+            audience: audience.to_string(),
+            subject_token_type: JWT_TOKEN_TYPE.to_string(),
+            token_url: token_url.to_string(),
+            subject: SubjectSource::Given(token),
+            format: TokenFormat::Text,
+            user_project: None,
+            client: None,
+            http,
+        }
+    }
+
     fn from_fields(path: &Path, f: Fields, http: HttpClient) -> Result<Self, SourceError> {
         let problem = |p: String| key_problem(path, p);
         let need = |v: Option<String>, name: &str| {
@@ -230,6 +252,7 @@ impl ExternalAccount {
         match &self.subject {
             SubjectSource::File(p) => p.display().to_string(),
             SubjectSource::Url { url, .. } => url.clone(),
+            SubjectSource::Given(_) => "the pod's service account token".to_string(),
         }
     }
 
@@ -243,17 +266,9 @@ impl ExternalAccount {
             unreachable!("only called for file sources");
         };
         let mut raw = Vec::new();
-        std::fs::File::open(file).and_then(|f| f.take(MAX_SUBJECT_TOKEN + 1).read_to_end(&mut raw)).map_err(|e| {
-            self.subject_problem(match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    "no such file; check the path and the volume that provides it".to_string()
-                }
-                std::io::ErrorKind::PermissionDenied => {
-                    "permission denied; make it readable by regcred's user".to_string()
-                }
-                _ => format!("cannot read: {e}"),
-            })
-        })?;
+        std::fs::File::open(file)
+            .and_then(|f| f.take(MAX_SUBJECT_TOKEN + 1).read_to_end(&mut raw))
+            .map_err(|e| self.subject_problem(super::unreadable(&e)))?;
         if raw.len() as u64 > MAX_SUBJECT_TOKEN {
             return Err(self.subject_problem("larger than 1 MiB; this is not a token file"));
         }
@@ -285,6 +300,7 @@ impl ExternalAccount {
     async fn subject_token(&self) -> Result<Secret<String>, SourceError> {
         let (url, headers) = match &self.subject {
             SubjectSource::File(_) => return self.read_subject_token_file(),
+            SubjectSource::Given(token) => return Ok(token.clone()),
             SubjectSource::Url { url, headers } => (url, headers),
         };
         let mut req = Request::get(url);
@@ -296,13 +312,7 @@ impl ExternalAccount {
         })?;
         let resp = self.http.send(req).await.map_err(|source| SourceError::Http { step: FETCH_STEP, source })?;
         if !resp.status.is_success() {
-            return Err(SourceError::Endpoint {
-                step: FETCH_STEP,
-                url: url.clone(),
-                status: resp.status.as_u16(),
-                message: google_error_message(&resp.body, resp.status),
-                retry_after: crate::http::retry_after(&resp.headers),
-            });
+            return Err(SourceError::endpoint(FETCH_STEP, url, &resp));
         }
         self.extract(&resp.body)
     }
@@ -332,11 +342,8 @@ impl ExternalAccount {
     /// `Authorization: Basic` for files that carry a client id and secret.
     fn basic_auth(&self) -> Option<Secret<String>> {
         let (id, secret) = self.client.as_ref()?;
-        let mut plain = String::new();
-        form_escape(id, &mut plain);
-        plain.push(':');
-        form_escape(secret.expose(), &mut plain);
-        Some(Secret::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(plain))))
+        let plain = Secret::new(format!("{}:{}", form_escape(id), form_escape(secret.expose())));
+        Some(Secret::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(plain.expose()))))
     }
 }
 
@@ -458,7 +465,7 @@ mod tests {
                 assert_eq!(headers[0].0, "Metadata");
                 assert_eq!(headers[0].1.expose(), "True");
             }
-            SubjectSource::File(_) => panic!("expected a URL source"),
+            _ => panic!("expected a URL source"),
         }
     }
 

@@ -18,11 +18,10 @@ use hyper::Request;
 use serde::Deserialize;
 
 use super::{
-    google_error_message, key_problem, AuthorizedUser, Credential, CredentialSource, ServiceAccountKey, SourceError,
-    CLOUD_PLATFORM_SCOPE, OAUTH_USERNAME,
+    key_problem, AuthorizedUser, Credential, CredentialSource, ServiceAccountKey, SourceError, CLOUD_PLATFORM_SCOPE,
+    OAUTH_USERNAME,
 };
-use crate::http::HttpClient;
-use crate::secret::Secret;
+use crate::http::{HttpClient, Response};
 
 /// IAM Credentials' public endpoint.
 pub const IAM_CREDENTIALS_ENDPOINT: &str = "https://iamcredentials.googleapis.com";
@@ -31,10 +30,7 @@ pub const IAM_CREDENTIALS_ENDPOINT: &str = "https://iamcredentials.googleapis.co
 /// Google's libraries ask for.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// The longest lifetime IAM Credentials grants, and only where the
-/// organisation policy `iam.allowServiceAccountCredentialLifetimeExtension`
-/// allows more than an hour.
-pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub use crate::credential::MAX_TOKEN_LIFETIME;
 
 const STEP: &str = "impersonating the service account";
 
@@ -182,37 +178,28 @@ struct GenerateAccessTokenResponse {
 
 /// Turns IAM Credentials' answer into a credential, or into an error that
 /// carries Google's text (never the token).
-fn token_from(
-    url: &str,
-    status: hyper::StatusCode,
-    headers: &hyper::HeaderMap,
-    body: &[u8],
-) -> Result<Credential, SourceError> {
-    if !status.is_success() {
-        let mut message = google_error_message(body, status);
-        if status == hyper::StatusCode::FORBIDDEN {
+pub(super) fn token_from(url: &str, resp: &Response) -> Result<Credential, SourceError> {
+    if !resp.status.is_success() {
+        let mut refused = SourceError::endpoint(STEP, url, resp);
+        if let (hyper::StatusCode::FORBIDDEN, SourceError::Endpoint { message, .. }) = (resp.status, &mut refused) {
             message.push_str(
                 " (the source identity needs roles/iam.serviceAccountTokenCreator on the target service account, or on each delegate in turn)",
             );
         }
-        return Err(SourceError::Endpoint {
-            step: STEP,
-            url: url.to_string(),
-            status: status.as_u16(),
-            message,
-            retry_after: crate::http::retry_after(headers),
-        });
+        return Err(refused);
     }
+    let body = &resp.body;
     let bad =
         |problem: &str| SourceError::BadResponse { step: STEP, url: url.to_string(), problem: problem.to_string() };
     let parsed: GenerateAccessTokenResponse = serde_json::from_slice(body).map_err(|_| bad("not the expected JSON"))?;
     let token = parsed.access_token.filter(|t| !t.is_empty()).ok_or_else(|| bad("no accessToken"))?;
     let expire_time = parsed.expire_time.ok_or_else(|| bad("no expireTime"))?;
     let expires_at = parse_rfc3339(&expire_time).ok_or_else(|| bad("expireTime is not an RFC 3339 time"))?;
-    if expires_at <= SystemTime::now() {
-        return Err(bad("the token is already expired (expireTime is in the past)"));
+    let now = SystemTime::now();
+    match expires_at.duration_since(now) {
+        Ok(lifetime) if !lifetime.is_zero() => Ok(Credential::access_token(token, lifetime, now)),
+        _ => Err(bad("the token is already expired (expireTime is in the past)")),
     }
-    Ok(Credential { username: OAUTH_USERNAME.to_string(), password: Secret::new(token), expires_at: Some(expires_at) })
 }
 
 /// Google writes `expireTime` in UTC with a `Z` (fractional seconds
@@ -251,13 +238,17 @@ impl CredentialSource for Impersonated {
                 SourceError::Unsupported(format!("the impersonation URL {:?} is not a valid URL", self.url))
             })?;
         let resp = self.http.send(req).await.map_err(|source| SourceError::Http { step: STEP, source })?;
-        token_from(&self.url, resp.status, &resp.headers, &resp.body)
+        token_from(&self.url, &resp)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answer(status: StatusCode, body: &[u8]) -> Response {
+        Response { status, headers: HeaderMap::new(), body: body.to_vec().into() }
+    }
     use hyper::{HeaderMap, StatusCode};
 
     #[test]
@@ -340,11 +331,16 @@ mod tests {
 
     #[test]
     fn responses_are_validated() {
-        let ok = |body: &str| token_from("u", StatusCode::OK, &HeaderMap::new(), body.as_bytes());
-        let cred = ok(r#"{"accessToken":"ya29.imp","expireTime":"2999-01-02T03:04:05Z"}"#).unwrap();
+        let ok = |body: &str| token_from("u", &answer(StatusCode::OK, body.as_bytes()));
+        let in_an_hour = humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3600)).to_string();
+        let cred = ok(&format!(r#"{{"accessToken":"ya29.imp","expireTime":"{in_an_hour}"}}"#)).unwrap();
         assert_eq!(cred.username, OAUTH_USERNAME);
         assert_eq!(cred.password.expose(), "ya29.imp");
-        assert_eq!(cred.expires_at, Some(humantime::parse_rfc3339("2999-01-02T03:04:05Z").unwrap()));
+        assert_eq!(cred.expires_at, Some(humantime::parse_rfc3339(&in_an_hour).unwrap()));
+        // Further than Google ever issues: taken as the 12 h maximum.
+        let far = ok(r#"{"accessToken":"t","expireTime":"2999-01-02T03:04:05Z"}"#).unwrap().expires_at.unwrap();
+        let left = far.duration_since(SystemTime::now()).unwrap();
+        assert!(left <= MAX_TOKEN_LIFETIME && left > MAX_TOKEN_LIFETIME - Duration::from_secs(60), "{left:?}");
         assert!(ok(r#"{"accessToken":"t","expireTime":"2999-01-02T03:04:05.123456Z"}"#).is_ok());
         assert!(ok(r#"{"accessToken":"t","expireTime":"2999-01-02T03:04:05+00:00"}"#).is_ok());
 
@@ -364,14 +360,14 @@ mod tests {
     #[test]
     fn refusals_carry_googles_text_and_a_hint() {
         let body = br#"{"error":{"code":403,"message":"Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).","status":"PERMISSION_DENIED"}}"#;
-        let err = token_from("https://iam/x", StatusCode::FORBIDDEN, &HeaderMap::new(), body).unwrap_err();
+        let err = token_from("https://iam/x", &answer(StatusCode::FORBIDDEN, body)).unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("impersonating the service account: https://iam/x answered 403: PERMISSION_DENIED: Permission 'iam.serviceAccounts.getAccessToken' denied"), "{text}");
         assert!(text.contains("roles/iam.serviceAccountTokenCreator"), "{text}");
         assert!(!err.is_retryable());
         assert_eq!(err.metric_label(), "endpoint_4xx");
 
-        let err = token_from("u", StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new(), b"").unwrap_err();
+        let err = token_from("u", &answer(StatusCode::SERVICE_UNAVAILABLE, b"")).unwrap_err();
         assert!(err.is_retryable());
         assert_eq!(err.metric_label(), "endpoint_5xx");
     }

@@ -18,28 +18,21 @@ use std::time::{Duration, SystemTime};
 use hyper::StatusCode;
 use serde::Deserialize;
 
-use crate::config::{AuthMode, Config};
 use crate::http::{HttpClient, HttpError, Response};
-use crate::secret::Secret;
 
+pub use crate::credential::{Credential, MAX_TOKEN_LIFETIME, OAUTH_USERNAME};
 pub use authorized_user::AuthorizedUser;
-pub use external_account::ExternalAccount;
-pub use impersonate::{Impersonated, DEFAULT_TOKEN_LIFETIME, IAM_CREDENTIALS_ENDPOINT, MAX_TOKEN_LIFETIME};
+pub use external_account::{ExternalAccount, DEFAULT_TOKEN_URL as STS_ENDPOINT};
+pub use impersonate::{Impersonated, DEFAULT_TOKEN_LIFETIME, IAM_CREDENTIALS_ENDPOINT};
 pub use json_key::JsonKey;
 pub use metadata::MetadataServer;
 pub use service_account::ServiceAccountKey;
 
+/// Google's OAuth token endpoint, for key files and user logins that name none.
+pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+
 /// The OAuth scope registries accept tokens for.
 pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
-
-/// A registry credential: a Docker username and password, and when it stops
-/// working (`None` for keys that do not expire).
-#[derive(Clone, Debug)]
-pub struct Credential {
-    pub username: String,
-    pub password: Secret<String>,
-    pub expires_at: Option<SystemTime>,
-}
 
 /// Something that can produce a registry credential.
 #[async_trait::async_trait]
@@ -56,8 +49,10 @@ pub trait CredentialSource: Send + Sync {
 /// Why a credential could not be produced.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("key file {path}: {problem}")]
-    KeyFile { path: PathBuf, problem: String },
+    /// A credentials file that cannot be used. `origin` says where its path
+    /// came from when that was not `--key-file` (an environment variable).
+    #[error("{}{}: {problem}", .origin.map(|o| format!("{o}=")).unwrap_or_else(|| "key file ".into()), .path.display())]
+    KeyFile { path: PathBuf, problem: String, origin: Option<&'static str> },
     #[error("{step}: {url} answered {status}: {message}")]
     Endpoint { step: &'static str, url: String, status: u16, message: String, retry_after: Option<Duration> },
     #[error("{step}: {url} answered with an unusable token response: {problem}")]
@@ -81,13 +76,25 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// An endpoint's refusal, with Google's own error text (never the
+    /// request, which may carry a token) and any `Retry-After`.
+    pub(crate) fn endpoint(step: &'static str, url: &str, resp: &Response) -> SourceError {
+        SourceError::Endpoint {
+            step,
+            url: url.to_string(),
+            status: resp.status.as_u16(),
+            message: google_error_message(&resp.body, resp.status),
+            retry_after: crate::http::retry_after(&resp.headers),
+        }
+    }
+
     /// Whether trying again later can succeed. Bad keys and 4xx answers
     /// (other than 408/429) will not fix themselves.
     pub fn is_retryable(&self) -> bool {
         match self {
             SourceError::KeyFile { .. } | SourceError::NotFound(_) | SourceError::Unsupported(_) => false,
             SourceError::SubjectToken { .. } => true,
-            SourceError::Endpoint { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            SourceError::Endpoint { status, .. } => crate::http::is_retryable_status(*status),
             SourceError::BadResponse { .. } | SourceError::Http { .. } => true,
         }
     }
@@ -117,13 +124,51 @@ impl SourceError {
     }
 }
 
+/// What [`discover`] needs to know: the source's own settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub auth: AuthMode,
+    /// `--key-file`.
+    pub key_file: Option<PathBuf>,
+    /// `--impersonate`: a service account to impersonate on top of the source.
+    pub impersonate: Option<Impersonation>,
+    /// `--token-lifetime`; `None` leaves it to credential files, else 1h.
+    pub token_lifetime: Option<Duration>,
+}
+
+/// How registries authenticate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// OAuth access token, username `oauth2accesstoken`.
+    #[value(name = "oauth")]
+    OAuth,
+    /// The raw key JSON, username `_json_key`.
+    JsonKey,
+    /// The key file in base64, username `_json_key_base64`.
+    JsonKeyBase64,
+}
+
+impl std::fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(clap::ValueEnum::to_possible_value(self).expect("no skipped variants").get_name())
+    }
+}
+
+/// `--impersonate` with its delegates and endpoint, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Impersonation {
+    pub target: String,
+    pub delegates: Vec<String>,
+    pub endpoint: String,
+}
+
 /// Builds the credential source the configuration asks for.
 ///
 /// Order for `--auth oauth` without `--key-file`, as in Google's libraries:
 /// `GOOGLE_APPLICATION_CREDENTIALS`, then gcloud's application-default
 /// credentials file, then the metadata server (GKE Workload Identity).
 /// `--impersonate` wraps whichever source that finds.
-pub fn discover(config: &Config, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
+pub fn discover(config: &Settings, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
     let source = discover_base(config, http)?;
     let Some(imp) = &config.impersonate else {
         return Ok(source);
@@ -132,8 +177,11 @@ pub fn discover(config: &Config, http: &HttpClient) -> Result<Arc<dyn Credential
     Ok(Arc::new(Impersonated::new(source, &imp.target, &imp.delegates, lifetime, &imp.endpoint, http.clone())))
 }
 
-fn discover_base(config: &Config, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
-    let env_file = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|v| !v.is_empty()).map(PathBuf::from);
+fn discover_base(config: &Settings, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
+    const ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+    let env_file = std::env::var_os(ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
+    // An error about a file named by GOOGLE_APPLICATION_CREDENTIALS says so.
+    let origin = |e: SourceError| if config.key_file.is_none() { from_env(ENV)(e) } else { e };
     match config.auth {
         AuthMode::JsonKey | AuthMode::JsonKeyBase64 => {
             let path = config.key_file.clone().or(env_file).ok_or_else(|| {
@@ -142,11 +190,11 @@ fn discover_base(config: &Config, http: &HttpClient) -> Result<Arc<dyn Credentia
                     config.auth
                 ))
             })?;
-            Ok(Arc::new(JsonKey::load(path, config.auth == AuthMode::JsonKeyBase64)?))
+            Ok(Arc::new(JsonKey::load(path, config.auth == AuthMode::JsonKeyBase64).map_err(origin)?))
         }
         AuthMode::OAuth => {
             if let Some(path) = config.key_file.clone().or(env_file) {
-                return from_credentials_file(&path, config, http);
+                return from_credentials_file(&path, config, http).map_err(origin);
             }
             if let Some(path) = gcloud_adc_file().filter(|p| p.is_file()) {
                 return from_credentials_file(&path, config, http);
@@ -165,21 +213,23 @@ fn gcloud_adc_file() -> Option<PathBuf> {
     Some(dir.join("application_default_credentials.json"))
 }
 
-#[derive(Deserialize)]
-struct FileType {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-}
+const EXPECTED_TYPES: &str =
+    "expected service_account, authorized_user, external_account or impersonated_service_account (or use the metadata server)";
+const NOT_AN_OBJECT: &str = "expected a JSON object such as `gcloud iam service-accounts keys create` writes";
 
 /// Reads a credentials file and picks the source its `type` names.
 fn from_credentials_file(
     path: &Path,
-    config: &Config,
+    config: &Settings,
     http: &HttpClient,
 ) -> Result<Arc<dyn CredentialSource>, SourceError> {
     let text = read_key_file(path)?;
-    let kind: FileType = serde_json::from_str(&text).map_err(|e| key_problem(path, format!("not valid JSON ({e})")))?;
-    match kind.kind.as_deref() {
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| key_problem(path, format!("not valid JSON ({e})")))?;
+    if !json.is_object() {
+        return Err(key_problem(path, format!("is not a Google credentials file: {NOT_AN_OBJECT}")));
+    }
+    match json.get("type").and_then(serde_json::Value::as_str) {
         Some("service_account") => Ok(Arc::new(ServiceAccountKey::parse(path, &text, http.clone())?)),
         Some("authorized_user") => Ok(Arc::new(AuthorizedUser::parse(path, &text, http.clone())?)),
         Some("impersonated_service_account") => {
@@ -187,11 +237,11 @@ fn from_credentials_file(
             impersonate::from_impersonated_file(path, &text, lifetime, http)
         }
         Some("external_account") => external_account::from_file(path, &text, config.token_lifetime, http),
-        Some(other) => Err(key_problem(
+        Some(other) => Err(key_problem(path, format!("credential type {other:?} is not supported; {EXPECTED_TYPES}"))),
+        None => Err(key_problem(
             path,
-            format!("credential type {other:?} is not supported; use a service_account key, an authorized_user, impersonated_service_account or external_account file, or the metadata server"),
+            format!("is not a Google credentials file: it has no `type` field; {EXPECTED_TYPES}"),
         )),
-        None => Err(key_problem(path, "missing field `type`".into())),
     }
 }
 
@@ -199,17 +249,32 @@ fn from_credentials_file(
 pub(crate) fn read_key_file(path: &Path) -> Result<String, SourceError> {
     std::fs::read_to_string(path).map_err(|e| {
         let problem = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file; check the path or mount".to_string(),
-            std::io::ErrorKind::PermissionDenied => "permission denied; make it readable by regcred's user".to_string(),
             std::io::ErrorKind::InvalidData => "not UTF-8 text; expected a JSON key file".to_string(),
-            _ => format!("cannot read: {e}"),
+            _ => unreadable(&e),
         };
         key_problem(path, problem)
     })
 }
 
+/// Why a credentials or token file cannot be read, and what to do about it.
+pub(crate) fn unreadable(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file; check the path and the volume that provides it".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied; make it readable by regcred's user".to_string(),
+        _ => format!("cannot read: {e}"),
+    }
+}
+
 pub(crate) fn key_problem(path: &Path, problem: String) -> SourceError {
-    SourceError::KeyFile { path: path.to_path_buf(), problem }
+    SourceError::KeyFile { path: path.to_path_buf(), problem, origin: None }
+}
+
+/// Names the environment variable a credentials file path came from.
+fn from_env(var: &'static str) -> impl Fn(SourceError) -> SourceError {
+    move |e| match e {
+        SourceError::KeyFile { path, problem, .. } => SourceError::KeyFile { path, problem, origin: Some(var) },
+        other => other,
+    }
 }
 
 /// The success body of Google's token endpoints.
@@ -223,13 +288,7 @@ struct TokenResponse {
 /// carries Google's own error text (never the request or the token).
 pub(crate) fn oauth_token_from(step: &'static str, url: &str, resp: Response) -> Result<Credential, SourceError> {
     if !resp.status.is_success() {
-        return Err(SourceError::Endpoint {
-            step,
-            url: url.to_string(),
-            status: resp.status.as_u16(),
-            message: google_error_message(&resp.body, resp.status),
-            retry_after: crate::http::retry_after(&resp.headers),
-        });
+        return Err(SourceError::endpoint(step, url, &resp));
     }
     let bad = |problem: &str| SourceError::BadResponse { step, url: url.to_string(), problem: problem.to_string() };
     let parsed: TokenResponse = serde_json::from_slice(&resp.body).map_err(|_| bad("not the expected JSON"))?;
@@ -238,15 +297,8 @@ pub(crate) fn oauth_token_from(step: &'static str, url: &str, resp: Response) ->
     if expires_in <= 0 {
         return Err(bad("the token is already expired (expires_in <= 0)"));
     }
-    Ok(Credential {
-        username: OAUTH_USERNAME.to_string(),
-        password: Secret::new(token),
-        expires_at: Some(SystemTime::now() + Duration::from_secs(expires_in as u64)),
-    })
+    Ok(Credential::access_token(token, Duration::from_secs(expires_in.unsigned_abs()), SystemTime::now()))
 }
-
-/// The Docker username registries expect with an OAuth access token.
-pub const OAUTH_USERNAME: &str = "oauth2accesstoken";
 
 /// Extracts the human text from Google's two error shapes:
 /// OAuth (`{"error": "invalid_grant", "error_description": "..."}`) and
@@ -271,6 +323,9 @@ pub(crate) fn google_error_message(body: &[u8], status: StatusCode) -> String {
         _ => fallback(),
     }
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {
@@ -301,8 +356,20 @@ mod tests {
         let left = ok.expires_at.unwrap().duration_since(SystemTime::now()).unwrap();
         assert!(left > Duration::from_secs(3590), "{left:?}");
 
+        // Far beyond any real token (and beyond what RFC 3339 can write):
+        // clamped to the 12 h Google issues at most, no panic anywhere after.
+        for huge in [86_400i64, 9_000_000_000_000, i64::MAX] {
+            let body = format!(r#"{{"access_token":"t","expires_in":{huge}}}"#);
+            let cred = oauth_token_from("t", "u", resp(200, &body)).unwrap();
+            let left = cred.expires_at.unwrap().duration_since(SystemTime::now()).unwrap();
+            assert!(left <= MAX_TOKEN_LIFETIME && left > MAX_TOKEN_LIFETIME - Duration::from_secs(60), "{left:?}");
+        }
+
         for body in [
             "{",
+            r#"{"access_token":"x","expires_in":-5}"#,
+            r#"{"access_token":"x","expires_in":1e300}"#,
+            r#"{"access_token":"x","expires_in":99999999999999999999999}"#,
             r#"{"expires_in":3599}"#,
             r#"{"access_token":"x","expires_in":0}"#,
             r#"{"access_token":"","expires_in":10}"#,

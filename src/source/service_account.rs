@@ -22,7 +22,6 @@ use super::{
 use crate::http::HttpClient;
 use crate::secret::Secret;
 
-const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 const STEP: &str = "minting a token with the service-account key";
 
 #[derive(Deserialize)]
@@ -89,7 +88,7 @@ fn parse_key(path: &Path, text: &str) -> Result<Key, SourceError> {
     Ok(Key {
         client_email,
         private_key_id: fields.private_key_id,
-        token_uri: fields.token_uri.filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_TOKEN_URI.into()),
+        token_uri: fields.token_uri.filter(|s| !s.is_empty()).unwrap_or_else(|| super::GOOGLE_TOKEN_URI.into()),
         signer,
     })
 }
@@ -144,30 +143,15 @@ impl CredentialSource for ServiceAccountKey {
     }
 }
 
-/// Encodes form fields (`application/x-www-form-urlencoded`).
+/// An `application/x-www-form-urlencoded` body, as Google's token endpoints take.
 pub(crate) fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
-    let mut out = String::new();
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        form_escape(k, &mut out);
-        out.push('=');
-        form_escape(v, &mut out);
-    }
-    out
+    form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
 }
 
-/// Escapes one form component (also what OAuth's client authentication
+/// One form-encoded component (also what OAuth's client authentication
 /// header expects of the client id and secret, RFC 6749 section 2.3.1).
-pub(crate) fn form_escape(s: &str, out: &mut String) {
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
+pub(crate) fn form_escape(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[cfg(test)]
@@ -177,6 +161,7 @@ mod tests {
     #[test]
     fn form_encoding_escapes_reserved_characters() {
         assert_eq!(form_urlencoded(&[("a", "x y"), ("b", "c:d/e=f&")]), "a=x+y&b=c%3Ad%2Fe%3Df%26");
+        assert_eq!(form_escape("id:with secret*"), "id%3Awith+secret*");
     }
 
     #[test]

@@ -28,12 +28,17 @@ pub enum Fault {
     Malformed,
     /// Close the connection without writing any response.
     Drop,
+    /// Send `200 OK` and the headers, then nothing, ever: a watch whose
+    /// connection died without a FIN, or a body that never arrives.
+    Stall,
 }
 
 #[derive(Debug)]
 struct Rule {
     method: Option<String>,
     path_prefix: String,
+    /// A `key=value` pair the query string must contain (e.g. `watch=true`).
+    query: Option<String>,
     fault: Fault,
     remaining: usize,
 }
@@ -56,12 +61,23 @@ impl Faults {
     /// `fault`. Rules are consulted in the order they were injected; a request
     /// consumes at most one rule.
     pub fn inject(&self, method: Option<&str>, path_prefix: &str, fault: Fault, times: usize) {
+        self.push(method, path_prefix, None, fault, times);
+    }
+
+    /// Like [`Faults::inject`], for requests whose query string also holds
+    /// the pair `query` (`"watch=true"` tells a watch from a list of the same path).
+    pub fn inject_query(&self, method: Option<&str>, path_prefix: &str, query: &str, fault: Fault, times: usize) {
+        self.push(method, path_prefix, Some(query), fault, times);
+    }
+
+    fn push(&self, method: Option<&str>, path_prefix: &str, query: Option<&str>, fault: Fault, times: usize) {
         if times == 0 {
             return;
         }
         self.lock().rules.push(Rule {
             method: method.map(str::to_ascii_uppercase),
             path_prefix: path_prefix.to_string(),
+            query: query.map(str::to_string),
             fault,
             remaining: times,
         });
@@ -90,10 +106,12 @@ impl Faults {
     }
 
     /// Consumes one use of the first rule matching this request, if any.
-    pub(crate) fn take(&self, method: &str, path: &str) -> Option<Fault> {
+    pub(crate) fn take(&self, method: &str, path: &str, query: &str) -> Option<Fault> {
         let mut inner = self.lock();
         let idx = inner.rules.iter().position(|r| {
-            r.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)) && path.starts_with(&r.path_prefix)
+            r.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+                && path.starts_with(&r.path_prefix)
+                && r.query.as_deref().is_none_or(|q| query.split('&').any(|pair| pair == q))
         })?;
         let rule = &mut inner.rules[idx];
         rule.remaining -= 1;
@@ -119,13 +137,17 @@ mod tests {
         f.inject(Some("put"), "/api/v1/namespaces/default/secrets", Fault::Hang, 2);
         f.inject(None, "/token", Fault::Malformed, 1);
         assert_eq!(f.pending(), 3);
-        assert!(f.take("GET", "/api/v1/namespaces/default/secrets/x").is_none());
-        assert!(matches!(f.take("PUT", "/api/v1/namespaces/default/secrets/x"), Some(Fault::Hang)));
-        assert!(matches!(f.take("POST", "/token"), Some(Fault::Malformed)));
-        assert!(f.take("POST", "/token").is_none());
-        assert!(f.take("PUT", "/api/v1/namespaces/default/secrets/x").is_some());
-        assert!(f.take("PUT", "/api/v1/namespaces/default/secrets/x").is_none());
+        assert!(f.take("GET", "/api/v1/namespaces/default/secrets/x", "").is_none());
+        assert!(matches!(f.take("PUT", "/api/v1/namespaces/default/secrets/x", ""), Some(Fault::Hang)));
+        assert!(matches!(f.take("POST", "/token", ""), Some(Fault::Malformed)));
+        assert!(f.take("POST", "/token", "").is_none());
+        assert!(f.take("PUT", "/api/v1/namespaces/default/secrets/x", "").is_some());
+        assert!(f.take("PUT", "/api/v1/namespaces/default/secrets/x", "").is_none());
         assert_eq!(f.pending(), 0);
+        f.inject_query(Some("GET"), "/api/v1/namespaces", "watch=true", Fault::Stall, 1);
+        assert!(f.take("GET", "/api/v1/namespaces", "limit=500").is_none(), "a list is not a watch");
+        assert!(f.take("GET", "/api/v1/namespaces", "watchx=true").is_none());
+        assert!(matches!(f.take("GET", "/api/v1/namespaces", "timeoutSeconds=1&watch=true"), Some(Fault::Stall)));
         f.inject(None, "/", Fault::Drop, 5);
         f.set_latency(Duration::from_millis(5));
         f.clear();

@@ -45,6 +45,12 @@ enum Command {
         /// Require this bearer token from Kubernetes clients (written into the kubeconfig).
         #[arg(long)]
         kube_token: Option<String>,
+        /// A subject token the emulated STS accepts (workload identity federation); repeatable.
+        #[arg(long)]
+        subject_token: Vec<String>,
+        /// A service account the emulated IAM Credentials lets callers impersonate; repeatable.
+        #[arg(long)]
+        allow_impersonation: Vec<String>,
     },
     /// Run regcred against the emulators and show it keeping a Secret fresh.
     Demo {
@@ -72,9 +78,16 @@ fn init_logging() {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { dir, token_lifetime, namespace, kube_token } => {
+        Command::Serve { dir, token_lifetime, namespace, kube_token, subject_token, allow_impersonation } => {
             init_logging();
-            match serve(dir, token_lifetime, &namespace, kube_token.as_deref()).await {
+            let google = Google::start().await;
+            for t in &subject_token {
+                google.accept_subject_token(t);
+            }
+            for email in &allow_impersonation {
+                google.allow_impersonation(email);
+            }
+            match serve(dir, token_lifetime, &namespace, kube_token.as_deref(), google).await {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("regcred-testkit: {e}");
@@ -92,6 +105,7 @@ async fn serve(
     token_lifetime: Duration,
     namespace: &str,
     kube_token: Option<&str>,
+    google: Google,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let dir = dir.canonicalize()?;
@@ -102,7 +116,6 @@ async fn serve(
     if namespace != "default" {
         kube.create_namespace(namespace, &[]);
     }
-    let google = Google::start().await;
     google.set_token_lifetime(token_lifetime);
     let kubeconfig = dir.join("kubeconfig");
     let key = dir.join("key.json");
@@ -117,6 +130,9 @@ async fn serve(
         google.token_uri()
     );
     println!("# Service account:         {}", google.service_account_email());
+    println!("# STS audience:            {}", google.sts_audience());
+    println!("# STS endpoint:            {}", google.sts_uri());
+    println!("# IAM Credentials:         {}", google.iam_credentials_uri());
     println!("# Token lifetime:          {}", humantime::format_duration(token_lifetime));
     println!("export KUBECONFIG={}", kubeconfig.display());
     println!("export GCE_METADATA_HOST={}", google.metadata_host());

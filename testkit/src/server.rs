@@ -183,7 +183,7 @@ async fn handle(req: Request<Incoming>, router: Router, peer: Peer) -> Result<Re
     let idx = peer.recorder.push(RecordedRequest {
         method: method.clone(),
         path: path.clone(),
-        query,
+        query: query.clone(),
         status: 0,
         body: String::from_utf8_lossy(&bytes).into_owned(),
         headers,
@@ -194,7 +194,7 @@ async fn handle(req: Request<Incoming>, router: Router, peer: Peer) -> Result<Re
         tokio::time::sleep(latency).await;
     }
 
-    let response = match peer.faults.take(&method, &path) {
+    let response = match peer.faults.take(&method, &path, &query) {
         Some(Fault::Status { code, body, retry_after }) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut resp = match body {
@@ -226,6 +226,17 @@ async fn handle(req: Request<Incoming>, router: Router, peer: Peer) -> Result<Re
                 .body(Body::from("{\"kind\": \"Sta<<not json"))
                 .expect("valid response"),
         ),
+        Some(Fault::Stall) => {
+            tracing::info!(target: "regcred_testkit", "{} {method} {path} (stalled)", peer.name);
+            let body = Body::from_stream(futures_util::stream::pending::<Result<bytes::Bytes, Infallible>>());
+            Some(
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body)
+                    .expect("valid response"),
+            )
+        }
         Some(Fault::Drop) => {
             tracing::info!(target: "regcred_testkit", "{} {method} {path} (dropped)", peer.name);
             return Err(DropConnection);

@@ -148,6 +148,24 @@ that says what to change.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- if and (ne $v.mode "deployment") (or $v.metrics.serviceMonitor.enabled $v.metrics.prometheusRule.enabled) }}
+{{- fail "metrics.serviceMonitor and metrics.prometheusRule need mode=deployment: `regcred once` in a CronJob serves no metrics" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Prometheus Operator objects: rendered when enabled and the cluster serves
+their kind in monitoring.coreos.com/v1, or when forced (offline rendering).
+Each prints "true" or nothing.
+*/}}
+{{- define "regcred.serviceMonitor" -}}
+{{- $sm := .Values.metrics.serviceMonitor }}
+{{- if and $sm.enabled (eq .Values.mode "deployment") (or $sm.force (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor")) }}true{{ end }}
+{{- end }}
+
+{{- define "regcred.prometheusRule" -}}
+{{- $pr := .Values.metrics.prometheusRule }}
+{{- if and $pr.enabled (eq .Values.mode "deployment") (or $pr.force (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PrometheusRule")) }}true{{ end }}
 {{- end }}
 
 {{/*

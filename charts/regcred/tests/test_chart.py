@@ -21,8 +21,10 @@ CHART = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NS = "regcred"
 
 
-def render(*values_files, sets=(), release="t", expect_fail=False):
+def render(*values_files, sets=(), release="t", expect_fail=False, api_versions=()):
     cmd = ["helm", "template", release, CHART, "--namespace", NS]
+    for a in api_versions:
+        cmd += ["--api-versions", a]
     for f in values_files:
         cmd += ["-f", os.path.join(CHART, f)]
     for s in sets:
@@ -94,7 +96,7 @@ def rbac_names_only_the_target_secrets():
         named = [r for r in secret_rules(role) if "resourceNames" in r]
         assert len(named) == 1
         assert sorted(named[0]["resourceNames"]) == expected[ns], named
-        assert sorted(named[0]["verbs"]) == ["get", "update"]
+        assert sorted(named[0]["verbs"]) == ["get", "patch"]
     bindings = {b["metadata"]["namespace"]: b for b in kinds(docs, "RoleBinding")}
     assert set(bindings) == {NS, "ci"}
     for b in bindings.values():
@@ -170,15 +172,15 @@ def cluster_role_only_with_fan_out():
 
 @test
 def role_rules_without_fan_out():
-    """Exactly what regcred's Secret sink does: get, then create or update
-    (a replace carrying the resourceVersion it read), plus Events."""
+    """Exactly what regcred's Secret sink does: get, then create or patch
+    (a merge patch carrying the resourceVersion it read), plus Events."""
     assert rule_set(one(render(), "Role")) == {
-        ("", "secrets", ("gcr-pull",), ("get", "update")),
+        ("", "secrets", ("gcr-pull",), ("get", "patch")),
         CREATE_SECRETS,
         EVENTS,
     }
     for role in kinds(render("ci/create-secrets-values.yaml"), "Role"):
-        assert rule_set(role) == {("", "secrets", ("gcr-pull",), ("get", "update")), EVENTS}
+        assert rule_set(role) == {("", "secrets", ("gcr-pull",), ("get", "patch")), EVENTS}
 
 
 @test
@@ -526,7 +528,7 @@ def admin_service_selects_the_pod():
 @test
 def image_reference():
     c = container(one(render(), "Deployment"))
-    assert c["image"] == "regcred:0.1.0"
+    assert c["image"] == "ghcr.io/regcred/regcred:0.1.0"
     digest = "sha256:" + "a" * 64
     c = container(one(render(sets=[f"image.digest={digest}", "image.repository=r.example/regcred"]), "Deployment"))
     assert c["image"] == f"r.example/regcred@{digest}"
@@ -582,6 +584,202 @@ def contradictions_fail():
 
 
 # --- sidecar examples -----------------------------------------------------
+
+
+# --- Prometheus Operator objects and the Grafana dashboard -----------------
+
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
+PROMETHEUS_RULE_API = "monitoring.coreos.com/v1/PrometheusRule"
+MONITORING_ON = ["metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true"]
+
+
+@test
+def monitoring_objects_are_off_by_default():
+    for api in ((), (SERVICE_MONITOR_API, PROMETHEUS_RULE_API)):
+        docs = render(api_versions=api)
+        for kind in ("ServiceMonitor", "PrometheusRule", "ConfigMap", "Service"):
+            assert not kinds(docs, kind), f"{kind} rendered by default (APIs {api})"
+
+
+@test
+def monitoring_objects_need_the_api_or_force():
+    # Enabled, but the cluster does not serve monitoring.coreos.com/v1.
+    docs = render(sets=MONITORING_ON)
+    assert not kinds(docs, "ServiceMonitor") and not kinds(docs, "PrometheusRule")
+    assert not kinds(docs, "Service"), "the admin Service is only for the ServiceMonitor here"
+    # Each kind follows its own API.
+    docs = render(sets=MONITORING_ON, api_versions=[SERVICE_MONITOR_API])
+    assert kinds(docs, "ServiceMonitor") and not kinds(docs, "PrometheusRule")
+    docs = render(sets=MONITORING_ON, api_versions=[PROMETHEUS_RULE_API])
+    assert kinds(docs, "PrometheusRule") and not kinds(docs, "ServiceMonitor")
+    # Forced: rendered without the API (offline rendering).
+    docs = render(sets=MONITORING_ON + ["metrics.serviceMonitor.force=true", "metrics.prometheusRule.force=true"])
+    one(docs, "ServiceMonitor")
+    one(docs, "PrometheusRule")
+
+
+@test
+def service_monitor_scrapes_the_admin_port():
+    docs = render(sets=["metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=kps",
+                        "metrics.serviceMonitor.interval=15s", "metrics.serviceMonitor.scrapeTimeout=5s"],
+                  api_versions=[SERVICE_MONITOR_API])
+    sm = one(docs, "ServiceMonitor")
+    svc = one(docs, "Service")
+    d = one(docs, "Deployment")
+    assert sm["metadata"]["namespace"] == NS
+    assert sm["metadata"]["labels"]["release"] == "kps"
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [NS]}
+    match = sm["spec"]["selector"]["matchLabels"]
+    assert all(svc["metadata"]["labels"].get(k) == v for k, v in match.items()), "selects no Service"
+    assert [e["port"] for e in sm["spec"]["endpoints"]] == ["admin"]
+    e = sm["spec"]["endpoints"][0]
+    assert (e["path"], e["interval"], e["scrapeTimeout"]) == ("/metrics", "15s", "5s")
+    assert [p["name"] for p in svc["spec"]["ports"]] == ["admin"]
+    ports = {p["name"]: p["containerPort"] for p in container(d)["ports"]}
+    assert ports["admin"] == 8080
+    assert "--admin-addr=0.0.0.0:8080" in args(d)
+
+
+@test
+def notes_name_monitoring_objects_or_why_not():
+    p = subprocess.run(["helm", "install", "t", CHART, "--namespace", NS, "--dry-run=client",
+                        "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true",
+                        "--set", "metrics.prometheusRule.force=true", "--set", "metrics.dashboard.enabled=true"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    notes = p.stdout.split("NOTES:", 1)[1]
+    assert "No ServiceMonitor" in notes and "metrics.serviceMonitor.force=true" in notes, notes
+    assert f"PrometheusRule {NS}/t-regcred" in notes, notes
+    assert f"ConfigMap {NS}/t-regcred-dashboard" in notes, notes
+
+
+@test
+def artifact_hub_annotations_name_the_default_image():
+    with open(os.path.join(CHART, "Chart.yaml")) as f:
+        chart = yaml.safe_load(f)
+    with open(os.path.join(CHART, "values.yaml")) as f:
+        values = yaml.safe_load(f)
+    ann = chart["annotations"]
+    assert ann["artifacthub.io/license"] == "Apache-2.0"
+    images = yaml.safe_load(ann["artifacthub.io/images"])
+    assert [i["image"] for i in images] == [f'{values["image"]["repository"]}:{chart["appVersion"]}']
+    changes = yaml.safe_load(ann["artifacthub.io/changes"])
+    assert changes and all(c["kind"] in ("added", "changed", "deprecated", "removed", "fixed", "security")
+                           and c["description"] for c in changes)
+
+
+def readme_alerts():
+    """The alert rules in the top-level README's Operations section."""
+    with open(os.path.join(CHART, "..", "..", "README.md")) as f:
+        text = f.read()
+    blocks = re.findall(r"```yaml\n(groups:.*?)```", text, re.S)
+    assert len(blocks) == 1, "README: expected one alert rule block"
+    return {r["alert"]: r for r in yaml.safe_load(blocks[0])["groups"][0]["rules"]}
+
+
+def normalise(expr, selector):
+    return " ".join(expr.replace("{" + selector + "}", "").split())
+
+
+@test
+def prometheus_rule_carries_the_readme_alerts():
+    pr = one(render(sets=["metrics.prometheusRule.enabled=true"], api_versions=[PROMETHEUS_RULE_API]),
+             "PrometheusRule")
+    rules_ = {r["alert"]: r for g in pr["spec"]["groups"] for r in g["rules"]}
+    readme = readme_alerts()
+    assert set(rules_) == set(readme), (set(rules_), set(readme))
+    for name, r in rules_.items():
+        assert f'namespace="{NS}"' in r["expr"], f"{name} not scoped to the release namespace"
+        assert normalise(r["expr"], f'namespace="{NS}"') == normalise(readme[name]["expr"], ""), name
+        assert r["for"] == readme[name].get("for", "0s"), name
+        assert r["labels"]["severity"] == "warning"
+        assert r["annotations"]["summary"]
+
+
+@test
+def prometheus_rule_thresholds_follow_values():
+    pr = one(render(sets=["metrics.prometheusRule.enabled=true",
+                          "metrics.prometheusRule.credentialExpiringSoon.thresholdSeconds=300",
+                          "metrics.prometheusRule.credentialExpiringSoon.for=5m",
+                          "metrics.prometheusRule.credentialExpiringSoon.severity=critical",
+                          "metrics.prometheusRule.refreshFailing.failures=5",
+                          "metrics.prometheusRule.refreshFailing.window=30m",
+                          "metrics.prometheusRule.refreshFailing.for=10m",
+                          "metrics.prometheusRule.selector=job=\"regcred\"",
+                          "metrics.prometheusRule.labels.release=kps"],
+                    api_versions=[PROMETHEUS_RULE_API]), "PrometheusRule")
+    assert pr["metadata"]["labels"]["release"] == "kps"
+    rules_ = {r["alert"]: r for g in pr["spec"]["groups"] for r in g["rules"]}
+    exp = rules_["RegcredCredentialExpiringSoon"]
+    assert exp["expr"].endswith("- time() < 300"), exp["expr"]
+    assert 'regcred_credential_expiry_timestamp_seconds{job="regcred"}' in exp["expr"]
+    assert (exp["for"], exp["labels"]["severity"]) == ("5m", "critical")
+    fail = rules_["RegcredRefreshFailing"]
+    assert 'regcred_refresh_failures_total{job="regcred"}[30m]) > 5' in fail["expr"], fail["expr"]
+    assert 'regcred_write_failures_total{job="regcred"}[30m]) > 5' in fail["expr"], fail["expr"]
+    assert fail["for"] == "10m"
+
+
+@test
+def monitoring_needs_deployment_mode():
+    for s in MONITORING_ON:
+        err = render(sets=["mode=cronjob", s], expect_fail=True)
+        assert "mode=deployment" in err, err
+    # The dashboard alone is fine in any mode (it reads what Prometheus has).
+    one(render(sets=["mode=cronjob", "metrics.dashboard.enabled=true"]), "ConfigMap")
+
+
+def readme_metrics():
+    """Metric names from the top-level README's metrics table."""
+    with open(os.path.join(CHART, "..", "..", "README.md")) as f:
+        text = f.read()
+    found = dict(re.findall(r"^\| `(regcred_[a-z_]+)(?:\{[^}]*\})?` \| (\w+) \|", text, re.M))
+    assert "regcred_credential_expiry_timestamp_seconds" in found, found
+    names = set()
+    for name, kind in found.items():
+        names.add(name)
+        if kind == "histogram":
+            names |= {name + "_bucket", name + "_sum", name + "_count"}
+    return names
+
+
+@test
+def dashboard_configmap_for_grafana_sidecar():
+    docs = render(sets=["metrics.dashboard.enabled=true", "metrics.dashboard.annotations.grafana_folder=Registry",
+                        "metrics.dashboard.namespace=monitoring"])
+    cm = one(docs, "ConfigMap")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "Registry"}
+    assert cm["metadata"]["namespace"] == "monitoring"
+    assert list(cm["data"]) == ["regcred.json"]
+    dash = json.loads(cm["data"]["regcred.json"])
+    with open(os.path.join(CHART, "dashboards", "regcred.json")) as f:
+        assert dash == json.load(f)
+    assert one(render(sets=["metrics.dashboard.enabled=true"]), "ConfigMap")["metadata"]["namespace"] == NS
+
+
+@test
+def dashboard_queries_name_real_metrics():
+    with open(os.path.join(CHART, "dashboards", "regcred.json")) as f:
+        dash = json.load(f)
+    known = readme_metrics()
+    exprs = {p["title"]: [t["expr"] for t in p["targets"]] for p in dash["panels"]}
+    used = set()
+    for title, es in exprs.items():
+        assert es, f"panel {title!r} has no query"
+        for e in es:
+            names = set(re.findall(r"\bregcred_[a-z_]+", e))
+            assert names, f"{title}: {e} queries no regcred metric"
+            unknown = names - known
+            assert not unknown, f"{title}: unknown metrics {unknown}"
+            assert 'namespace=~"$namespace"' in e, f"{title}: {e} ignores the namespace variable"
+            used |= names
+    for needed in ("regcred_credential_expiry_timestamp_seconds", "regcred_refresh_failures_total",
+                   "regcred_write_failures_total", "regcred_token_mint_duration_seconds_bucket"):
+        assert needed in used, f"no panel shows {needed}"
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids)), "duplicate panel ids"
+    assert {v["name"] for v in dash["templating"]["list"]} == {"datasource", "namespace"}
 
 
 def check_sidecar(init, app_mount_path, output_file):

@@ -1,0 +1,44 @@
+//! The registry credential: what every source produces and the renderer
+//! and sinks consume.
+
+use std::time::{Duration, SystemTime};
+
+use crate::secret::Secret;
+
+/// The longest an access token lives: IAM Credentials' maximum lifetime
+/// (metadata-server and OAuth tokens live 1 h).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// The Docker username registries expect with an OAuth access token.
+pub const OAUTH_USERNAME: &str = "oauth2accesstoken";
+
+/// A registry credential: a Docker username and password, and when it stops
+/// working (`None` for keys that do not expire).
+#[derive(Clone, Debug)]
+pub struct Credential {
+    pub username: String,
+    pub password: Secret<String>,
+    pub expires_at: Option<SystemTime>,
+}
+
+impl Credential {
+    /// An OAuth access token that Google says is valid for `lifetime` from `now`.
+    ///
+    /// Lifetimes above [`MAX_TOKEN_LIFETIME`] (12 h, the most Google issues:
+    /// IAM Credentials' ceiling; metadata-server and OAuth tokens live 1 h) are
+    /// clamped to it. A shorter assumed life only makes regcred refresh sooner,
+    /// never too late, and it keeps every later time computation (the refresh
+    /// schedule, the RFC 3339 expiry annotation) far from the limits of the
+    /// clock types, whatever a token endpoint answers.
+    pub fn access_token(token: String, lifetime: Duration, now: SystemTime) -> Credential {
+        if lifetime > MAX_TOKEN_LIFETIME {
+            tracing::warn!(
+                claimed_secs = lifetime.as_secs(),
+                assumed_secs = MAX_TOKEN_LIFETIME.as_secs(),
+                "the token endpoint claims a lifetime beyond what Google issues; refreshing as if it were 12h"
+            );
+        }
+        let expires_at = now.checked_add(lifetime.min(MAX_TOKEN_LIFETIME));
+        Credential { username: OAUTH_USERNAME.to_string(), password: Secret::new(token), expires_at }
+    }
+}
