@@ -357,6 +357,24 @@ impl Google {
         self.shared.state().subject_tokens.insert(token.to_string());
     }
 
+    /// The public half of the kit's service-account key as a JSON Web Key Set
+    /// (`{"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid", "n", "e"}]}`),
+    /// the shape Google publishes service-account keys in. Tokens from
+    /// [`Google::sign_jwt`] verify with it.
+    pub fn jwks(&self) -> Value {
+        use rsa::traits::PublicKeyParts as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let trim = |b: Box<[u8]>| b.iter().copied().skip_while(|x| *x == 0).collect::<Vec<u8>>();
+        json!({"keys": [{
+            "kty": "RSA",
+            "alg": "RS256",
+            "use": "sig",
+            "kid": self.shared.key_id,
+            "n": b64(&trim(self.shared.public.n_bytes())),
+            "e": b64(&trim(self.shared.public.e_bytes())),
+        }]})
+    }
+
     /// Makes the kit's workload identity provider an OIDC provider for
     /// `issuer` with the JSON Web Key Set `jwks` (what a provider created
     /// with `--issuer-uri` and `--jwk-json-path` holds; Google fetches the
