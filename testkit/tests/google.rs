@@ -338,3 +338,49 @@ async fn iam_generate_access_token() {
     .await;
     assert_eq!(r.status, 403);
 }
+
+/// STS as an OIDC provider: a JWT from the trusted issuer is exchanged only
+/// when its signature, `iss`, `aud` and `exp` are right.
+#[tokio::test]
+async fn sts_verifies_oidc_subject_tokens() {
+    let g = Google::start().await;
+    let issuer = Google::start().await; // its key signs the subject tokens
+    g.trust_oidc_issuer("https://issuer.example", &issuer.jwks(), &[]);
+    let allowed = format!("https:{}", g.sts_audience());
+    let exchange = |subject: String| {
+        let (url, aud) = (g.sts_uri(), g.sts_audience());
+        async move {
+            post_form(
+                &url,
+                &[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+                    ("audience", &aud),
+                    ("scope", SCOPE),
+                    ("requested_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+                    ("subject_token", &subject),
+                    ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                ],
+            )
+            .await
+        }
+    };
+    let claims = |iss: &str, aud: &str, exp: u64| json!({"iss": iss, "sub": "system:serviceaccount:ns:sa", "aud": [aud], "exp": exp});
+
+    let ok = exchange(issuer.sign_jwt(&claims("https://issuer.example", &allowed, now() + 600))).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(g.issued_tokens()[0].subject, "system:serviceaccount:ns:sa");
+
+    let cases = [
+        (issuer.sign_jwt(&claims("https://issuer.example", "https://kubernetes.default.svc", now() + 600)), "audience"),
+        (issuer.sign_jwt(&claims("https://other.example", &allowed, now() + 600)), "issuer"),
+        (issuer.sign_jwt(&claims("https://issuer.example", &allowed, now() - 10)), "expired"),
+        (g.sign_jwt(&claims("https://issuer.example", &allowed, now() + 600)), "signature"),
+    ];
+    for (token, what) in cases {
+        let r = exchange(token).await;
+        assert_eq!(r.status, 400, "{what}: {}", r.body);
+        assert_eq!(r.json()["error"], "invalid_grant", "{what}");
+        assert!(r.json()["error_description"].as_str().unwrap().contains(what), "{what}: {}", r.body);
+    }
+    assert_eq!(g.issued_tokens().len(), 1);
+}

@@ -3,6 +3,8 @@
 //! real `regcred` binary against them with a clean environment.
 #![allow(dead_code)]
 
+pub mod e2e;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

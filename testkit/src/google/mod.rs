@@ -59,6 +59,8 @@ pub(crate) struct GoogleState {
     metadata_cache: HashMap<String, IssuedToken>,
     sts_audience: String,
     subject_tokens: HashSet<String>,
+    /// The provider's OIDC configuration, when the test gave one.
+    oidc: Option<sts::OidcProvider>,
     impersonation_targets: HashSet<String>,
 }
 
@@ -186,6 +188,7 @@ impl Google {
                     "//iam.googleapis.com/projects/{project_number}/locations/global/workloadIdentityPools/testkit-pool/providers/testkit-provider"
                 ),
                 subject_tokens: HashSet::new(),
+                oidc: None,
                 impersonation_targets: HashSet::new(),
             }),
             project_number,
@@ -352,6 +355,42 @@ impl Google {
     /// identity provider's signature and attribute-condition checks).
     pub fn accept_subject_token(&self, token: &str) {
         self.shared.state().subject_tokens.insert(token.to_string());
+    }
+
+    /// The public half of the kit's service-account key as a JSON Web Key Set
+    /// (`{"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid", "n", "e"}]}`),
+    /// the shape Google publishes service-account keys in. Tokens from
+    /// [`Google::sign_jwt`] verify with it.
+    pub fn jwks(&self) -> Value {
+        use rsa::traits::PublicKeyParts as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let trim = |b: Box<[u8]>| b.iter().copied().skip_while(|x| *x == 0).collect::<Vec<u8>>();
+        json!({"keys": [{
+            "kty": "RSA",
+            "alg": "RS256",
+            "use": "sig",
+            "kid": self.shared.key_id,
+            "n": b64(&trim(self.shared.public.n_bytes())),
+            "e": b64(&trim(self.shared.public.e_bytes())),
+        }]})
+    }
+
+    /// Makes the kit's workload identity provider an OIDC provider for
+    /// `issuer` with the JSON Web Key Set `jwks` (what a provider created
+    /// with `--issuer-uri` and `--jwk-json-path` holds; Google fetches the
+    /// same document from the issuer's discovery when no JWKS is uploaded).
+    /// STS then accepts a JWT subject token as Google does: RS256 signature
+    /// by a key of `jwks`, `iss` equal to `issuer`, `aud` naming one of
+    /// `allowed_audiences` (empty: the provider's default audience,
+    /// `https:` followed by [`Google::sts_audience`]), not expired.
+    pub fn trust_oidc_issuer(&self, issuer: &str, jwks: &Value, allowed_audiences: &[&str]) {
+        let mut st = self.shared.state();
+        let allowed = if allowed_audiences.is_empty() {
+            vec![format!("https:{}", st.sts_audience)]
+        } else {
+            allowed_audiences.iter().map(|a| a.to_string()).collect()
+        };
+        st.oidc = Some(sts::OidcProvider::new(issuer, jwks, allowed));
     }
 
     /// Grants the kit's callers `iam.serviceAccounts.getAccessToken` on

@@ -6,10 +6,17 @@
 //! a provider of the kit's project by default) and the `subject_token` must be
 //! one the test declared acceptable
 //! ([`Google::accept_subject_token`](super::Google::accept_subject_token)),
-//! which replaces the provider's signature/issuer/attribute-condition checks.
+//! which replaces the provider's signature/issuer/attribute-condition checks,
+//! or, once the test made the provider an OIDC provider
+//! ([`Google::trust_oidc_issuer`](super::Google::trust_oidc_issuer)), a JWT
+//! that passes the checks Google makes: signature by a key of the issuer's
+//! JWKS, issuer, audience and expiry.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode};
+use rsa::{BoxedUint, PublicKey};
 use serde_json::{json, Value};
 
 use super::oauth::{get, params};
@@ -68,15 +75,20 @@ pub(crate) fn token(shared: &Shared, method: &Method, headers: &HeaderMap, body:
         return oauth_error(400, "invalid_request", "Missing required parameter: subject_token");
     };
     let scope = get(&p, "scope").unwrap_or("");
-    let (expected, accepted) = {
+    let (expected, accepted, oidc) = {
         let st = shared.state();
-        (st.sts_audience.clone(), st.subject_tokens.contains(subject_token))
+        (st.sts_audience.clone(), st.subject_tokens.contains(subject_token), st.oidc.clone())
     };
     if audience != expected {
         return oauth_error(400, "invalid_target", "The target service indicated by the \"audience\" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn't exist.");
     }
     if !accepted {
-        return oauth_error(400, "invalid_grant", "The given credential is rejected by the attribute condition.");
+        let Some(oidc) = oidc else {
+            return oauth_error(400, "invalid_grant", "The given credential is rejected by the attribute condition.");
+        };
+        if let Err(description) = oidc.verify(subject_token) {
+            return oauth_error(400, "invalid_grant", &description);
+        }
     }
     // The federated principal is named after the subject token's `sub` when it is a JWT.
     let subject = super::jwt::decode_unverified(subject_token)
@@ -93,4 +105,71 @@ pub(crate) fn token(shared: &Shared, method: &Method, headers: &HeaderMap, body:
             "expires_in": secs_until(tok.expires_at),
         }),
     )
+}
+
+/// An OIDC workload identity provider: the issuer, its signing keys (by
+/// `kid`) and the audiences it accepts.
+#[derive(Clone)]
+pub(crate) struct OidcProvider {
+    issuer: String,
+    keys: Vec<(Option<String>, PublicKey)>,
+    allowed_audiences: Vec<String>,
+}
+
+impl OidcProvider {
+    /// Takes the RSA keys of a JWKS document (`{"keys": [{"kty": "RSA", "n", "e", "kid"}]}`).
+    pub(crate) fn new(issuer: &str, jwks: &Value, allowed_audiences: Vec<String>) -> Self {
+        let keys = jwks["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|k| k["kty"] == "RSA")
+            .filter_map(|k| {
+                let n = super::jwt::b64url_decode(k["n"].as_str()?)?;
+                let e = super::jwt::b64url_decode(k["e"].as_str()?)?;
+                let key =
+                    PublicKey::new(BoxedUint::from_be_slice_vartime(&n), BoxedUint::from_be_slice_vartime(&e)).ok()?;
+                Some((k["kid"].as_str().map(str::to_string), key))
+            })
+            .collect();
+        Self { issuer: issuer.to_string(), keys, allowed_audiences }
+    }
+
+    /// Google's checks of an OIDC subject token; the error is the
+    /// `error_description` of an `invalid_grant` answer.
+    pub(crate) fn verify(&self, token: &str) -> Result<Value, String> {
+        let (header, _) =
+            super::jwt::decode_unverified(token).map_err(|_| "Unable to parse the ID Token.".to_string())?;
+        let kid = header.get("kid").and_then(Value::as_str);
+        let claims = self
+            .keys
+            .iter()
+            .filter(|(k, _)| kid.is_none() || k.as_deref() == kid)
+            .find_map(|(_, key)| super::jwt::verify(key, token).ok())
+            .map(|(_, claims)| claims)
+            .ok_or_else(|| {
+                "Invalid ID Token: the signature cannot be verified with the provider's keys.".to_string()
+            })?;
+        let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
+        if iss != self.issuer {
+            return Err(format!("The issuer in ID Token {iss} does not match the expected issuer {}.", self.issuer));
+        }
+        let audiences: Vec<&str> = match claims.get("aud") {
+            Some(Value::String(a)) => vec![a.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        if !audiences.iter().any(|a| self.allowed_audiences.iter().any(|allowed| allowed == a)) {
+            return Err(format!(
+                "The audience in ID Token [{}] does not match the expected audience {}.",
+                audiences.join(", "),
+                self.allowed_audiences.join(", ")
+            ));
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        match claims.get("exp").and_then(Value::as_i64) {
+            Some(exp) if exp > now => Ok(claims),
+            _ => Err("The ID Token has expired.".to_string()),
+        }
+    }
 }

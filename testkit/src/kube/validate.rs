@@ -250,6 +250,55 @@ pub(crate) fn go_json_syntax_error(bytes: &[u8], e: &serde_json::Error) -> Strin
     format!("invalid character {quoted} {context}")
 }
 
+/// Go's layout for `metav1.MicroTime`.
+const RFC3339_MICRO: &str = "2006-01-02T15:04:05.000000Z07:00";
+
+fn obj_pointer_mut<'a>(map: &'a mut Map<String, Value>, pointer: &str) -> Option<&'a mut Value> {
+    let mut parts = pointer.trim_start_matches('/').split('/');
+    let mut cur = map.get_mut(parts.next()?)?;
+    for p in parts {
+        cur = cur.get_mut(p)?;
+    }
+    Some(cur)
+}
+
+/// Parses `text` as Go's `time.Parse(RFC3339Micro, text)` does and returns
+/// it in UTC with six fractional digits, or Go's error detail
+/// (`cannot parse "REST" as "ELEMENT"`).
+fn parse_micro_time(text: &str) -> Result<String, String> {
+    let cannot = |rest: &str, elem: &str| format!("cannot parse \"{rest}\" as \"{elem}\"");
+    let (date_time, rest) = text.split_at(text.len().min(19));
+    if date_time.len() < 19 || humantime::parse_rfc3339(&format!("{date_time}Z")).is_err() {
+        return Err(cannot(text, "2006"));
+    }
+    let digits = rest.strip_prefix('.').filter(|r| r.len() >= 6 && r.as_bytes()[..6].iter().all(u8::is_ascii_digit));
+    let Some(digits) = digits else { return Err(cannot(rest, ".000000")) };
+    let (micros, zone) = digits.split_at(6);
+    let offset_secs: i64 = if zone == "Z" {
+        0
+    } else {
+        let b = zone.as_bytes();
+        let valid = b.len() == 6
+            && (b[0] == b'+' || b[0] == b'-')
+            && b[3] == b':'
+            && [1, 2, 4, 5].iter().all(|&i| b[i].is_ascii_digit());
+        if !valid {
+            return Err(cannot(zone, "Z07:00"));
+        }
+        let hours: i64 = zone[1..3].parse().expect("digits");
+        let minutes: i64 = zone[4..6].parse().expect("digits");
+        let sign = if b[0] == b'-' { -1 } else { 1 };
+        sign * (hours * 3600 + minutes * 60)
+    };
+    let local = humantime::parse_rfc3339(&format!("{date_time}.{micros}Z")).map_err(|_| cannot(text, "2006"))?;
+    let utc = if offset_secs >= 0 {
+        local - std::time::Duration::from_secs(offset_secs as u64)
+    } else {
+        local + std::time::Duration::from_secs((-offset_secs) as u64)
+    };
+    Ok(humantime::format_rfc3339_micros(utc).to_string())
+}
+
 fn cannot_handle(res: &Resource, detail: &str) -> ApiError {
     let version = res.api_version.rsplit('/').next().unwrap_or("v1");
     ApiError::bad_request(format!(
@@ -447,6 +496,21 @@ pub(crate) fn normalize(res: &Resource, obj: &mut Value) -> Result<(), ApiError>
             }
             if map.get("type").and_then(Value::as_str).unwrap_or("").is_empty() {
                 map.insert("type".into(), json!("Opaque"));
+            }
+        }
+        "events" => {
+            // metav1.MicroTime fields: decoded with Go's RFC3339Micro layout,
+            // so exactly six fractional digits; stored in UTC.
+            for pointer in ["/eventTime", "/series/lastObservedTime"] {
+                let Some(field) = obj_pointer_mut(map, pointer) else { continue };
+                let Some(text) = field.as_str() else { continue };
+                if text.is_empty() {
+                    continue;
+                }
+                let utc = parse_micro_time(text).map_err(|detail| {
+                    cannot_handle(res, &format!("parsing time \"{text}\" as \"{RFC3339_MICRO}\": {detail}"))
+                })?;
+                *field = json!(utc);
             }
         }
         "configmaps" => {
@@ -739,6 +803,24 @@ pub(crate) fn validate_update(res: &Resource, new: &Value, old: &Value) -> Vec<C
         _ => {}
     }
     out
+}
+
+#[cfg(test)]
+mod micro_time_tests {
+    use super::parse_micro_time;
+
+    /// What kube-apiserver v1.34.4 answered for an Event's eventTime.
+    #[test]
+    fn event_times_decode_as_the_api_server_decodes_them() {
+        assert_eq!(parse_micro_time("2026-11-27T11:00:00.123456Z").unwrap(), "2026-11-27T11:00:00.123456Z");
+        assert_eq!(parse_micro_time("2026-11-27T11:00:00.123456+01:00").unwrap(), "2026-11-27T10:00:00.123456Z");
+        assert_eq!(parse_micro_time("2026-11-27T11:00:00Z").unwrap_err(), r#"cannot parse "Z" as ".000000""#);
+        assert_eq!(parse_micro_time("2026-11-27T11:00:00.123Z").unwrap_err(), r#"cannot parse ".123Z" as ".000000""#);
+        assert_eq!(
+            parse_micro_time("2026-11-27T11:00:00.123456789Z").unwrap_err(),
+            r#"cannot parse "789Z" as "Z07:00""#
+        );
+    }
 }
 
 #[cfg(test)]
