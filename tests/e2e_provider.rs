@@ -1,0 +1,230 @@
+//! End to end, `regcred credential-provider` run by the kubelet's own
+//! plugin code (`k8s.io/kubernetes/pkg/credentialprovider/plugin`, through
+//! `testkit/control-plane/cmd/credprovider`) with a real
+//! CredentialProviderConfig. Pod identity tokens come from the real API
+//! server's TokenRequest API, bound to real Pods, as the kubelet asks for
+//! them; the test kit's STS verifies them against the API server's OIDC
+//! discovery and JWKS. Skipped unless `REGCRED_E2E_DIR` names a running
+//! control plane.
+
+mod common;
+
+use std::path::Path;
+
+use common::e2e::Cluster;
+use regcred_testkit::Google;
+use serde_json::{json, Value};
+
+const ANNOTATION: &str = "iam.gke.io/gcp-service-account";
+const GOOGLE_IMAGES: [&str; 2] = ["gcr.io/p/i:1", "europe-west1-docker.pkg.dev/p/r/i:tag"];
+const OTHER_IMAGE: &str = "docker.io/library/nginx:1";
+
+/// The kit's STS made an OIDC provider for the API server's issuer.
+async fn trust_the_api_server(cluster: &Cluster, google: &Google) {
+    let discovery: Value =
+        serde_json::from_str(&cluster.kubectl(&["get", "--raw", "/.well-known/openid-configuration"], "").await)
+            .unwrap();
+    let issuer = discovery["issuer"].as_str().expect("issuer");
+    let path = discovery["jwks_uri"].as_str().unwrap().strip_prefix(issuer).expect("JWKS served by the issuer");
+    let jwks: Value = serde_json::from_str(&cluster.kubectl(&["get", "--raw", path], "").await).unwrap();
+    google.trust_oidc_issuer(issuer, &jwks, &[]);
+}
+
+/// A kubelet bin dir holding regcred under the provider's name, and a
+/// CredentialProviderConfig whose one provider has `args` and, for pod
+/// identity, `tokenAttributes` with `audience`.
+fn kubelet_config(dir: &Path, args: &[String], audience: Option<&str>) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let _ = std::fs::remove_file(bin.join("regcred"));
+    std::os::unix::fs::symlink(common::BIN, bin.join("regcred")).unwrap();
+    let mut provider = json!({
+        "name": "regcred",
+        "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+        "matchImages": ["gcr.io", "*.gcr.io", "*-docker.pkg.dev"],
+        "defaultCacheDuration": "10m",
+        "args": args,
+    });
+    if let Some(aud) = audience {
+        provider["tokenAttributes"] = json!({
+            "serviceAccountTokenAudience": aud,
+            "cacheType": "ServiceAccount",
+            "requireServiceAccount": true,
+            "optionalServiceAccountAnnotationKeys": [ANNOTATION],
+        });
+    }
+    let config = dir.join("credential-provider.json");
+    let doc =
+        json!({"apiVersion": "kubelet.config.k8s.io/v1", "kind": "CredentialProviderConfig", "providers": [provider]});
+    std::fs::write(&config, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    config
+}
+
+/// Runs the kubelet's plugin code for `pod` (NAMESPACE/NAME): one JSON
+/// object per round, image → credentials.
+async fn kubelet_lookup(
+    cluster: &Cluster,
+    dir: &Path,
+    config: &Path,
+    pod: &str,
+    rounds: u32,
+    interval: &str,
+) -> Vec<Value> {
+    let mut args = vec![
+        "-config".to_string(),
+        config.display().to_string(),
+        "-bin-dir".into(),
+        dir.join("bin").display().to_string(),
+        "-kubeconfig".into(),
+        cluster.admin_kubeconfig().display().to_string(),
+        "-rounds".into(),
+        rounds.to_string(),
+        "-interval".into(),
+        interval.into(),
+        pod.into(),
+    ];
+    args.extend(GOOGLE_IMAGES.iter().chain([&OTHER_IMAGE]).map(|s| s.to_string()));
+    let out = tokio::process::Command::new(cluster.dir.join("bin/credprovider"))
+        .args(&args)
+        .env("HOME", dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "credprovider: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The one password the kubelet would use for every Google image; checks
+/// that other images get nothing.
+fn google_password(round: &Value) -> Option<String> {
+    assert_eq!(round[OTHER_IMAGE], json!([]), "no credential for another registry: {round}");
+    let passwords: Vec<Option<String>> = GOOGLE_IMAGES
+        .iter()
+        .map(|i| {
+            let creds = round[*i].as_array().unwrap();
+            assert!(creds.len() <= 1, "{round}");
+            creds.first().map(|c| {
+                assert_eq!(c["username"], "oauth2accesstoken");
+                c["password"].as_str().unwrap().to_string()
+            })
+        })
+        .collect();
+    assert!(passwords.windows(2).all(|w| w[0] == w[1]), "the same credential for every Google host: {round}");
+    passwords[0].clone()
+}
+
+/// A namespace with a ServiceAccount (annotated when `google_sa` is given)
+/// and a Pod running as it; returns NAMESPACE/POD.
+async fn pod_as(cluster: &Cluster, ns: &str, sa: &str, google_sa: Option<&str>) -> String {
+    let annotations = google_sa.map_or(json!({}), |g| json!({ANNOTATION: g}));
+    let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": ns, "annotations": annotations}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": sa, "namespace": ns},
+         "spec": {"serviceAccountName": sa, "automountServiceAccountToken": false,
+                  "containers": [{"name": "app", "image": GOOGLE_IMAGES[0]}]}},
+    ]});
+    cluster.kubectl(&["apply", "-f", "-"], &objects.to_string()).await;
+    format!("{ns}/{sa}")
+}
+
+fn pod_args(google: &Google) -> Vec<String> {
+    vec![
+        "credential-provider".into(),
+        format!("--workload-identity-provider={}", google.sts_audience()),
+        format!("--sts-endpoint={}", google.sts_uri()),
+        format!("--impersonation-endpoint={}", google.iam_credentials_uri()),
+    ]
+}
+
+#[tokio::test]
+async fn each_pod_pulls_as_its_own_service_account() {
+    let Some(cluster) = Cluster::get("provider pod identity").await else { return };
+    let google = Google::start().await;
+    trust_the_api_server(&cluster, &google).await;
+    google.allow_impersonation("builder@p.iam.gserviceaccount.com");
+    google.allow_impersonation("runner@p.iam.gserviceaccount.com");
+    let ns = cluster.unique("pulls");
+    cluster.create_namespace(&ns, &[]).await;
+    let builder = pod_as(&cluster, &ns, "builder", Some("builder@p.iam.gserviceaccount.com")).await;
+    let runner = pod_as(&cluster, &ns, "runner", Some("runner@p.iam.gserviceaccount.com")).await;
+    let plain = pod_as(&cluster, &ns, "plain", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let audience = format!("https:{}", google.sts_audience());
+    let config = kubelet_config(dir.path(), &pod_args(&google), Some(&audience));
+
+    let issued = |password: &str| google.issued_tokens().into_iter().find(|t| t.access_token == password).unwrap();
+    let b = google_password(&kubelet_lookup(&cluster, dir.path(), &config, &builder, 1, "0s").await[0]).unwrap();
+    let r = google_password(&kubelet_lookup(&cluster, dir.path(), &config, &runner, 1, "0s").await[0]).unwrap();
+    let p = google_password(&kubelet_lookup(&cluster, dir.path(), &config, &plain, 1, "0s").await[0]).unwrap();
+    assert_eq!(
+        (issued(&b).grant, issued(&b).subject),
+        ("impersonation".into(), "builder@p.iam.gserviceaccount.com".into())
+    );
+    assert_eq!(
+        (issued(&r).grant, issued(&r).subject),
+        ("impersonation".into(), "runner@p.iam.gserviceaccount.com".into())
+    );
+    let federated = issued(&p);
+    assert_eq!(federated.grant, "sts", "without the annotation, the federated token itself");
+    assert!(federated.subject.ends_with(&format!("system:serviceaccount:{ns}:plain")), "{}", federated.subject);
+}
+
+#[tokio::test]
+async fn a_token_for_another_audience_is_refused_and_the_pull_gets_nothing() {
+    let Some(cluster) = Cluster::get("provider wrong audience").await else { return };
+    let google = Google::start().await;
+    trust_the_api_server(&cluster, &google).await;
+    let ns = cluster.unique("refused");
+    cluster.create_namespace(&ns, &[]).await;
+    let pod = pod_as(&cluster, &ns, "app", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The kubelet asks for a token the pool provider does not accept.
+    let config = kubelet_config(dir.path(), &pod_args(&google), Some("https://not-the-pool.example"));
+    let rounds = kubelet_lookup(&cluster, dir.path(), &config, &pod, 1, "0s").await;
+    assert_eq!(google_password(&rounds[0]), None, "no credential: {}", rounds[0]);
+    assert!(google.issued_tokens().is_empty(), "STS refused the exchange");
+}
+
+#[tokio::test]
+async fn the_kubelet_caches_for_the_duration_regcred_returns() {
+    let Some(cluster) = Cluster::get("provider cache").await else { return };
+    let google = Google::start().await;
+    trust_the_api_server(&cluster, &google).await;
+    // 8-second tokens: regcred tells the kubelet to cache for half that, 4 s.
+    google.set_token_lifetime(std::time::Duration::from_secs(8));
+    let ns = cluster.unique("cached");
+    cluster.create_namespace(&ns, &[]).await;
+    let pod = pod_as(&cluster, &ns, "app", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let audience = format!("https:{}", google.sts_audience());
+    let config = kubelet_config(dir.path(), &pod_args(&google), Some(&audience));
+    // One kubelet, lookups at 0 s, 1 s and 2 s: all from its cache.
+    let rounds = kubelet_lookup(&cluster, dir.path(), &config, &pod, 3, "1s").await;
+    let first = google_password(&rounds[0]).unwrap();
+    assert_eq!(google_password(&rounds[1]).unwrap(), first);
+    assert_eq!(google_password(&rounds[2]).unwrap(), first);
+    assert_eq!(google.issued_tokens().len(), 1, "one exchange while cached");
+    // Another kubelet, lookups 5 s apart: past the 4 s, regcred runs again.
+    let spaced = kubelet_lookup(&cluster, dir.path(), &config, &pod, 2, "5s").await;
+    let (a, b) = (google_password(&spaced[0]).unwrap(), google_password(&spaced[1]).unwrap());
+    assert_ne!(a, b, "a fresh credential once the cache duration has passed");
+    assert_eq!(google.issued_tokens().len(), 3);
+}
+
+#[tokio::test]
+async fn node_identity_without_token_attributes() {
+    let Some(cluster) = Cluster::get("provider node identity").await else { return };
+    let google = Google::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.json");
+    google.write_key_file(&key);
+    let args = vec!["credential-provider".to_string(), format!("--key-file={}", key.display())];
+    let config = kubelet_config(dir.path(), &args, None);
+    let ns = cluster.unique("node");
+    cluster.create_namespace(&ns, &[]).await;
+    let pod = pod_as(&cluster, &ns, "app", None).await;
+    let rounds = kubelet_lookup(&cluster, dir.path(), &config, &pod, 1, "0s").await;
+    let password = google_password(&rounds[0]).unwrap();
+    let token = google.issued_tokens().pop().unwrap();
+    assert_eq!((token.grant.as_str(), token.access_token), ("jwt-bearer", password));
+}
