@@ -92,15 +92,20 @@ async fn prune_removes_only_managed_secrets_from_namespaces_that_stop_matching()
         (has_secret(&kit, "a") && has_secret(&kit, "b")).then_some(())
     })
     .await;
-    // Someone takes over b's Secret: it is no longer regcred's to delete.
+    // Someone takes over b's Secret: it is no longer regcred's to write or delete.
     let mut theirs = kit.kube.secret("b", "gcr-pull").unwrap();
-    theirs["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "someone-else"}); // and no regcred.dev/managed
-    kit.kube.put_object("b", "secrets", theirs);
+    theirs["metadata"]["labels"] =
+        json!({"app.kubernetes.io/managed-by": "someone-else", "regcred.dev/managed": "false"});
+    theirs["data"][".dockerconfigjson"] = json!("eyJhdXRocyI6e319");
+    kit.kube.put_object("b", "secrets", theirs.clone());
     kit.kube.label_namespace("b", &[("regcred", "")]);
     kit.kube.label_namespace("a", &[("regcred", "")]);
     wait_for(Duration::from_secs(5), "a's Secret pruned", || (!has_secret(&kit, "a")).then_some(())).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(has_secret(&kit, "b"), "an unmanaged Secret is never deleted");
+    let b = kit.kube.secret("b", "gcr-pull").unwrap();
+    assert_eq!(b["data"], theirs["data"], "nor written");
+    assert_eq!(b["metadata"]["labels"], theirs["metadata"]["labels"]);
     let (code, _) = terminate(child).await;
     assert_eq!(code, Some(0));
 }

@@ -68,6 +68,23 @@ async fn second_once_updates_and_keeps_foreign_keys_labels_and_annotations() {
 }
 
 #[tokio::test]
+async fn a_secret_labelled_not_managed_is_left_alone() {
+    let kit = Kit::start().await;
+    let theirs = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "gcr-pull", "namespace": "default", "labels": {"regcred.dev/managed": "false"}},
+        "data": {".dockerconfigjson": "eyJhdXRocyI6e319"}
+    });
+    kit.kube.put_object("default", "secrets", theirs.clone());
+    let out = kit.once(&["--secret", "gcr-pull"]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.lines().last().unwrap().contains("labelled regcred.dev/managed=false"), "{}", out.stderr);
+    let after = kit.kube.secret("default", "gcr-pull").unwrap();
+    assert_eq!(after["data"], theirs["data"]);
+    assert_eq!(after["metadata"]["labels"], theirs["metadata"]["labels"]);
+}
+
+#[tokio::test]
 async fn a_placeholder_managed_by_helm_stays_managed_by_helm() {
     let kit = Kit::start().await;
     let helm = json!({"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "regcred"});

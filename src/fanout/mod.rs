@@ -233,8 +233,14 @@ impl Shared {
         };
         // The watch keeps what was seen: an unchanged Secret costs no request.
         let known = self.secrets.lock().expect("lock").get(ns).cloned().map_or(Known::Absent, Known::Seen);
-        let written = managed::ensure(&target, published, known, Some(&self.throttle)).await;
-        let written = written?;
+        let written = match managed::ensure(&target, published, known, Some(&self.throttle)).await {
+            // Someone keeps this namespace's Secret themselves: not a failure.
+            Err(SinkError::OptedOut { .. }) => {
+                debug!(namespace = ns, "the Secret is labelled regcred.dev/managed=false; leaving it alone");
+                return Ok(WriteOutcome::Unchanged);
+            }
+            written => written?,
+        };
         if let Some(seen) = written.seen {
             self.secrets.lock().expect("lock").insert(ns.to_string(), seen);
         }
@@ -487,5 +493,5 @@ async fn watch_secrets(shared: Arc<Shared>) {
 fn drifted(shared: &Shared, ns: &str) -> bool {
     let Some(current) = shared.current.lock().expect("lock").clone() else { return false };
     let secrets = shared.secrets.lock().expect("lock");
-    secrets.get(ns).is_none_or(|s| !current.is_held_by(s))
+    secrets.get(ns).is_none_or(|s| !s.opted_out && !current.is_held_by(s))
 }

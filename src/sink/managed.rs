@@ -21,7 +21,9 @@ use kube::Api;
 use serde_json::json;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::secret::{expiry_annotation, is_managed, new_managed, EXPIRES_AT_ANNOTATION, MANAGED_LABEL, MANAGED_VALUE};
+use super::secret::{
+    expiry_annotation, is_managed, is_opted_out, new_managed, EXPIRES_AT_ANNOTATION, MANAGED_LABEL, MANAGED_VALUE,
+};
 use super::{SinkError, WriteOutcome};
 use crate::cluster;
 use crate::render::AuthsDocument;
@@ -39,6 +41,8 @@ pub struct Seen {
     pub type_: String,
     /// It carries regcred's label (or 0.1.0's manager label).
     pub managed: bool,
+    /// Labelled `regcred.dev/managed: "false"`: regcred must leave it alone.
+    pub opted_out: bool,
     /// Hash of the owned key's bytes plus the expiry annotation.
     pub content: Option<u64>,
 }
@@ -53,6 +57,7 @@ impl Seen {
             resource_version: secret.metadata.resource_version.clone().unwrap_or_default(),
             type_: secret.type_.clone().unwrap_or_else(|| "Opaque".into()),
             managed: is_managed(secret.metadata.labels.as_ref()),
+            opted_out: is_opted_out(secret.metadata.labels.as_ref()),
             content: owned.map(|o| content_hash(o, expires)),
         }
     }
@@ -164,6 +169,9 @@ pub async fn ensure(
                     Err(SinkError::Api { code: 409, .. }) => known = Known::Unknown,
                     Err(e) => return Err(e),
                 }
+            }
+            Known::Seen(ref seen) if seen.opted_out => {
+                return Err(SinkError::OptedOut { sink: target.sink.to_string() });
             }
             Known::Seen(ref seen) if seen.type_ != target.secret_type => {
                 return Err(SinkError::TypeMismatch {

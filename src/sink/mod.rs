@@ -11,8 +11,8 @@ use std::time::SystemTime;
 
 pub use file::FileSink;
 pub use secret::{
-    expiry_annotation, is_managed, new_managed, secret_ref, SecretSink, EXPIRES_AT_ANNOTATION, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE, MANAGED_LABEL, MANAGED_VALUE,
+    expiry_annotation, is_managed, is_opted_out, new_managed, secret_ref, SecretSink, EXPIRES_AT_ANNOTATION,
+    MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_LABEL, MANAGED_VALUE, OPTED_OUT_VALUE,
 };
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -57,6 +57,8 @@ pub enum SinkError {
     Rejected { sink: String, code: u16, reason: String, message: String },
     #[error("{sink}: the API server answered {code} {reason}: {message}")]
     Api { sink: String, code: u16, reason: String, message: String, retry_after: Option<std::time::Duration> },
+    #[error("{sink}: the Secret is labelled regcred.dev/managed=false, so regcred leaves it alone; remove the label (or delete the Secret) to let regcred keep it")]
+    OptedOut { sink: String },
     #[error("{sink}: {attempts} conflicting updates in a row; another writer keeps changing the Secret")]
     ConflictStorm { sink: String, attempts: u32 },
     #[error("{sink}: cannot reach the API server: {message}")]
@@ -105,6 +107,7 @@ impl SinkError {
             SinkError::Forbidden { .. }
             | SinkError::NamespaceNotFound { .. }
             | SinkError::TypeMismatch { .. }
+            | SinkError::OptedOut { .. }
             | SinkError::Rejected { .. } => false,
             // 401 too: a rotated service account token is read again.
             SinkError::Api { code, .. } => crate::http::is_retryable_status(*code) || *code == 401,
@@ -137,6 +140,7 @@ impl SinkError {
             SinkError::Forbidden { .. } => "forbidden",
             SinkError::NamespaceNotFound { .. } => "namespace_not_found",
             SinkError::TypeMismatch { .. } => "type_mismatch",
+            SinkError::OptedOut { .. } => "opted_out",
             SinkError::Rejected { .. } => "rejected",
             SinkError::Api { code, .. } if *code >= 500 => "api_5xx",
             SinkError::Api { .. } => "api_4xx",

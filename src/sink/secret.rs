@@ -61,12 +61,21 @@ pub fn expiry_annotation(t: SystemTime) -> String {
 }
 
 /// Whether regcred manages a Secret with these labels: its own marker, or
-/// the manager label regcred 0.1.0 set.
+/// the manager label regcred 0.1.0 set (unless someone opted it out).
 pub fn is_managed(labels: Option<&BTreeMap<String, String>>) -> bool {
     labels.is_some_and(|l| {
         l.get(MANAGED_LABEL).is_some_and(|v| v == MANAGED_VALUE)
-            || l.get(MANAGED_BY_LABEL).is_some_and(|v| v == MANAGED_BY_VALUE)
+            || (l.get(MANAGED_BY_LABEL).is_some_and(|v| v == MANAGED_BY_VALUE) && !l.contains_key(MANAGED_LABEL))
     })
+}
+
+/// The value of [`MANAGED_LABEL`] that tells regcred to leave a Secret
+/// alone: never written, never pruned (someone else has taken it over).
+pub const OPTED_OUT_VALUE: &str = "false";
+
+/// Whether someone told regcred to leave a Secret with these labels alone.
+pub fn is_opted_out(labels: Option<&BTreeMap<String, String>>) -> bool {
+    labels.and_then(|l| l.get(MANAGED_LABEL)).is_some_and(|v| v == OPTED_OUT_VALUE)
 }
 
 /// A new Secret holding only regcred's parts; regcred created it, so it is
@@ -145,6 +154,9 @@ mod tests {
         assert!(is_managed(Some(&labels(&[(MANAGED_BY_LABEL, "Helm"), (MANAGED_LABEL, "true")]))));
         assert!(!is_managed(Some(&labels(&[(MANAGED_BY_LABEL, "Helm")]))));
         assert!(!is_managed(Some(&labels(&[(MANAGED_LABEL, "false")]))));
+        assert!(!is_managed(Some(&labels(&[(MANAGED_BY_LABEL, "regcred"), (MANAGED_LABEL, "false")]))), "opted out");
+        assert!(is_opted_out(Some(&labels(&[(MANAGED_LABEL, "false")]))));
+        assert!(!is_opted_out(Some(&labels(&[(MANAGED_LABEL, "true")]))) && !is_opted_out(None));
         assert!(!is_managed(None));
     }
 
