@@ -14,6 +14,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// The client module's level (see [`init`]).
+const QUIET_KUBE_CLIENT: &str = "kube_client::client=error";
+
 /// Installs the global subscriber. `level` wins over `RUST_LOG`; without
 /// either, regcred logs at `default`.
 pub fn init(format: LogFormat, level: Option<&str>, default: &str) -> Result<(), String> {
@@ -21,6 +24,10 @@ pub fn init(format: LogFormat, level: Option<&str>, default: &str) -> Result<(),
         Some(l) => EnvFilter::try_new(l).map_err(|e| format!("invalid --log-level {l:?}: {e}"))?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
     };
+    // The Kubernetes client logs, below error level, the body of an answer it
+    // cannot decode, which may be a Secret with a credential in it; regcred
+    // reports those failures itself. Whatever filter is asked for, this stays.
+    let filter = filter.add_directive(QUIET_KUBE_CLIENT.parse().expect("a valid directive"));
     // Colour only for a person at a terminal (https://no-color.org).
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);

@@ -447,3 +447,19 @@ async fn prune_catches_namespaces_that_stopped_matching_while_the_watch_was_down
     let (code, stderr) = terminate(child).await;
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+// ---- Secrets stay secret, even in an answer regcred cannot read -----------
+
+#[tokio::test]
+async fn an_unreadable_secret_from_the_api_server_is_never_logged() {
+    let kit = Kit::start().await;
+    // A Secret whose data is not base64: the client cannot decode it and
+    // must not print what it received, which may hold a credential.
+    let body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gcr-pull", "namespace": "default"},
+                      "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": "SECRET-MARKER-not-base64!"}});
+    let fault = Fault::Status { code: 200, body: Some(body.to_string()), retry_after: None };
+    kit.kube.faults().inject(Some("GET"), &format!("{SECRETS}/gcr-pull"), fault, 100);
+    let out = kit.once(&["--secret", "gcr-pull", "--log-level", "trace"]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(!out.stderr.contains("SECRET-MARKER"), "the answer was logged: {}", out.stderr);
+}
