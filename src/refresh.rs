@@ -120,7 +120,10 @@ impl LoopState {
     /// mint or of any failing sink, or the resync, whichever comes first.
     fn next_wake(&self, resync_interval: Duration) -> Duration {
         let now = Instant::now();
-        let mut wake = self.resync_at.saturating_duration_since(now);
+        // A resync needs a credential that still works; without one, only
+        // the mint's retry can help.
+        let usable = self.current.as_ref().is_some_and(|c| c.expires_at.is_none_or(|e| e > SystemTime::now()));
+        let mut wake = if usable { self.resync_at.saturating_duration_since(now) } else { resync_interval };
         match (self.mint_retry_at, &self.current) {
             (Some(at), _) => wake = wake.min(at.saturating_duration_since(now)),
             (None, Some(c)) => wake = wake.min(schedule::next_wake(SystemTime::now(), c.refresh_at, resync_interval)),
@@ -390,5 +393,40 @@ impl Refresher {
     /// `regcred render`: mint and render without writing.
     pub async fn render_only(&self) -> Result<AuthsDocument, PassError> {
         Ok(self.mint(1).await?.doc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_credential_the_loop_sleeps_until_the_mint_retry() {
+        let mut state = LoopState::new(2);
+        state.mint_retry_at = Some(Instant::now() + Duration::from_secs(10));
+        // The resync is overdue, but there is nothing to re-assert yet.
+        assert_eq!(state.next_wake(Duration::from_secs(600)), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_earliest_sink_retry_wins() {
+        let mut state = LoopState::new(2);
+        state.current = Some(Current {
+            doc: render(
+                &crate::credential::Credential {
+                    username: "u".into(),
+                    password: crate::secret::Secret::new("p".into()),
+                    expires_at: None,
+                },
+                &RegistryHost::defaults(),
+            )
+            .unwrap(),
+            expires_at: None,
+            refresh_at: None,
+            generation: 1,
+        });
+        state.resync_at = Instant::now() + Duration::from_secs(600);
+        state.sinks[1].retry_at = Some(Instant::now() + Duration::from_secs(3));
+        assert_eq!(state.next_wake(Duration::from_secs(600)), Duration::from_secs(3));
     }
 }
