@@ -15,20 +15,6 @@ use common::terminate;
 use regcred_testkit::Google;
 use serde_json::{json, Value};
 
-/// The kit's STS made an OIDC provider for the API server's issuer, with the
-/// keys its discovery document points at.
-async fn trust_the_api_server(cluster: &Cluster, google: &Google) {
-    let discovery: Value =
-        serde_json::from_str(&cluster.kubectl(&["get", "--raw", "/.well-known/openid-configuration"], "").await)
-            .unwrap();
-    let issuer = discovery["issuer"].as_str().expect("issuer");
-    assert_eq!(issuer, cluster.url, "the issuer is the API server's URL");
-    let jwks_uri = discovery["jwks_uri"].as_str().expect("jwks_uri");
-    let path = jwks_uri.strip_prefix(issuer).expect("JWKS served by the issuer");
-    let jwks: Value = serde_json::from_str(&cluster.kubectl(&["get", "--raw", path], "").await).unwrap();
-    google.trust_oidc_issuer(issuer, &jwks, &[]);
-}
-
 /// The federation file: the projected token at `token_file`, exchanged at
 /// the kit's STS for the kit's provider.
 fn external_account(google: &Google, token_file: &Path) -> Value {
@@ -53,7 +39,7 @@ async fn setup(cluster: &Cluster, google: &Google) -> (String, Identity, String)
     cluster.create_namespace(&ns, &[]).await;
     let values = json!({"targets": {"secrets": [{"name": "gcr-pull", "namespace": ns}], "createSecrets": true}});
     let id = cluster.install(&cluster.unique("regcred"), &ns, values).await;
-    trust_the_api_server(cluster, google).await;
+    cluster.trust_in_google(google).await;
     let wif = id.path("wif.json");
     std::fs::write(&wif, serde_json::to_vec(&external_account(google, &id.path("token"))).unwrap()).unwrap();
     (ns, id, wif.display().to_string())

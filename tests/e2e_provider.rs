@@ -19,17 +19,6 @@ const ANNOTATION: &str = "iam.gke.io/gcp-service-account";
 const GOOGLE_IMAGES: [&str; 2] = ["gcr.io/p/i:1", "europe-west1-docker.pkg.dev/p/r/i:tag"];
 const OTHER_IMAGE: &str = "docker.io/library/nginx:1";
 
-/// The kit's STS made an OIDC provider for the API server's issuer.
-async fn trust_the_api_server(cluster: &Cluster, google: &Google) {
-    let discovery: Value =
-        serde_json::from_str(&cluster.kubectl(&["get", "--raw", "/.well-known/openid-configuration"], "").await)
-            .unwrap();
-    let issuer = discovery["issuer"].as_str().expect("issuer");
-    let path = discovery["jwks_uri"].as_str().unwrap().strip_prefix(issuer).expect("JWKS served by the issuer");
-    let jwks: Value = serde_json::from_str(&cluster.kubectl(&["get", "--raw", path], "").await).unwrap();
-    google.trust_oidc_issuer(issuer, &jwks, &[]);
-}
-
 /// A kubelet bin dir holding regcred under the provider's name, and a
 /// CredentialProviderConfig whose one provider has `args` and, for pod
 /// identity, `tokenAttributes` with `audience`.
@@ -140,7 +129,7 @@ fn pod_args(google: &Google) -> Vec<String> {
 async fn each_pod_pulls_as_its_own_service_account() {
     let Some(cluster) = Cluster::get("provider pod identity").await else { return };
     let google = Google::start().await;
-    trust_the_api_server(&cluster, &google).await;
+    cluster.trust_in_google(&google).await;
     google.allow_impersonation("builder@p.iam.gserviceaccount.com");
     google.allow_impersonation("runner@p.iam.gserviceaccount.com");
     let ns = cluster.unique("pulls");
@@ -173,7 +162,7 @@ async fn each_pod_pulls_as_its_own_service_account() {
 async fn a_token_for_another_audience_is_refused_and_the_pull_gets_nothing() {
     let Some(cluster) = Cluster::get("provider wrong audience").await else { return };
     let google = Google::start().await;
-    trust_the_api_server(&cluster, &google).await;
+    cluster.trust_in_google(&google).await;
     let ns = cluster.unique("refused");
     cluster.create_namespace(&ns, &[]).await;
     let pod = pod_as(&cluster, &ns, "app", None).await;
@@ -189,7 +178,7 @@ async fn a_token_for_another_audience_is_refused_and_the_pull_gets_nothing() {
 async fn the_kubelet_caches_for_the_duration_regcred_returns() {
     let Some(cluster) = Cluster::get("provider cache").await else { return };
     let google = Google::start().await;
-    trust_the_api_server(&cluster, &google).await;
+    cluster.trust_in_google(&google).await;
     // 8-second tokens: regcred tells the kubelet to cache for half that, 4 s.
     google.set_token_lifetime(std::time::Duration::from_secs(8));
     let ns = cluster.unique("cached");

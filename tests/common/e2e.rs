@@ -289,6 +289,21 @@ impl Cluster {
             .collect()
     }
 
+    /// Makes the kit's STS an OIDC provider for this API server's issuer,
+    /// with the keys its discovery document points at, as Google trusts a
+    /// cluster's issuer for workload identity federation.
+    pub async fn trust_in_google(&self, google: &Google) {
+        let discovery: Value =
+            serde_json::from_str(&self.kubectl(&["get", "--raw", "/.well-known/openid-configuration"], "").await)
+                .unwrap();
+        let issuer = discovery["issuer"].as_str().expect("issuer");
+        assert_eq!(issuer, self.url, "the issuer is the API server's URL");
+        let jwks_uri = discovery["jwks_uri"].as_str().expect("jwks_uri");
+        let path = jwks_uri.strip_prefix(issuer).expect("JWKS served by the issuer");
+        let jwks: Value = serde_json::from_str(&self.kubectl(&["get", "--raw", path], "").await).unwrap();
+        google.trust_oidc_issuer(issuer, &jwks, &[]);
+    }
+
     /// The credentials the kubelet would use for each image, with the pod's
     /// image-pull Secrets `secrets` (its own keyring code, cmd/keyring).
     pub async fn kubelet_credentials(&self, secrets: &[Secret], images: &[&str]) -> Value {
