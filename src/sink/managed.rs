@@ -132,20 +132,11 @@ pub async fn ensure(
     mut known: Known,
     throttle: Option<&Throttle>,
 ) -> Result<Written, SinkError> {
-    let call = |verb: &'static str| {
-        move |e: kube::Error| {
-            SinkError::from_kube(target.sink, verb, &format!("secrets/{}", target.name), target.namespace, e)
-        }
-    };
     let mut read = None;
     for _ in 0..MAX_CONFLICTS {
-        let _permit = match throttle {
-            Some(t) => Some(t.enter().await),
-            None => None,
-        };
         match known {
             Known::Unknown => {
-                let current = target.api.get_opt(target.name).await.map_err(call("get"))?;
+                let current = send(target, throttle, "get", target.api.get_opt(target.name)).await?;
                 read = current.as_ref().map(|s| Seen::of(s, target.key));
                 known = read.clone().map_or(Known::Absent, Known::Seen);
             }
@@ -158,7 +149,7 @@ pub async fn ensure(
                     &owned.doc.0,
                     owned.expires_at.as_deref(),
                 );
-                match target.api.create(&cluster::post_params(), &secret).await.map_err(call("create")) {
+                match send(target, throttle, "create", target.api.create(&cluster::post_params(), &secret)).await {
                     Ok(created) => {
                         return Ok(Written {
                             outcome: WriteOutcome::Created,
@@ -194,7 +185,9 @@ pub async fn ensure(
                     "data": { target.key: &owned.doc },
                 });
                 let params = cluster::patch_params();
-                match target.api.patch(target.name, &params, &Patch::Merge(&patch)).await.map_err(call("patch")) {
+                match send(target, throttle, "patch", target.api.patch(target.name, &params, &Patch::Merge(&patch)))
+                    .await
+                {
                     Ok(updated) => {
                         return Ok(Written {
                             outcome: WriteOutcome::Updated,
@@ -210,6 +203,23 @@ pub async fn ensure(
         }
     }
     Err(SinkError::ConflictStorm { sink: target.sink.to_string(), attempts: MAX_CONFLICTS })
+}
+
+/// Sends one request of a write, through `throttle` when one is given. Only
+/// requests pass the throttle: deciding that nothing needs writing is free.
+async fn send<T>(
+    target: &Target<'_>,
+    throttle: Option<&Throttle>,
+    verb: &'static str,
+    request: impl std::future::Future<Output = kube::Result<T>>,
+) -> Result<T, SinkError> {
+    let _permit = match throttle {
+        Some(t) => Some(t.enter().await),
+        None => None,
+    };
+    request
+        .await
+        .map_err(|e| SinkError::from_kube(target.sink, verb, &format!("secrets/{}", target.name), target.namespace, e))
 }
 
 /// A bound on requests in flight and a rate limit (fan-out's
