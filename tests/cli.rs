@@ -112,12 +112,7 @@ async fn with_env(kit: &Kit, args: &[&str], env: &[(&str, &str)]) -> common::Out
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().await.unwrap();
-    common::Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    common::finish(cmd.spawn().unwrap()).await
 }
 
 #[tokio::test]

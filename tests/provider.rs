@@ -4,7 +4,7 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use common::{Kit, Output};
 use serde_json::{json, Value};
@@ -22,12 +22,7 @@ async fn provide(kit: &Kit, args: &[&str], request: &Value) -> Output {
     // A configuration error exits before reading: a broken pipe is fine.
     let _ = stdin.write_all(request.to_string().as_bytes()).await;
     drop(stdin);
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
-    Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    common::finish(child).await
 }
 
 fn request(image: &str) -> Value {

@@ -385,16 +385,7 @@ impl Identity {
     pub async fn once(&self, google: &Google, args: &[&str]) -> Output {
         let mut all = vec!["once"];
         all.extend_from_slice(args);
-        let child = self.command(google, &all).spawn().unwrap();
-        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .expect("regcred finished within 60s")
-            .unwrap();
-        Output {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        super::finish(self.command(google, &all).spawn().unwrap()).await
     }
 
     /// `regcred run --admin-addr off ARGS` in the background.

@@ -55,16 +55,7 @@ impl Kit {
 
     /// Runs to completion with a deadline.
     pub async fn run(&self, args: &[&str]) -> Output {
-        let child = self.command(args).spawn().unwrap();
-        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .expect("regcred finished within 60s")
-            .unwrap();
-        Output {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        finish(self.command(args).spawn().unwrap()).await
     }
 
     pub fn key_file(&self) -> String {
@@ -90,6 +81,19 @@ pub struct Output {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+}
+
+/// Waits (at most 60 s) for a regcred process to exit; what it printed.
+pub async fn finish(child: Child) -> Output {
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("regcred finished within 60s")
+        .unwrap();
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// The password of the `gcr.io` entry.
