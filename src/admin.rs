@@ -20,21 +20,41 @@ use tracing::{debug, info};
 use crate::health::Health;
 use crate::metrics::Metrics;
 
+/// `--admin-addr`: an address, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AdminAddr {
+    Off,
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for AdminAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(AdminAddr::Off),
+            _ => {
+                s.parse().map(AdminAddr::At).map_err(|_| "expected IP:PORT (for example 0.0.0.0:8080) or `off`".into())
+            }
+        }
+    }
+}
+
 /// What the handlers read.
 #[derive(Clone)]
-pub struct AdminState {
+pub(crate) struct AdminState {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
 }
 
 /// Binds the admin address; the bound address is returned so that
 /// `--admin-addr 127.0.0.1:0` works in tests and demos.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
 /// Serves until `shutdown` flips.
-pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "admin server listening");
     }

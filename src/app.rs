@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 use crate::admin::{self, AdminState};
-use crate::config::{Config, Mode};
+use crate::cli::{Command, Config, Plan, Secrets};
 use crate::events::Events;
 use crate::fanout::FanOut;
 use crate::health::Health;
@@ -23,15 +23,24 @@ use crate::source::{self, SourceError};
 pub enum AppError {
     /// Bad flags or files: the user must change something (exit 2).
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::cli::ConfigError),
+    /// No usable Google credentials were found.
     #[error(transparent)]
     Credentials(SourceError),
+    /// No usable Kubernetes client configuration.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    /// Anything else that stops regcred before its first refresh.
     #[error("{0}")]
     Setup(String),
+    /// The admin address is taken or not allowed.
     #[error("cannot listen on the admin address {addr}: {source}; choose another --admin-addr or `off`")]
-    AdminBind { addr: std::net::SocketAddr, source: std::io::Error },
+    AdminBind {
+        /// `--admin-addr`.
+        addr: std::net::SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
     /// The refresh itself failed (exit 1).
     #[error("{0}")]
     Refresh(PassError),
@@ -68,51 +77,20 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         return Ok(());
     }
     let http = HttpClient::new(config.request_timeout)?;
-    if let Some(settings) = &config.provider {
-        return credential_provider(&config, settings, &http).await.map_err(AppError::Provider);
-    }
-    let source = source::discover(&config.source, &http).map_err(AppError::Credentials)?;
-    info!(source = %source.describe(), registries = config.registries.len(), "credential source");
-
-    let metrics = Arc::new(Metrics::new());
-    let (mut sinks, kube_client) = build_sinks(&config).await?;
-    let events = kube_client.clone().map(|client| Arc::new(Events::new(client, config.rotation_events)));
-    if let (Some(fan_out), Some(client)) = (config.fan_out.clone(), kube_client) {
-        sinks.push(NamedSink { sink: Box::new(FanOut::start(client, fan_out, events.clone())), kind: "fanout" });
-    }
-    // Ready until a credential is this far past its refresh point: half the
-    // refresh margin, so /readyz fails well before the credential expires.
-    let grace = config.timing.refresh_before / 2;
-    let stale_after = config.timing.resync_interval.saturating_mul(3).max(Duration::from_secs(60));
-    let health = Arc::new(Health::new(sinks.iter().map(|s| s.sink.name().to_string()), grace, stale_after));
-
-    let refresher = Refresher {
-        source,
-        registries: config.registries.clone(),
-        sinks,
-        timing: config.timing,
-        metrics: metrics.clone(),
-        health: health.clone(),
-        events,
-    };
-
-    if config.mode == Mode::Render {
-        let doc = refresher.render_only().await.map_err(AppError::Refresh)?;
-        let mut out = doc.expose_bytes().to_vec();
-        out.push(b'\n');
-        use std::io::Write as _;
-        std::io::stdout().write_all(&out).map_err(|e| AppError::Setup(format!("cannot write to stdout: {e}")))?;
-        return Ok(());
-    }
-
-    if let Some(addr) = config.admin_addr {
-        let listener = admin::bind(addr).await.map_err(|source| AppError::AdminBind { addr, source })?;
-        let state = AdminState { health, metrics };
-        tokio::spawn(admin::serve(listener, state, shutdown.clone()));
-    }
-
-    match config.mode {
-        Mode::Once => {
+    match config.command {
+        Command::CredentialProvider { source, provider } => {
+            credential_provider(&source, &provider, &http).await.map_err(AppError::Provider)
+        }
+        Command::Render { source, registries } => {
+            let source = source::discover(&source, &http).map_err(AppError::Credentials)?;
+            let doc = crate::refresh::render_once(&*source, &registries).await.map_err(AppError::Refresh)?;
+            let mut out = doc.expose_bytes().to_vec();
+            out.push(b'\n');
+            use std::io::Write as _;
+            std::io::stdout().write_all(&out).map_err(|e| AppError::Setup(format!("cannot write to stdout: {e}")))
+        }
+        Command::Once(plan) => {
+            let refresher = refresher(plan, config.request_timeout, &http, shutdown.clone()).await?;
             // A CronJob's pod may be stopped mid-run: give up at once rather
             // than sit through retries. Writes are atomic, so nothing is half-done.
             let mut shutdown = shutdown;
@@ -121,20 +99,48 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
                 _ = shutdown.changed() => return Err(AppError::Interrupted),
             };
             println!("{summary}");
+            Ok(())
         }
-        Mode::Run => {
+        Command::Run(plan) => {
+            let refresher = refresher(plan, config.request_timeout, &http, shutdown.clone()).await?;
             refresher.run(shutdown).await;
             info!("shutting down");
+            Ok(())
         }
-        Mode::Render | Mode::CredentialProvider => unreachable!("handled above"),
     }
-    Ok(())
+}
+
+/// The refresh loop for `plan`, with its sinks and, when asked for, the
+/// admin server already listening.
+async fn refresher(
+    plan: Plan,
+    request_timeout: Duration,
+    http: &HttpClient,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Refresher, AppError> {
+    let source = source::discover(&plan.source, http).map_err(AppError::Credentials)?;
+    info!(source = %source.describe(), registries = plan.registries.len(), "credential source");
+
+    let metrics = Arc::new(Metrics::new());
+    let (sinks, events) = build_sinks(&plan, request_timeout).await?;
+    // Ready until a credential is this far past its refresh point: half the
+    // refresh margin, so /readyz fails well before the credential expires.
+    let grace = plan.timing.refresh_before / 2;
+    let stale_after = plan.timing.resync_interval.saturating_mul(3).max(Duration::from_secs(60));
+    let health = Arc::new(Health::new(sinks.iter().map(|s| s.sink.name().to_string()), grace, stale_after));
+
+    if let Some(addr) = plan.admin_addr {
+        let listener = admin::bind(addr).await.map_err(|source| AppError::AdminBind { addr, source })?;
+        let state = AdminState { health: health.clone(), metrics: metrics.clone() };
+        tokio::spawn(admin::serve(listener, state, shutdown));
+    }
+    Ok(Refresher { source, registries: plan.registries, sinks, timing: plan.timing, metrics, health, events })
 }
 
 /// `credential-provider`: one request from the kubelet on stdin, one
 /// answer on stdout.
 async fn credential_provider(
-    config: &Config,
+    node_source: &source::Settings,
     settings: &provider::Settings,
     http: &HttpClient,
 ) -> Result<(), provider::ProviderError> {
@@ -147,7 +153,7 @@ async fn credential_provider(
     let request = provider::parse_request(&input)?;
     let host = provider::image_host(&request.image);
     let response = if provider::is_google(host) {
-        let source = provider::source_for(&request, settings, || source::discover(&config.source, http), http)?;
+        let source = provider::source_for(&request, settings, || source::discover(node_source, http), http)?;
         let credential = source.credential().await?;
         provider::answer(settings, &credential.username, &credential.password, credential.expires_at, SystemTime::now())
     } else {
@@ -158,21 +164,34 @@ async fn credential_provider(
     out.write_all(&provider::to_json(&response)).and_then(|()| out.flush()).map_err(provider::ProviderError::Output)
 }
 
-/// The sinks, and the Kubernetes client when any sink needs one.
-async fn build_sinks(config: &Config) -> Result<(Vec<NamedSink>, Option<kube::Client>), AppError> {
+/// The sinks, and the Events publisher when any sink is in Kubernetes.
+async fn build_sinks(
+    plan: &Plan,
+    request_timeout: Duration,
+) -> Result<(Vec<NamedSink>, Option<Arc<Events>>), AppError> {
     let mut sinks = Vec::new();
-    let mut kube_client = None;
-    if !config.secrets.is_empty() || config.fan_out.is_some() {
-        let (client, default_ns) = crate::cluster::connect(config.request_timeout).await?;
-        for target in &config.secrets {
-            let ns = target.namespace.as_deref().unwrap_or(&default_ns);
-            let sink = SecretSink::new(client.clone(), ns, &target.name, &config.secret_key, config.secret_type());
-            sinks.push(NamedSink { sink: Box::new(sink), kind: "secret" });
+    let mut events = None;
+    if !matches!(plan.secrets, Secrets::None) {
+        let (client, default_ns) = crate::cluster::connect(request_timeout).await?;
+        let publisher = Arc::new(Events::new(client.clone(), plan.rotation_events));
+        match &plan.secrets {
+            Secrets::None => {}
+            Secrets::Listed { targets, key } => {
+                for target in targets {
+                    let ns = target.namespace.as_deref().unwrap_or(&default_ns);
+                    let sink = SecretSink::new(client.clone(), ns, &target.name, key);
+                    sinks.push(NamedSink { sink: Box::new(sink), kind: "secret" });
+                }
+            }
+            Secrets::FanOut(settings) => {
+                let fan_out = FanOut::start(client, settings.clone(), Some(publisher.clone()));
+                sinks.push(NamedSink { sink: Box::new(fan_out), kind: "fanout" });
+            }
         }
-        kube_client = Some(client);
+        events = Some(publisher);
     }
-    for path in &config.output_files {
-        sinks.push(NamedSink { sink: Box::new(FileSink::new(path.clone(), config.output_file_mode)), kind: "file" });
+    for path in &plan.files.paths {
+        sinks.push(NamedSink { sink: Box::new(FileSink::new(path.clone(), plan.files.mode)), kind: "file" });
     }
-    Ok((sinks, kube_client))
+    Ok((sinks, events))
 }

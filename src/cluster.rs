@@ -31,23 +31,23 @@ use tower::{BoxError, Layer, Service};
 /// How long a watch may stay open, asked of the server as `timeoutSeconds`;
 /// the watcher treats a stream silent for this plus 5 s as broken and
 /// reconnects from where it was. Below kube's 295 s limit.
-pub const WATCH_TIMEOUT: Duration = Duration::from_secs(290);
+pub(crate) const WATCH_TIMEOUT: Duration = Duration::from_secs(290);
 
 /// The longest `Retry-After` regcred waits for: a peer asking for more is
 /// probably misconfigured, and the credential must not go stale meanwhile.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// The field manager regcred's writes are recorded under (`managedFields`),
 /// so `kubectl get -o yaml --show-managed-fields` says who wrote what.
-pub const FIELD_MANAGER: &str = "regcred";
+pub(crate) const FIELD_MANAGER: &str = "regcred";
 
 /// Parameters of a create made by regcred.
-pub fn post_params() -> kube::api::PostParams {
+pub(crate) fn post_params() -> kube::api::PostParams {
     kube::api::PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
 }
 
 /// Parameters of a (merge) patch made by regcred.
-pub fn patch_params() -> kube::api::PatchParams {
+pub(crate) fn patch_params() -> kube::api::PatchParams {
     kube::api::PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
 }
 
@@ -64,10 +64,10 @@ pub enum ClusterError {
 /// `kube::Error`'s source chain by [`missed_deadline`].
 #[derive(Debug, thiserror::Error)]
 #[error("no answer within {0:?}")]
-pub struct DeadlineExceeded(pub Duration);
+pub(crate) struct DeadlineExceeded(pub Duration);
 
 /// The client, and the namespace the kubeconfig (or the pod) names.
-pub async fn connect(request_timeout: Duration) -> Result<(kube::Client, String), ClusterError> {
+pub(crate) async fn connect(request_timeout: Duration) -> Result<(kube::Client, String), ClusterError> {
     let mut config = kube::Config::infer().await.map_err(|e| ClusterError::Kubeconfig(e.to_string()))?;
     config.connect_timeout = Some(request_timeout);
     config.write_timeout = Some(request_timeout);
@@ -79,7 +79,7 @@ pub async fn connect(request_timeout: Duration) -> Result<(kube::Client, String)
 }
 
 /// The deadline `err` (or one of its causes) reports missing, if any.
-pub fn missed_deadline(err: &(dyn std::error::Error + 'static)) -> Option<Duration> {
+pub(crate) fn missed_deadline(err: &(dyn std::error::Error + 'static)) -> Option<Duration> {
     let mut cur = Some(err);
     while let Some(e) = cur {
         if let Some(DeadlineExceeded(timeout)) = e.downcast_ref::<DeadlineExceeded>() {
@@ -92,14 +92,14 @@ pub fn missed_deadline(err: &(dyn std::error::Error + 'static)) -> Option<Durati
 
 /// The tower layer described in the module documentation.
 #[derive(Clone, Debug)]
-pub struct RequestPolicy {
+pub(crate) struct RequestPolicy {
     timeout: Duration,
     /// No request leaves before this instant (set by `Retry-After`).
     not_before: Arc<Mutex<Option<Instant>>>,
 }
 
 impl RequestPolicy {
-    pub fn new(timeout: Duration) -> Self {
+    pub(crate) fn new(timeout: Duration) -> Self {
         Self { timeout, not_before: Arc::default() }
     }
 }
@@ -114,7 +114,7 @@ impl<S> Layer<S> for RequestPolicy {
 
 /// [`RequestPolicy`] applied to a service.
 #[derive(Clone, Debug)]
-pub struct PolicyService<S> {
+pub(crate) struct PolicyService<S> {
     inner: S,
     policy: RequestPolicy,
 }
@@ -182,7 +182,7 @@ fn retry_after<B>(response: &Response<B>) -> Option<Duration> {
 
 /// A response body that fails with [`DeadlineExceeded`] when it is not
 /// complete by the request's deadline (no deadline for watch streams).
-pub struct DeadlineBody<B> {
+pub(crate) struct DeadlineBody<B> {
     inner: B,
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
 }

@@ -7,15 +7,15 @@ use crate::secret::Secret;
 
 /// The longest an access token lives: IAM Credentials' maximum lifetime
 /// (metadata-server and OAuth tokens live 1 h).
-pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// The Docker username registries expect with an OAuth access token.
-pub const OAUTH_USERNAME: &str = "oauth2accesstoken";
+pub(crate) const OAUTH_USERNAME: &str = "oauth2accesstoken";
 
 /// A registry credential: a Docker username and password, and when it stops
 /// working (`None` for keys that do not expire).
 #[derive(Clone, Debug)]
-pub struct Credential {
+pub(crate) struct Credential {
     pub username: String,
     pub password: Secret<String>,
     pub expires_at: Option<SystemTime>,
@@ -30,7 +30,7 @@ impl Credential {
     /// never too late, and it keeps every later time computation (the refresh
     /// schedule, the RFC 3339 expiry annotation) far from the limits of the
     /// clock types, whatever a token endpoint answers.
-    pub fn access_token(token: String, lifetime: Duration, now: SystemTime) -> Credential {
+    pub(crate) fn access_token(token: String, lifetime: Duration, now: SystemTime) -> Credential {
         if lifetime > MAX_TOKEN_LIFETIME {
             tracing::warn!(
                 claimed_secs = lifetime.as_secs(),

@@ -18,10 +18,10 @@ use kube::Api;
 use tracing::{debug, warn};
 
 /// Consecutive retryable failures before a Warning is published.
-pub const FAILURES_BEFORE_EVENT: u32 = 3;
+pub(crate) const FAILURES_BEFORE_EVENT: u32 = 3;
 
 /// The `reportingController` of every Event.
-pub const REPORTER: &str = "regcred";
+pub(crate) const REPORTER: &str = "regcred";
 
 /// Publishes Events and remembers which objects are currently reported as failing.
 ///
@@ -29,7 +29,7 @@ pub const REPORTER: &str = "regcred";
 /// folds repeats into one Event by reason and object, keeping the first
 /// note, so a Secret that went from "forbidden" to "wrong type" would still
 /// say "forbidden". regcred publishes once per distinct failure instead.
-pub struct Events {
+pub(crate) struct Events {
     client: kube::Client,
     instance: String,
     rotation_events: bool,
@@ -46,7 +46,7 @@ struct Streak {
 
 /// What happened, in the words an Event uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Writing the Secret failed.
     Write,
     /// Minting the credential failed, so the Secret will go stale.
@@ -54,7 +54,7 @@ pub enum Failure {
 }
 
 impl Events {
-    pub fn new(client: kube::Client, rotation_events: bool) -> Self {
+    pub(crate) fn new(client: kube::Client, rotation_events: bool) -> Self {
         // The pod name (HOSTNAME in a pod) tells replicas apart.
         let instance = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or(REPORTER.into());
         Self { client, instance, rotation_events, failing: Mutex::default() }
@@ -63,7 +63,7 @@ impl Events {
     /// Records a failure; publishes a Warning when it is permanent or has
     /// repeated [`FAILURES_BEFORE_EVENT`] times, once per failing streak and
     /// again whenever the failure's message changes.
-    pub async fn failed(&self, object: &ObjectReference, what: Failure, retryable: bool, note: &str) {
+    pub(crate) async fn failed(&self, object: &ObjectReference, what: Failure, retryable: bool, note: &str) {
         let note = truncate_note(note);
         let publish = {
             let mut failing = self.failing.lock().expect("events lock");
@@ -86,7 +86,7 @@ impl Events {
     }
 
     /// Records a success; publishes `Recovered` if a Warning was out.
-    pub async fn succeeded(&self, object: &ObjectReference, what: Failure, changed: bool) {
+    pub(crate) async fn succeeded(&self, object: &ObjectReference, what: Failure, changed: bool) {
         let was_reported = self
             .failing
             .lock()

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 /// What is known about one sink.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SinkState {
+pub(crate) struct SinkState {
     /// Last time the sink was confirmed to hold the current credential.
     pub last_success: Option<SystemTime>,
     /// When that credential expires (`None`: never).
@@ -22,7 +22,7 @@ pub struct SinkState {
 
 /// Shared between the refresh loop (writer) and the admin server (reader).
 #[derive(Debug)]
-pub struct Health {
+pub(crate) struct Health {
     sinks: Mutex<BTreeMap<String, SinkState>>,
     /// How far past its refresh point a credential may be and still count as ready.
     grace: Duration,
@@ -33,12 +33,12 @@ pub struct Health {
 impl Health {
     /// Registers every sink up front, so that a sink never written keeps the
     /// process unready.
-    pub fn new(sinks: impl IntoIterator<Item = String>, grace: Duration, stale_after: Duration) -> Self {
+    pub(crate) fn new(sinks: impl IntoIterator<Item = String>, grace: Duration, stale_after: Duration) -> Self {
         let sinks = sinks.into_iter().map(|s| (s, SinkState::default())).collect();
         Self { sinks: Mutex::new(sinks), grace, stale_after }
     }
 
-    pub fn succeeded(&self, sink: &str, expires_at: Option<SystemTime>, refresh_at: Option<SystemTime>) {
+    pub(crate) fn succeeded(&self, sink: &str, expires_at: Option<SystemTime>, refresh_at: Option<SystemTime>) {
         let mut sinks = self.sinks.lock().expect("health lock");
         let s = sinks.entry(sink.to_string()).or_default();
         *s = SinkState {
@@ -52,7 +52,7 @@ impl Health {
 
     /// Records a failed write (or, with `permanent: false`, a failed mint
     /// that leaves the sink's current credential in place).
-    pub fn failed(&self, sink: &str, error: String, permanent: bool) {
+    pub(crate) fn failed(&self, sink: &str, error: String, permanent: bool) {
         // /readyz names the sink before each reason: once is enough.
         let error = error.strip_prefix(&format!("{sink}: ")).map(str::to_string).unwrap_or(error);
         let mut sinks = self.sinks.lock().expect("health lock");
@@ -62,7 +62,7 @@ impl Health {
     }
 
     /// `Ok` when every sink is fresh, else the reasons, one per sink.
-    pub fn readiness(&self, now: SystemTime) -> Result<(), Vec<String>> {
+    pub(crate) fn readiness(&self, now: SystemTime) -> Result<(), Vec<String>> {
         let sinks = self.sinks.lock().expect("health lock");
         let problems: Vec<String> = sinks
             .iter()
@@ -77,7 +77,7 @@ impl Health {
 }
 
 /// Why one sink is not ready, if it is not. Pure, for testing.
-pub fn unready(s: &SinkState, now: SystemTime, grace: Duration, stale_after: Duration) -> Option<String> {
+pub(crate) fn unready(s: &SinkState, now: SystemTime, grace: Duration, stale_after: Duration) -> Option<String> {
     let with_error = |msg: String| match &s.last_error {
         Some(e) => format!("{msg}; last error: {e}"),
         None => msg,

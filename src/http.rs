@@ -13,7 +13,7 @@ use hyper_util::rt::TokioExecutor;
 
 /// A response read in full.
 #[derive(Debug)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -37,14 +37,14 @@ pub enum HttpError {
 
 /// Shared client with a per-request timeout.
 #[derive(Clone)]
-pub struct HttpClient {
+pub(crate) struct HttpClient {
     inner: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
 }
 
 impl HttpClient {
     /// Builds a client that speaks HTTP and HTTPS (system CA roots).
-    pub fn new(timeout: Duration) -> Result<Self, HttpError> {
+    pub(crate) fn new(timeout: Duration) -> Result<Self, HttpError> {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .map_err(HttpError::Tls)?
@@ -56,7 +56,7 @@ impl HttpClient {
     }
 
     /// Sends a request and reads the whole body, all within the timeout.
-    pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response, HttpError> {
+    pub(crate) async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response, HttpError> {
         let url = redact_query(&req.uri().to_string());
         let call = async {
             let resp = self
@@ -88,12 +88,12 @@ fn redact_query(url: &str) -> String {
 /// Whether an answer with this status may succeed if the same request is
 /// sent again later: server errors, 429 Too Many Requests, 408 Request
 /// Timeout. The one rule for Google's endpoints and the API server.
-pub fn is_retryable_status(code: u16) -> bool {
+pub(crate) fn is_retryable_status(code: u16) -> bool {
     code >= 500 || code == 429 || code == 408
 }
 
 /// Parses the `Retry-After` header (seconds form) that Google and the
 /// Kubernetes API send with 429 and 503 answers.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     headers.get(hyper::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
 }

@@ -12,25 +12,31 @@
 //! - [`fanout`]: the same Secret in every selected namespace; [`refresh`]:
 //!   the loop; [`provider`]: the kubelet credential provider;
 //! - [`admin`], [`telemetry`]: what operators see;
-//! - [`config`]: the command line, parsed once into a validated `Config`;
+//! - [`cli`]: the command line, parsed once into a validated `Config` whose
+//!   `Command` holds each component's own settings;
 //! - [`app`]: the wiring.
 
-pub mod admin;
+// Only `main` uses this library: everything but its entry points is
+// crate-private, so the compiler reports code nothing calls.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms, missing_docs, unreachable_pub)]
+
+pub(crate) mod admin;
 pub mod app;
-pub mod cluster;
-pub mod config;
-pub mod credential;
-pub mod events;
-pub mod fanout;
-pub mod health;
-pub mod http;
-pub mod metrics;
-pub mod provider;
-pub mod refresh;
-pub mod registry;
-pub mod render;
-pub mod schedule;
-pub mod secret;
-pub mod sink;
-pub mod source;
+pub mod cli;
+pub(crate) mod cluster;
+pub(crate) mod credential;
+pub(crate) mod events;
+pub(crate) mod fanout;
+pub(crate) mod health;
+pub(crate) mod http;
+pub(crate) mod metrics;
+pub(crate) mod provider;
+pub(crate) mod refresh;
+pub(crate) mod registry;
+pub(crate) mod render;
+pub(crate) mod schedule;
+pub(crate) mod secret;
+pub(crate) mod sink;
+pub(crate) mod source;
 pub mod telemetry;

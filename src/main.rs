@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser as _};
-use regcred::{app, config::Cli, telemetry};
+use regcred::{app, cli::Cli, telemetry};
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&name_env_source(&e.to_string()), 2),
     };
-    if let Err(e) = telemetry::init(config.log_format, config.log_level.as_deref(), config.default_log_level()) {
+    if let Err(e) = telemetry::init(&config.log, config.default_log_level()) {
         return fail(&e, 2);
     }
     // One thread is plenty for a process that sleeps most of the time, and

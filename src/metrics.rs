@@ -17,7 +17,7 @@ type Labels = Vec<(&'static str, String)>;
 type TimeGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric regcred exports.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     credential_expiry: Family<Labels, TimeGauge>,
     last_success: Family<Labels, TimeGauge>,
@@ -39,7 +39,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("regcred");
         let credential_expiry = Family::<Labels, TimeGauge>::default();
         registry.register(
@@ -87,7 +87,7 @@ impl Metrics {
     }
 
     /// Records a mint attempt and its outcome.
-    pub fn mint(&self, took: Duration, failure: Option<&'static str>) {
+    pub(crate) fn mint(&self, took: Duration, failure: Option<&'static str>) {
         self.refresh_attempts.inc();
         self.mint_duration.observe(took.as_secs_f64());
         if let Some(reason) = failure {
@@ -96,7 +96,7 @@ impl Metrics {
     }
 
     /// Records a successful write (or a confirmation that nothing changed).
-    pub fn write_ok(&self, sink: &str, kind: &'static str, took: Duration, expires_at: Option<SystemTime>) {
+    pub(crate) fn write_ok(&self, sink: &str, kind: &'static str, took: Duration, expires_at: Option<SystemTime>) {
         self.write_duration.get_or_create(&vec![("kind", kind.to_string())]).observe(took.as_secs_f64());
         let labels = vec![("sink", sink.to_string())];
         self.last_success.get_or_create(&labels).set(unix(SystemTime::now()));
@@ -106,13 +106,13 @@ impl Metrics {
     }
 
     /// Records a failed write.
-    pub fn write_failed(&self, sink: &str, kind: &'static str, took: Duration, reason: &'static str) {
+    pub(crate) fn write_failed(&self, sink: &str, kind: &'static str, took: Duration, reason: &'static str) {
         self.write_duration.get_or_create(&vec![("kind", kind.to_string())]).observe(took.as_secs_f64());
         self.write_failures.get_or_create(&vec![("sink", sink.to_string()), ("reason", reason.to_string())]).inc();
     }
 
     /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

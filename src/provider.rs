@@ -26,14 +26,14 @@ use crate::secret::Secret;
 use crate::source::{CredentialSource, ExternalAccount, Impersonated, SourceError, DEFAULT_TOKEN_LIFETIME};
 
 /// The API version regcred speaks, and answers in.
-pub const API_VERSION: &str = "credentialprovider.kubelet.k8s.io/v1";
+pub(crate) const API_VERSION: &str = "credentialprovider.kubelet.k8s.io/v1";
 
 /// The ServiceAccount annotation naming the Google service account a pod
 /// pulls as: the same key GKE Workload Identity uses.
-pub const GOOGLE_SERVICE_ACCOUNT_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
+pub(crate) const GOOGLE_SERVICE_ACCOUNT_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
 
 /// How much earlier than the token's expiry the kubelet must stop using it.
-pub const CACHE_MARGIN: Duration = Duration::from_secs(5 * 60);
+pub(crate) const CACHE_MARGIN: Duration = Duration::from_secs(5 * 60);
 
 /// How long the kubelet may remember "no credentials" for an image on a host
 /// that is not Google's: that answer never changes.
@@ -41,7 +41,7 @@ const NOT_GOOGLE_CACHE: Duration = Duration::from_secs(3600);
 
 /// The auth keys used when no `--registry` is given: every Container
 /// Registry and Artifact Registry host, as kubelet image patterns.
-pub const DEFAULT_PATTERNS: &[&str] = &["gcr.io", "*.gcr.io", "*-docker.pkg.dev"];
+pub(crate) const DEFAULT_PATTERNS: &[&str] = &["gcr.io", "*.gcr.io", "*-docker.pkg.dev"];
 
 /// The provider's own settings.
 #[derive(Clone, Debug)]
@@ -61,7 +61,7 @@ pub struct Settings {
 /// What the kubelet sends.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Request {
+pub(crate) struct Request {
     #[serde(default)]
     pub api_version: String,
     #[serde(default)]
@@ -76,7 +76,7 @@ pub struct Request {
 /// What regcred answers.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Response {
+pub(crate) struct Response {
     pub api_version: &'static str,
     pub kind: &'static str,
     pub cache_key_type: CacheKeyType,
@@ -88,17 +88,17 @@ pub struct Response {
     pub auth: BTreeMap<String, AuthConfig>,
 }
 
-/// The kubelet's `PluginCacheKeyType`.
+/// The kubelet's `PluginCacheKeyType`, less `Image`: regcred's answers
+/// hold for a whole registry or for every image, never for one image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum CacheKeyType {
-    Image,
+pub(crate) enum CacheKeyType {
     Registry,
     Global,
 }
 
 /// One registry credential in a response.
 #[derive(Debug)]
-pub struct AuthConfig {
+pub(crate) struct AuthConfig {
     pub username: String,
     pub password: Secret<String>,
 }
@@ -133,7 +133,7 @@ impl ProviderError {
 }
 
 /// Parses the request from the kubelet.
-pub fn parse_request(input: &[u8]) -> Result<Request, ProviderError> {
+pub(crate) fn parse_request(input: &[u8]) -> Result<Request, ProviderError> {
     let request: Request = serde_json::from_slice(input).map_err(|e| {
         // serde's message quotes no input beyond a position; the token is safe.
         ProviderError::BadRequest(format!("{e} (expected JSON with apiVersion {API_VERSION} and an `image`)"))
@@ -154,7 +154,7 @@ pub fn parse_request(input: &[u8]) -> Result<Request, ProviderError> {
 }
 
 /// The registry host of an image reference, as Docker names it.
-pub fn image_host(image: &str) -> &str {
+pub(crate) fn image_host(image: &str) -> &str {
     let first = image.split('/').next().unwrap_or(image);
     let is_host = image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     if is_host {
@@ -165,13 +165,13 @@ pub fn image_host(image: &str) -> &str {
 }
 
 /// Whether `host` is one of Google's registries.
-pub fn is_google(host: &str) -> bool {
+pub(crate) fn is_google(host: &str) -> bool {
     host.parse::<RegistryHost>().is_ok()
 }
 
 /// The credential source for this request: the pod's identity when the
 /// kubelet sent its token, the node's otherwise (`node`).
-pub fn source_for(
+pub(crate) fn source_for(
     request: &Request,
     settings: &Settings,
     node: impl FnOnce() -> Result<Arc<dyn CredentialSource>, SourceError>,
@@ -205,7 +205,7 @@ fn is_service_account_email(s: &str) -> bool {
 /// How long the kubelet may cache a credential that expires at
 /// `expires_at`: until [`CACHE_MARGIN`] before expiry, or half the
 /// remaining life of a short-lived token; never longer than the token.
-pub fn cache_duration(now: SystemTime, expires_at: Option<SystemTime>) -> Duration {
+pub(crate) fn cache_duration(now: SystemTime, expires_at: Option<SystemTime>) -> Duration {
     let Some(expires_at) = expires_at else {
         // A key that never expires: re-read hourly so a rotated key is seen.
         return Duration::from_secs(3600);
@@ -219,7 +219,7 @@ pub fn cache_duration(now: SystemTime, expires_at: Option<SystemTime>) -> Durati
 }
 
 /// The answer for an image on a host that is not Google's: no credentials.
-pub fn not_google() -> Response {
+pub(crate) fn not_google() -> Response {
     Response {
         api_version: API_VERSION,
         kind: "CredentialProviderResponse",
@@ -232,7 +232,7 @@ pub fn not_google() -> Response {
 /// The answer carrying `username`/`password` for every pattern. One answer
 /// serves every Google registry (`Global`); with `cacheType: ServiceAccount`
 /// the kubelet keeps one per ServiceAccount.
-pub fn answer(
+pub(crate) fn answer(
     settings: &Settings,
     username: &str,
     password: &Secret<String>,
@@ -259,7 +259,7 @@ fn go_duration(d: Duration) -> String {
 }
 
 /// Serialises a response, revealing the password: the one place it leaves.
-pub fn to_json(response: &Response) -> Vec<u8> {
+pub(crate) fn to_json(response: &Response) -> Vec<u8> {
     let auth: serde_json::Map<String, serde_json::Value> = response
         .auth
         .iter()

@@ -22,16 +22,16 @@ use crate::sink::{Sink, SinkError, WriteOutcome};
 use crate::source::{CredentialSource, SourceError};
 
 /// Attempts `once` makes at a retryable failure before giving up.
-pub const ONCE_ATTEMPTS: u32 = 4;
+pub(crate) const ONCE_ATTEMPTS: u32 = 4;
 
 /// A sink together with its kind, for metrics.
-pub struct NamedSink {
+pub(crate) struct NamedSink {
     pub sink: Box<dyn Sink>,
     pub kind: &'static str,
 }
 
 /// Everything the loop needs.
-pub struct Refresher {
+pub(crate) struct Refresher {
     pub source: Arc<dyn CredentialSource>,
     pub registries: Vec<RegistryHost>,
     pub sinks: Vec<NamedSink>,
@@ -170,7 +170,7 @@ impl PassError {
 
 /// The result of `once`, printed as one line.
 #[derive(Debug)]
-pub struct OnceSummary {
+pub(crate) struct OnceSummary {
     pub outcomes: Vec<(String, WriteOutcome)>,
     pub expires_at: Option<SystemTime>,
 }
@@ -340,7 +340,7 @@ impl Refresher {
     }
 
     /// `regcred run`: until `shutdown` flips.
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+    pub(crate) async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let mut state = LoopState::new(self.sinks.len());
         loop {
             let mint_retry = tokio::select! {
@@ -361,7 +361,7 @@ impl Refresher {
 
     /// `regcred once`: one refresh with a few retries for transient
     /// failures; a retry offers the document only to the sinks that failed.
-    pub async fn once(&self) -> Result<OnceSummary, PassError> {
+    pub(crate) async fn once(&self) -> Result<OnceSummary, PassError> {
         let mut state = LoopState::new(self.sinks.len());
         let mut attempt = 0;
         loop {
@@ -389,11 +389,14 @@ impl Refresher {
             state.retry_now();
         }
     }
+}
 
-    /// `regcred render`: mint and render without writing.
-    pub async fn render_only(&self) -> Result<AuthsDocument, PassError> {
-        Ok(self.mint(1).await?.doc)
-    }
+/// `regcred render`: mint and render, without writing anywhere.
+pub(crate) async fn render_once(
+    source: &dyn CredentialSource,
+    registries: &[RegistryHost],
+) -> Result<AuthsDocument, PassError> {
+    Ok(render(&source.credential().await?, registries)?)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The Container Registry hosts used when no `--registry` is given.
-pub const DEFAULT_HOSTS: &[&str] = &["gcr.io", "us.gcr.io", "eu.gcr.io", "asia.gcr.io", "marketplace.gcr.io"];
+pub(crate) const DEFAULT_HOSTS: &[&str] = &["gcr.io", "us.gcr.io", "eu.gcr.io", "asia.gcr.io", "marketplace.gcr.io"];
 
 /// Every Container Registry and Artifact Registry host, kept in one data file
 /// so that adding a region is a one-line change.
@@ -45,7 +45,7 @@ impl fmt::Display for RegistryHost {
 
 /// A lower-case RFC 1123 label: what Kubernetes requires of a namespace
 /// name, and each dot-separated part of a host name.
-pub fn is_dns_label(s: &str) -> bool {
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -55,20 +55,18 @@ pub fn is_dns_label(s: &str) -> bool {
 
 /// A lower-case RFC 1123 subdomain: dot-separated labels, at most 253 bytes
 /// (Secret and ServiceAccount names, host names).
-pub fn is_dns_subdomain(s: &str) -> bool {
+pub(crate) fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 /// Why a `--registry` value was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidHost {
-    #[error("invalid registry host {0:?}: give the host name alone, without a scheme or path (for example gcr.io or europe-west1-docker.pkg.dev)")]
-    NotBareHost(String),
-    #[error("invalid registry host {0:?}: not a valid DNS name")]
-    NotDnsName(String),
-    #[error(
-        "invalid registry host {0:?}: regcred's credentials work only for gcr.io, *.gcr.io and LOCATION-docker.pkg.dev"
-    )]
+    #[error("not a bare host: give the host name alone, without a scheme or path (for example gcr.io or europe-west1-docker.pkg.dev)")]
+    WithSchemeOrPath(String),
+    #[error("not a valid DNS name")]
+    BadDnsName(String),
+    #[error("not a Google registry: regcred's credentials work only for gcr.io, *.gcr.io and LOCATION-docker.pkg.dev")]
     NotGoogle(String),
 }
 
@@ -78,10 +76,10 @@ impl FromStr for RegistryHost {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let host = s.trim().to_ascii_lowercase();
         if host.contains("://") || host.contains('/') || host.contains(':') {
-            return Err(InvalidHost::NotBareHost(s.to_string()));
+            return Err(InvalidHost::WithSchemeOrPath(s.to_string()));
         }
         if !is_dns_subdomain(&host) {
-            return Err(InvalidHost::NotDnsName(s.to_string()));
+            return Err(InvalidHost::BadDnsName(s.to_string()));
         }
         let google = host == "gcr.io"
             || host.ends_with(".gcr.io")
@@ -109,13 +107,13 @@ mod tests {
 
     #[test]
     fn rejects_other_hosts_with_a_reason() {
-        assert!(matches!("https://gcr.io".parse::<RegistryHost>(), Err(InvalidHost::NotBareHost(_))));
-        assert!(matches!("gcr.io/project".parse::<RegistryHost>(), Err(InvalidHost::NotBareHost(_))));
+        assert!(matches!("https://gcr.io".parse::<RegistryHost>(), Err(InvalidHost::WithSchemeOrPath(_))));
+        assert!(matches!("gcr.io/project".parse::<RegistryHost>(), Err(InvalidHost::WithSchemeOrPath(_))));
         assert!(matches!("docker.io".parse::<RegistryHost>(), Err(InvalidHost::NotGoogle(_))));
         assert!(matches!("docker.pkg.dev".parse::<RegistryHost>(), Err(InvalidHost::NotGoogle(_))));
         assert!(matches!("evil.com-docker.pkg.dev".parse::<RegistryHost>(), Err(InvalidHost::NotGoogle(_))));
-        assert!(matches!("gcr..io".parse::<RegistryHost>(), Err(InvalidHost::NotDnsName(_))));
-        assert!(matches!("".parse::<RegistryHost>(), Err(InvalidHost::NotDnsName(_))));
+        assert!(matches!("gcr..io".parse::<RegistryHost>(), Err(InvalidHost::BadDnsName(_))));
+        assert!(matches!("".parse::<RegistryHost>(), Err(InvalidHost::BadDnsName(_))));
     }
 
     #[test]

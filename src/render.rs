@@ -17,13 +17,13 @@ use crate::secret::Secret;
 /// refuses empty or partial input, so holding one means holding a document
 /// that is safe to write over a good one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuthsDocument {
+pub(crate) struct AuthsDocument {
     bytes: Secret<Vec<u8>>,
 }
 
 impl AuthsDocument {
     /// The serialized JSON. Callers write it to a sink and nowhere else.
-    pub fn expose_bytes(&self) -> &[u8] {
+    pub(crate) fn expose_bytes(&self) -> &[u8] {
         self.bytes.expose()
     }
 }
@@ -52,7 +52,7 @@ struct Entry<'a> {
 /// Renders one entry per registry host, keys in sorted order so that the same
 /// credential always yields the same bytes (and an unchanged Secret is not
 /// rewritten).
-pub fn render(credential: &Credential, registries: &[RegistryHost]) -> Result<AuthsDocument, RenderError> {
+pub(crate) fn render(credential: &Credential, registries: &[RegistryHost]) -> Result<AuthsDocument, RenderError> {
     if registries.is_empty() {
         return Err(RenderError::NoRegistries);
     }

@@ -16,14 +16,14 @@ pub struct Timing {
 
 /// The shortest wait between two refreshes, so a misconfigured schedule or a
 /// token that is about to expire cannot turn into a busy loop.
-pub const MIN_DELAY: Duration = Duration::from_secs(1);
+pub(crate) const MIN_DELAY: Duration = Duration::from_secs(1);
 
 /// First retry delay after a failure.
-pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
+pub(crate) const BACKOFF_BASE: Duration = Duration::from_secs(1);
 
 /// Longest retry delay. Short enough that a token with a 15-minute refresh
 /// margin gets many attempts before it expires.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
+pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(60);
 
 /// When the credential expiring at `expires_at` should be replaced.
 ///
@@ -31,7 +31,7 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// [0, 1)) ahead of expiry. If that margin is more than half the token's
 /// remaining life (short-lived tokens, or a large `--refresh-before`), the
 /// token is replaced at half-life instead, so each token is used for a while.
-pub fn refresh_at(now: SystemTime, expires_at: SystemTime, timing: &Timing, random: f64) -> SystemTime {
+pub(crate) fn refresh_at(now: SystemTime, expires_at: SystemTime, timing: &Timing, random: f64) -> SystemTime {
     let remaining = expires_at.duration_since(now).unwrap_or_default();
     let lead = timing.refresh_before.saturating_add(timing.jitter.mul_f64(random.clamp(0.0, 1.0)));
     let lead = lead.min(remaining / 2);
@@ -41,7 +41,7 @@ pub fn refresh_at(now: SystemTime, expires_at: SystemTime, timing: &Timing, rand
 /// How long to sleep before the next pass of the loop: until the refresh
 /// point, but no longer than the resync interval (so a deleted Secret comes
 /// back), and never less than [`MIN_DELAY`].
-pub fn next_wake(now: SystemTime, refresh_at: Option<SystemTime>, resync_interval: Duration) -> Duration {
+pub(crate) fn next_wake(now: SystemTime, refresh_at: Option<SystemTime>, resync_interval: Duration) -> Duration {
     let until_refresh = match refresh_at {
         Some(at) => at.duration_since(now).unwrap_or_default(),
         None => resync_interval,
@@ -52,7 +52,7 @@ pub fn next_wake(now: SystemTime, refresh_at: Option<SystemTime>, resync_interva
 /// Capped exponential backoff with full jitter: a random delay in
 /// [0, min(cap, base * 2^attempt)], at least `retry_after` when the peer
 /// asked for one (429 / 503 with Retry-After).
-pub fn backoff(attempt: u32, random: f64, retry_after: Option<Duration>) -> Duration {
+pub(crate) fn backoff(attempt: u32, random: f64, retry_after: Option<Duration>) -> Duration {
     let ceiling = BACKOFF_BASE.saturating_mul(2u32.saturating_pow(attempt.min(16))).min(BACKOFF_CAP);
     let delay = ceiling.mul_f64(random.clamp(0.0, 1.0)).max(Duration::from_millis(100));
     match retry_after {

@@ -9,17 +9,17 @@ use std::fmt;
 
 /// A value that is redacted wherever it could be formatted.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret<T>(T);
+pub(crate) struct Secret<T>(T);
 
 impl<T> Secret<T> {
     /// Wraps a sensitive value.
-    pub fn new(value: T) -> Self {
+    pub(crate) fn new(value: T) -> Self {
         Self(value)
     }
 
     /// Returns the value. The name is deliberately loud: every call is a place
     /// where the secret leaves its wrapper.
-    pub fn expose(&self) -> &T {
+    pub(crate) fn expose(&self) -> &T {
         &self.0
     }
 }

@@ -14,13 +14,23 @@ pub enum LogFormat {
     Json,
 }
 
+/// How regcred logs: `--log-format` and `--log-level`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// `--log-format`.
+    pub format: LogFormat,
+    /// A filter such as `info,kube=warn`; `None` leaves it to `RUST_LOG`.
+    pub level: Option<String>,
+}
+
 /// The client module's level (see [`init`]).
 const QUIET_KUBE_CLIENT: &str = "kube_client::client=error";
 
 /// Installs the global subscriber. `level` wins over `RUST_LOG`; without
 /// either, regcred logs at `default`.
-pub fn init(format: LogFormat, level: Option<&str>, default: &str) -> Result<(), String> {
-    let filter = match level {
+pub fn init(settings: &Settings, default: &str) -> Result<(), String> {
+    let format = settings.format;
+    let filter = match settings.level.as_deref() {
         Some(l) => EnvFilter::try_new(l).map_err(|e| format!("invalid --log-level {l:?}: {e}"))?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
     };

@@ -196,7 +196,7 @@ async fn fan_out_flags_are_validated() {
         (vec!["once", "--secret", "x", "--all-namespaces", "--namespace", "a"], "only one of --namespace"),
         (vec!["once", "--secret", "x", "--prune"], "need --namespace"),
         (vec!["once", "--secret", "x", "--all-namespaces", "--prune"], "use it with --namespace-selector"),
-        (vec!["once", "--secret", "x", "--namespace", "Bad_NS"], "invalid --namespace"),
+        (vec!["once", "--secret", "x", "--namespace", "Bad_NS"], "invalid value 'Bad_NS' for '--namespace"),
     ] {
         let out = kit.run(&args).await;
         assert_eq!(out.code, Some(2), "{args:?}: {out:?}");

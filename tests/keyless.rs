@@ -394,10 +394,16 @@ async fn impersonation_flags_are_checked_up_front() {
     let kit = Kit::start().await;
     let key = kit.key_file();
     let cases: [(&[&str], &str); 4] = [
-        (&["--impersonate", "pull"], "invalid --impersonate \"pull\": expected a service account email"),
+        (
+            &["--impersonate", "pull"],
+            "invalid value 'pull' for '--impersonate <SERVICE_ACCOUNT_EMAIL>': expected a service account email",
+        ),
         (&["--impersonate", TARGET, "--auth", "json-key"], "--impersonate needs --auth oauth"),
         (&["--impersonate-delegates", TARGET], "--impersonate-delegates needs --impersonate"),
-        (&["--impersonate", TARGET, "--token-lifetime", "13h"], "invalid --token-lifetime 13h"),
+        (
+            &["--impersonate", TARGET, "--token-lifetime", "13h"],
+            "invalid value '13h' for '--token-lifetime <DURATION>'",
+        ),
     ];
     for (extra, expected) in cases {
         let mut args = vec!["once", "--key-file", &key, "--output-file", "/dev/null"];

@@ -174,5 +174,5 @@ async fn bad_requests_and_missing_settings_are_configuration_errors() {
 
     let out = provide(&kit, &["--workload-identity-provider", "pool"], &request("gcr.io/p/i")).await;
     assert_eq!(out.code, Some(2), "{out:?}");
-    assert!(out.stderr.contains("invalid --workload-identity-provider \"pool\""), "{}", out.stderr);
+    assert!(out.stderr.contains("invalid value 'pool' for '--workload-identity-provider"), "{}", out.stderr);
 }

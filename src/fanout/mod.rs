@@ -28,8 +28,8 @@ use kube::{Api, Client};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{debug, info, warn};
 
-pub use selection::{Pattern, Selection, DEFAULT_EXCLUDES};
-pub use service_accounts::ServiceAccountPatching;
+pub(crate) use selection::{Pattern, Selection, DEFAULT_EXCLUDES};
+pub(crate) use service_accounts::ServiceAccountPatching;
 
 use crate::events::{Events, Failure};
 use crate::render::AuthsDocument;
@@ -39,9 +39,9 @@ use crate::sink::{secret_ref, Sink, SinkError, WriteOutcome};
 /// How long a cycle waits for the watches' first complete listing.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The fan-out flags, validated.
+/// What fan-out is asked to do (from the fan-out flags).
 #[derive(Clone, Debug)]
-pub struct FanOutConfig {
+pub struct Settings {
     pub selection: Selection,
     pub secret_name: String,
     pub key: String,
@@ -56,7 +56,7 @@ pub struct FanOutConfig {
 
 struct Shared {
     client: Client,
-    config: FanOutConfig,
+    config: Settings,
     namespaces: Mutex<BTreeSet<String>>,
     /// What the watch (or a write) last saw of the Secret in each namespace.
     secrets: Mutex<HashMap<String, Seen>>,
@@ -77,7 +77,7 @@ struct Shared {
 }
 
 /// Keeps `--secret NAME` fresh in every selected namespace.
-pub struct FanOut {
+pub(crate) struct FanOut {
     shared: Arc<Shared>,
     name: String,
 }
@@ -85,7 +85,7 @@ pub struct FanOut {
 impl FanOut {
     /// Starts the namespace and Secret watches and the worker that handles
     /// their events. They run until the process exits.
-    pub fn start(client: Client, config: FanOutConfig, events: Option<Arc<Events>>) -> FanOut {
+    pub(crate) fn start(client: Client, config: Settings, events: Option<Arc<Events>>) -> FanOut {
         let (tx, rx) = mpsc::unbounded_channel();
         let name = format!("secret {} in selected namespaces", config.secret_name);
         let shared = Arc::new(Shared {
@@ -107,11 +107,6 @@ impl FanOut {
         tokio::spawn(watch_secrets(shared.clone()));
         tokio::spawn(work(shared.clone(), rx));
         FanOut { shared, name }
-    }
-
-    /// The number of selected namespaces (for metrics and tests).
-    pub fn namespace_count(&self) -> usize {
-        self.shared.namespaces.lock().expect("lock").len()
     }
 }
 
@@ -427,7 +422,7 @@ async fn next_event<K>(
 }
 
 /// Listings in pages; watches renewed after `--watch-timeout`.
-fn watcher_config(config: &FanOutConfig) -> watcher::Config {
+fn watcher_config(config: &Settings) -> watcher::Config {
     let secs = u32::try_from(config.watch_timeout.as_secs()).unwrap_or(u32::MAX).max(1);
     watcher::Config::default().page_size(500).timeout(secs)
 }

@@ -3,7 +3,7 @@
 /// Namespaces excluded from `--all-namespaces` and `--namespace-selector`
 /// unless named explicitly with `--namespace`: nothing there pulls from a
 /// private registry, and touching them needs wider RBAC than anyone wants.
-pub const DEFAULT_EXCLUDES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
+pub(crate) const DEFAULT_EXCLUDES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
 
 /// The namespace targeting flags, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,8 +46,30 @@ impl Pattern {
         Pattern(p.to_string())
     }
 
+    /// A DNS label in which `*` and `?` may stand for characters: a pattern
+    /// no namespace name can match (`Kube_*`) is a typo, not a choice.
+    fn is_valid(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-*?".contains(&b))
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    }
+
     pub fn matches(&self, name: &str) -> bool {
         glob(self.0.as_bytes(), name.as_bytes())
+    }
+}
+
+impl std::str::FromStr for Pattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if Pattern::is_valid(s) {
+            Ok(Pattern::new(s))
+        } else {
+            Err("expected a namespace name or a glob of one (lower-case letters, digits, '-', '*' and '?'), for example tmp-*".into())
+        }
     }
 }
 

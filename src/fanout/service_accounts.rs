@@ -12,7 +12,7 @@ use crate::sink::SinkError;
 
 /// The annotation that opts a ServiceAccount in under
 /// `--patch-annotated-service-accounts`.
-pub const OPT_IN_ANNOTATION: &str = "regcred.dev/image-pull-secret";
+pub(super) const OPT_IN_ANNOTATION: &str = "regcred.dev/image-pull-secret";
 
 /// Which ServiceAccounts to patch in each namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -68,7 +68,7 @@ fn opted_in(sa: &ServiceAccount) -> bool {
 }
 
 /// The `imagePullSecrets` list with `secret` added, or `None` if already there.
-pub fn with_pull_secret(sa: &ServiceAccount, secret: &str) -> Option<Vec<serde_json::Value>> {
+pub(super) fn with_pull_secret(sa: &ServiceAccount, secret: &str) -> Option<Vec<serde_json::Value>> {
     let existing = sa.image_pull_secrets.as_deref().unwrap_or_default();
     if existing.iter().any(|r| r.name == secret) {
         return None;

@@ -13,14 +13,21 @@ use crate::render::AuthsDocument;
 /// Writes the document atomically: a temporary file in the same directory,
 /// fsync, then rename over the target, so a reader sees the old document or
 /// the new one and never half of one.
-pub struct FileSink {
+/// The files to write (`--output-file`) and their permission bits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSettings {
+    pub paths: Vec<PathBuf>,
+    pub mode: u32,
+}
+
+pub(crate) struct FileSink {
     path: PathBuf,
     mode: u32,
     name: String,
 }
 
 impl FileSink {
-    pub fn new(path: PathBuf, mode: u32) -> Self {
+    pub(crate) fn new(path: PathBuf, mode: u32) -> Self {
         let name = format!("file {}", path.display());
         Self { path, mode, name }
     }

@@ -31,12 +31,12 @@ use crate::render::AuthsDocument;
 /// Conflicting writes tolerated in one write before it counts as failed
 /// (the caller then retries with backoff). Also the limit of ServiceAccount
 /// patching.
-pub const MAX_CONFLICTS: u32 = 5;
+pub(crate) const MAX_CONFLICTS: u32 = 5;
 
 /// What regcred last saw of a Secret: enough to decide whether to write,
 /// and to write conditionally.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub resource_version: String,
     pub type_: String,
     /// It carries regcred's label (or 0.1.0's manager label).
@@ -49,7 +49,7 @@ pub struct Seen {
 
 impl Seen {
     /// What matters of `secret` when regcred owns its data key `key`.
-    pub fn of(secret: &Secret, key: &str) -> Seen {
+    pub(crate) fn of(secret: &Secret, key: &str) -> Seen {
         let owned = secret.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.as_slice());
         let expires =
             secret.metadata.annotations.as_ref().and_then(|a| a.get(EXPIRES_AT_ANNOTATION)).map(String::as_str);
@@ -65,7 +65,7 @@ impl Seen {
 
 /// What the writer knows before it starts.
 #[derive(Clone, Debug)]
-pub enum Known {
+pub(crate) enum Known {
     /// Nothing: read the Secret first.
     Unknown,
     /// It does not exist.
@@ -75,7 +75,7 @@ pub enum Known {
 
 /// regcred's parts of a Secret, ready to write.
 #[derive(Debug)]
-pub struct Owned {
+pub(crate) struct Owned {
     /// Serialises as base64, as Secret data must.
     doc: ByteString,
     expires_at: Option<String>,
@@ -83,7 +83,7 @@ pub struct Owned {
 }
 
 impl Owned {
-    pub fn new(doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Self {
+    pub(crate) fn new(doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Self {
         let expires_at = expires_at.map(expiry_annotation);
         Owned {
             content: content_hash(doc.expose_bytes(), expires_at.as_deref()),
@@ -93,7 +93,7 @@ impl Owned {
     }
 
     /// Whether a Secret seen as `seen` already holds these parts.
-    pub fn is_held_by(&self, seen: &Seen) -> bool {
+    pub(crate) fn is_held_by(&self, seen: &Seen) -> bool {
         seen.managed && seen.content == Some(self.content)
     }
 }
@@ -106,7 +106,7 @@ fn content_hash(owned: &[u8], expires_at: Option<&str>) -> u64 {
 }
 
 /// One Secret regcred keeps.
-pub struct Target<'a> {
+pub(crate) struct Target<'a> {
     pub api: &'a Api<Secret>,
     pub namespace: &'a str,
     pub name: &'a str,
@@ -119,14 +119,14 @@ pub struct Target<'a> {
 
 /// What a write did, and what the Secret looks like after it (`None` when
 /// nothing was read or written that the caller does not know).
-pub struct Written {
+pub(crate) struct Written {
     pub outcome: WriteOutcome,
     pub seen: Option<Seen>,
 }
 
 /// Makes the Secret hold `owned`, starting from what the caller `known`.
 /// Requests pass `throttle` when one is given.
-pub async fn ensure(
+pub(crate) async fn ensure(
     target: &Target<'_>,
     owned: &Owned,
     mut known: Known,
@@ -224,13 +224,13 @@ async fn send<T>(
 
 /// A bound on requests in flight and a rate limit (fan-out's
 /// `--max-concurrent-writes` and `--max-requests-per-second`).
-pub struct Throttle {
+pub(crate) struct Throttle {
     permits: Semaphore,
     limiter: RateLimiter,
 }
 
 impl Throttle {
-    pub fn new(max_in_flight: usize, per_second: u32) -> Self {
+    pub(crate) fn new(max_in_flight: usize, per_second: u32) -> Self {
         let max_in_flight = max_in_flight.max(1);
         Throttle {
             permits: Semaphore::new(max_in_flight),
@@ -240,7 +240,7 @@ impl Throttle {
 
     /// Waits until one more request may go; it is in flight while the
     /// permit lives.
-    pub async fn enter(&self) -> SemaphorePermit<'_> {
+    pub(crate) async fn enter(&self) -> SemaphorePermit<'_> {
         let permit = self.permits.acquire().await.expect("semaphore never closed");
         self.limiter.acquire().await;
         permit

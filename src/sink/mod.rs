@@ -4,16 +4,14 @@
 //! document to each and treats their failures independently.
 
 mod file;
-pub mod managed;
+pub(crate) mod managed;
 mod secret;
 
 use std::time::SystemTime;
 
-pub use file::FileSink;
-pub use secret::{
-    expiry_annotation, is_managed, is_opted_out, new_managed, secret_ref, SecretSink, EXPIRES_AT_ANNOTATION,
-    MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_LABEL, MANAGED_VALUE, OPTED_OUT_VALUE,
-};
+pub(crate) use file::FileSettings;
+pub(crate) use file::FileSink;
+pub(crate) use secret::{secret_ref, secret_type, SecretSink, SecretTarget, DOCKERCONFIGJSON_KEY};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 
@@ -21,7 +19,7 @@ use crate::render::AuthsDocument;
 
 /// What a successful write did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WriteOutcome {
+pub(crate) enum WriteOutcome {
     Created,
     Updated,
     /// The destination already held this exact document.
@@ -30,7 +28,7 @@ pub enum WriteOutcome {
 
 /// A destination for the auths document.
 #[async_trait::async_trait]
-pub trait Sink: Send + Sync {
+pub(crate) trait Sink: Send + Sync {
     /// Names the destination in logs and metrics ("secret ci/gcr-pull").
     fn name(&self) -> &str;
 

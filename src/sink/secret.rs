@@ -16,10 +16,49 @@ use kube::Api;
 
 use super::managed::{self, Known, Owned, Target};
 use super::{Sink, SinkError, WriteOutcome};
+use crate::registry::{is_dns_label, is_dns_subdomain};
 use crate::render::AuthsDocument;
 
+/// The Secret key whose presence makes a `kubernetes.io/dockerconfigjson` Secret.
+pub(crate) const DOCKERCONFIGJSON_KEY: &str = ".dockerconfigjson";
+
+/// The Secret type matching the data key regcred writes: the kubelet reads
+/// `.dockerconfigjson` only from a `kubernetes.io/dockerconfigjson` Secret;
+/// any other key is an Opaque Secret for tools that mount it.
+pub(crate) fn secret_type(key: &str) -> &'static str {
+    if key == DOCKERCONFIGJSON_KEY {
+        "kubernetes.io/dockerconfigjson"
+    } else {
+        "Opaque"
+    }
+}
+
+/// A Secret to keep fresh: `[NAMESPACE/]NAME`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretTarget {
+    /// `None`: the default namespace, resolved once the Kubernetes client exists.
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl std::str::FromStr for SecretTarget {
+    type Err = String;
+
+    /// A DNS-1123 label and a DNS-1123 subdomain.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (namespace, name) = match s.split_once('/') {
+            Some((ns, name)) => (Some(ns), name),
+            None => (None, s),
+        };
+        if namespace.is_some_and(|ns| !is_dns_label(ns)) || !is_dns_subdomain(name) {
+            return Err("expected [NAMESPACE/]NAME with lower-case DNS names (for example ci/gcr-pull)".into());
+        }
+        Ok(SecretTarget { namespace: namespace.map(str::to_string), name: name.to_string() })
+    }
+}
+
 /// Keeps one data key of one Secret up to date.
-pub struct SecretSink {
+pub(crate) struct SecretSink {
     api: Api<Secret>,
     namespace: String,
     secret_name: String,
@@ -29,13 +68,13 @@ pub struct SecretSink {
 }
 
 impl SecretSink {
-    pub fn new(client: kube::Client, namespace: &str, name: &str, key: &str, secret_type: &'static str) -> Self {
+    pub(crate) fn new(client: kube::Client, namespace: &str, name: &str, key: &str) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_string(),
             secret_name: name.to_string(),
             key: key.to_string(),
-            secret_type,
+            secret_type: secret_type(key),
             name: format!("secret {namespace}/{name}"),
         }
     }
@@ -44,25 +83,25 @@ impl SecretSink {
 /// The label that says regcred keeps a key of this Secret. Its own, so that
 /// regcred never contends with whoever set `app.kubernetes.io/managed-by`
 /// (Helm, for the placeholders the chart creates).
-pub const MANAGED_LABEL: &str = "regcred.dev/managed";
+pub(super) const MANAGED_LABEL: &str = "regcred.dev/managed";
 /// Its value.
-pub const MANAGED_VALUE: &str = "true";
+pub(super) const MANAGED_VALUE: &str = "true";
 /// The standard manager label: set only on Secrets regcred creates, and
 /// read as the ownership marker of Secrets written by regcred 0.1.0.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub(super) const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// regcred's value of [`MANAGED_BY_LABEL`].
-pub const MANAGED_BY_VALUE: &str = "regcred";
+pub(super) const MANAGED_BY_VALUE: &str = "regcred";
 /// When the credential in the Secret stops working (RFC 3339, UTC).
-pub const EXPIRES_AT_ANNOTATION: &str = "regcred.dev/expires-at";
+pub(super) const EXPIRES_AT_ANNOTATION: &str = "regcred.dev/expires-at";
 
 /// The value of [`EXPIRES_AT_ANNOTATION`] for a credential expiring at `t`.
-pub fn expiry_annotation(t: SystemTime) -> String {
+pub(super) fn expiry_annotation(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Whether regcred manages a Secret with these labels: its own marker, or
 /// the manager label regcred 0.1.0 set (unless someone opted it out).
-pub fn is_managed(labels: Option<&BTreeMap<String, String>>) -> bool {
+pub(super) fn is_managed(labels: Option<&BTreeMap<String, String>>) -> bool {
     labels.is_some_and(|l| {
         l.get(MANAGED_LABEL).is_some_and(|v| v == MANAGED_VALUE)
             || (l.get(MANAGED_BY_LABEL).is_some_and(|v| v == MANAGED_BY_VALUE) && !l.contains_key(MANAGED_LABEL))
@@ -71,16 +110,16 @@ pub fn is_managed(labels: Option<&BTreeMap<String, String>>) -> bool {
 
 /// The value of [`MANAGED_LABEL`] that tells regcred to leave a Secret
 /// alone: never written, never pruned (someone else has taken it over).
-pub const OPTED_OUT_VALUE: &str = "false";
+pub(super) const OPTED_OUT_VALUE: &str = "false";
 
 /// Whether someone told regcred to leave a Secret with these labels alone.
-pub fn is_opted_out(labels: Option<&BTreeMap<String, String>>) -> bool {
+pub(super) fn is_opted_out(labels: Option<&BTreeMap<String, String>>) -> bool {
     labels.and_then(|l| l.get(MANAGED_LABEL)).is_some_and(|v| v == OPTED_OUT_VALUE)
 }
 
 /// A new Secret holding only regcred's parts; regcred created it, so it is
 /// also its `app.kubernetes.io/managed-by`.
-pub fn new_managed(
+pub(super) fn new_managed(
     namespace: &str,
     name: &str,
     secret_type: &str,
@@ -104,7 +143,7 @@ pub fn new_managed(
 }
 
 /// The object Events about the Secret `namespace/name` are attached to.
-pub fn secret_ref(namespace: &str, name: &str) -> ObjectReference {
+pub(crate) fn secret_ref(namespace: &str, name: &str) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Secret".into()),

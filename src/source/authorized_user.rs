@@ -25,7 +25,7 @@ struct Fields {
 
 /// An `authorized_user` credentials file, or the same JSON embedded in
 /// another credentials file.
-pub struct AuthorizedUser {
+pub(crate) struct AuthorizedUser {
     /// The file, or for embedded JSON a label naming where it was found.
     path: PathBuf,
     /// Whether `path` is a real file to read again at every mint.
@@ -39,13 +39,13 @@ pub struct AuthorizedUser {
 
 impl AuthorizedUser {
     /// Checks the file has every field the grant needs.
-    pub fn parse(path: &Path, text: &str, http: HttpClient) -> Result<Self, SourceError> {
+    pub(crate) fn parse(path: &Path, text: &str, http: HttpClient) -> Result<Self, SourceError> {
         Self::parse_fields(path, text, true, http)
     }
 
     /// The same JSON given in memory (`source_credentials` of an
     /// `impersonated_service_account` file); `label` names it in messages.
-    pub fn embedded(label: &Path, text: &str, http: HttpClient) -> Result<Self, SourceError> {
+    pub(crate) fn embedded(label: &Path, text: &str, http: HttpClient) -> Result<Self, SourceError> {
         Self::parse_fields(label, text, false, http)
     }
 

@@ -28,7 +28,7 @@ use crate::http::HttpClient;
 use crate::secret::Secret;
 
 /// Google's Security Token Service, when the file names none.
-pub const DEFAULT_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
+pub(crate) const DEFAULT_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
 const STS_STEP: &str = "exchanging the subject token at the Security Token Service";
 const FETCH_STEP: &str = "fetching the subject token";
 /// Subject tokens are a few kilobytes; anything this big is the wrong file.
@@ -82,7 +82,7 @@ enum SubjectSource {
 }
 
 /// The subject token type of a Kubernetes service account token (a JWT).
-pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+pub(super) const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// How the subject token is stored.
 #[derive(Debug, PartialEq, Eq)]
@@ -94,7 +94,7 @@ enum TokenFormat {
 }
 
 /// The Security Token Service exchange of an `external_account` file.
-pub struct ExternalAccount {
+pub(crate) struct ExternalAccount {
     path: PathBuf,
     audience: String,
     subject_token_type: String,
@@ -154,7 +154,7 @@ pub(crate) fn from_file(
 impl ExternalAccount {
     /// Exchanges a token given in memory (a pod's service account token) at
     /// `token_url` for the workload identity pool provider `audience`.
-    pub fn with_token(audience: &str, token_url: &str, token: Secret<String>, http: HttpClient) -> Self {
+    pub(crate) fn with_token(audience: &str, token_url: &str, token: Secret<String>, http: HttpClient) -> Self {
         Self {
             path: PathBuf::from("the kubelet's request"),
             audience: audience.to_string(),

@@ -24,18 +24,18 @@ use super::{
 use crate::http::{HttpClient, Response};
 
 /// IAM Credentials' public endpoint.
-pub const IAM_CREDENTIALS_ENDPOINT: &str = "https://iamcredentials.googleapis.com";
+pub(crate) const IAM_CREDENTIALS_ENDPOINT: &str = "https://iamcredentials.googleapis.com";
 
 /// What IAM Credentials issues when no lifetime is asked for, and what
 /// Google's libraries ask for.
-pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
-pub use crate::credential::MAX_TOKEN_LIFETIME;
+pub(super) use crate::credential::MAX_TOKEN_LIFETIME;
 
 const STEP: &str = "impersonating the service account";
 
 /// A token of `target`, minted with the inner source's token.
-pub struct Impersonated {
+pub(crate) struct Impersonated {
     inner: Arc<dyn CredentialSource>,
     target: String,
     /// Full resource names (`projects/-/serviceAccounts/EMAIL`), in chain order.
@@ -49,7 +49,7 @@ pub struct Impersonated {
 impl Impersonated {
     /// Impersonates `target` through the IAM Credentials API at `endpoint`
     /// (scheme and host, such as [`IAM_CREDENTIALS_ENDPOINT`]).
-    pub fn new(
+    pub(crate) fn new(
         inner: Arc<dyn CredentialSource>,
         target: &str,
         delegates: &[String],
@@ -72,7 +72,7 @@ impl Impersonated {
     /// Impersonates through a full `generateAccessToken` URL, as credential
     /// files give it (`service_account_impersonation_url`). `None` if the URL
     /// does not have that shape.
-    pub fn with_url(
+    pub(crate) fn with_url(
         inner: Arc<dyn CredentialSource>,
         url: &str,
         delegates: &[String],

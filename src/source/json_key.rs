@@ -11,14 +11,14 @@ use super::{key_problem, read_key_file, Credential, CredentialSource, SourceErro
 use crate::secret::Secret;
 
 /// A service-account key used directly as the registry password.
-pub struct JsonKey {
+pub(crate) struct JsonKey {
     path: PathBuf,
     base64: bool,
 }
 
 impl JsonKey {
     /// Checks the file is a readable service-account key.
-    pub fn load(path: PathBuf, base64: bool) -> Result<Self, SourceError> {
+    pub(crate) fn load(path: PathBuf, base64: bool) -> Result<Self, SourceError> {
         let source = Self { path, base64 };
         source.read()?;
         Ok(source)

@@ -19,7 +19,7 @@ const STEP: &str = "getting a token from the metadata server";
 const FALLBACK_STEP: &str = "no --key-file, GOOGLE_APPLICATION_CREDENTIALS or gcloud application-default credentials found, so regcred asked the GKE/GCE metadata server";
 
 /// The metadata server's default service-account token endpoint.
-pub struct MetadataServer {
+pub(crate) struct MetadataServer {
     host: String,
     http: HttpClient,
     step: &'static str,
@@ -27,7 +27,7 @@ pub struct MetadataServer {
 
 impl MetadataServer {
     /// Uses `GCE_METADATA_HOST` when set.
-    pub fn from_env(http: HttpClient) -> Self {
+    pub(crate) fn from_env(http: HttpClient) -> Self {
         let host = std::env::var("GCE_METADATA_HOST")
             .ok()
             .filter(|h| !h.trim().is_empty())
@@ -36,7 +36,7 @@ impl MetadataServer {
     }
 
     /// Marks this source as the last resort of discovery, for clearer errors.
-    pub fn as_fallback(mut self) -> Self {
+    pub(crate) fn into_fallback(mut self) -> Self {
         if std::env::var_os("GCE_METADATA_HOST").is_none() {
             self.step = FALLBACK_STEP;
         }

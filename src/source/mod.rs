@@ -20,23 +20,23 @@ use serde::Deserialize;
 
 use crate::http::{HttpClient, HttpError, Response};
 
-pub use crate::credential::{Credential, MAX_TOKEN_LIFETIME, OAUTH_USERNAME};
-pub use authorized_user::AuthorizedUser;
-pub use external_account::{ExternalAccount, DEFAULT_TOKEN_URL as STS_ENDPOINT};
-pub use impersonate::{Impersonated, DEFAULT_TOKEN_LIFETIME, IAM_CREDENTIALS_ENDPOINT};
-pub use json_key::JsonKey;
-pub use metadata::MetadataServer;
-pub use service_account::ServiceAccountKey;
+pub(crate) use crate::credential::{Credential, MAX_TOKEN_LIFETIME, OAUTH_USERNAME};
+pub(crate) use authorized_user::AuthorizedUser;
+pub(crate) use external_account::{ExternalAccount, DEFAULT_TOKEN_URL as STS_ENDPOINT};
+pub(crate) use impersonate::{Impersonated, DEFAULT_TOKEN_LIFETIME, IAM_CREDENTIALS_ENDPOINT};
+pub(crate) use json_key::JsonKey;
+pub(crate) use metadata::MetadataServer;
+pub(crate) use service_account::ServiceAccountKey;
 
 /// Google's OAuth token endpoint, for key files and user logins that name none.
-pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+pub(crate) const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 
 /// The OAuth scope registries accept tokens for.
-pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+pub(crate) const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 /// Something that can produce a registry credential.
 #[async_trait::async_trait]
-pub trait CredentialSource: Send + Sync {
+pub(crate) trait CredentialSource: Send + Sync {
     /// A human description for logs ("service-account key /k.json (sa@p.iam)").
     fn describe(&self) -> String;
 
@@ -168,7 +168,7 @@ pub struct Impersonation {
 /// `GOOGLE_APPLICATION_CREDENTIALS`, then gcloud's application-default
 /// credentials file, then the metadata server (GKE Workload Identity).
 /// `--impersonate` wraps whichever source that finds.
-pub fn discover(config: &Settings, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
+pub(crate) fn discover(config: &Settings, http: &HttpClient) -> Result<Arc<dyn CredentialSource>, SourceError> {
     let source = discover_base(config, http)?;
     let Some(imp) = &config.impersonate else {
         return Ok(source);
@@ -199,7 +199,7 @@ fn discover_base(config: &Settings, http: &HttpClient) -> Result<Arc<dyn Credent
             if let Some(path) = gcloud_adc_file().filter(|p| p.is_file()) {
                 return from_credentials_file(&path, config, http);
             }
-            Ok(Arc::new(MetadataServer::from_env(http.clone()).as_fallback()))
+            Ok(Arc::new(MetadataServer::from_env(http.clone()).into_fallback()))
         }
     }
 }

@@ -42,7 +42,7 @@ struct Key {
 
 /// A `service_account` key. A key file is read again at every mint, so a
 /// key rotated in a mounted Secret is picked up without a restart.
-pub struct ServiceAccountKey {
+pub(crate) struct ServiceAccountKey {
     /// The key file, or for an embedded key a label naming where it was found.
     path: PathBuf,
     /// A key embedded in another credentials file (`source_credentials` of an
@@ -55,14 +55,14 @@ pub struct ServiceAccountKey {
 impl ServiceAccountKey {
     /// Validates the key (fields present, private key usable) so that a bad
     /// file fails at start-up with a message naming the file and the field.
-    pub fn parse(path: &Path, text: &str, http: HttpClient) -> Result<Self, SourceError> {
+    pub(crate) fn parse(path: &Path, text: &str, http: HttpClient) -> Result<Self, SourceError> {
         let key = parse_key(path, text)?;
         Ok(Self { path: path.to_path_buf(), embedded: None, client_email: key.client_email, http })
     }
 
     /// A key given as JSON in memory; `label` names where it came from in
     /// error messages.
-    pub fn embedded(label: &Path, text: &str, http: HttpClient) -> Result<Self, SourceError> {
+    pub(crate) fn embedded(label: &Path, text: &str, http: HttpClient) -> Result<Self, SourceError> {
         let key = parse_key(label, text)?;
         Ok(Self {
             path: label.to_path_buf(),
