@@ -57,23 +57,30 @@ pub struct Settings {
 struct Shared {
     client: Client,
     config: Settings,
-    namespaces: Mutex<BTreeSet<String>>,
-    /// What the watch (or a write) last saw of the Secret in each namespace.
-    secrets: Mutex<HashMap<String, Seen>>,
-    /// regcred's parts of the Secret as they are being distributed.
-    current: Mutex<Option<Arc<Owned>>>,
-    /// Namespaces whose ServiceAccounts are known to list the Secret.
-    accounts_done: Mutex<HashSet<String>>,
-    /// Namespaces queued for an immediate write, to coalesce bursts of events.
-    queued: Mutex<HashSet<String>>,
+    /// Locked only for map operations, never across an `.await`.
+    state: Mutex<State>,
     queue: mpsc::UnboundedSender<String>,
     throttle: Throttle,
     /// (namespaces listed, secrets listed)
     synced: watch::Sender<(bool, bool)>,
     events: Option<Arc<Events>>,
-    failing: Mutex<HashSet<String>>,
+}
+
+/// What fan-out knows of the cluster and of its own work.
+#[derive(Default)]
+struct State {
+    /// The selected namespaces.
+    namespaces: BTreeSet<String>,
+    /// What the watch (or a write) last saw of the Secret in each namespace.
+    secrets: HashMap<String, Seen>,
+    /// regcred's parts of the Secret as they are being distributed.
+    current: Option<Arc<Owned>>,
+    /// Namespaces whose ServiceAccounts are known to list the Secret.
+    accounts_done: HashSet<String>,
+    /// Namespaces queued for an immediate write, to coalesce bursts of events.
+    queued: HashSet<String>,
     /// Consecutive failures per namespace: each backs off on its own.
-    retries: Mutex<HashMap<String, u32>>,
+    retries: HashMap<String, u32>,
 }
 
 /// Keeps `--secret NAME` fresh in every selected namespace.
@@ -92,16 +99,10 @@ impl FanOut {
             client,
             throttle: Throttle::new(config.max_concurrent_writes, config.writes_per_second),
             config,
-            namespaces: Mutex::default(),
-            secrets: Mutex::default(),
-            current: Mutex::default(),
-            accounts_done: Mutex::default(),
-            queued: Mutex::default(),
+            state: Mutex::default(),
             queue: tx,
             synced: watch::channel((false, false)).0,
             events,
-            failing: Mutex::default(),
-            retries: Mutex::default(),
         });
         tokio::spawn(watch_namespaces(shared.clone()));
         tokio::spawn(watch_secrets(shared.clone()));
@@ -133,8 +134,11 @@ impl Sink for FanOut {
         // Published only once the first listings are in: before that, the
         // watches would queue every namespace for a write this cycle is
         // about to make anyway.
-        *shared.current.lock().expect("lock") = Some(published.clone());
-        let targets: Vec<String> = shared.namespaces.lock().expect("lock").iter().cloned().collect();
+        let targets: Vec<String> = {
+            let mut state = shared.state();
+            state.current = Some(published.clone());
+            state.namespaces.iter().cloned().collect()
+        };
         let total = targets.len();
         let started = Instant::now();
         let results: Vec<(String, Result<WriteOutcome, SinkError>)> = futures::stream::iter(targets)
@@ -175,6 +179,12 @@ impl Sink for FanOut {
 }
 
 impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain maps behind, still
+        // usable: carry on rather than take the process down.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn sink_name(&self, ns: &str) -> String {
         format!("secret {ns}/{}", self.config.secret_name)
     }
@@ -202,11 +212,11 @@ impl Shared {
         let outcome = self.ensure_secret(ns, published).await;
         self.report(ns, &outcome).await;
         let outcome = outcome?;
-        if self.config.service_accounts.enabled() && !self.accounts_done.lock().expect("lock").contains(ns) {
+        if self.config.service_accounts.enabled() && !self.state().accounts_done.contains(ns) {
             let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(self.client.clone(), ns);
             match self.config.service_accounts.patch(self, ns, &api).await {
                 Ok(true) => {
-                    self.accounts_done.lock().expect("lock").insert(ns.to_string());
+                    self.state().accounts_done.insert(ns.to_string());
                 }
                 Ok(false) => debug!(namespace = ns, "a ServiceAccount to patch does not exist yet"),
                 Err(e) => return Err(e),
@@ -227,7 +237,7 @@ impl Shared {
             sink: &sink,
         };
         // The watch keeps what was seen: an unchanged Secret costs no request.
-        let known = self.secrets.lock().expect("lock").get(ns).cloned().map_or(Known::Absent, Known::Seen);
+        let known = self.state().secrets.get(ns).cloned().map_or(Known::Absent, Known::Seen);
         let written = match managed::ensure(&target, published, known, Some(&self.throttle)).await {
             // Someone keeps this namespace's Secret themselves: not a failure.
             Err(SinkError::OptedOut { .. }) => {
@@ -237,7 +247,7 @@ impl Shared {
             written => written?,
         };
         if let Some(seen) = written.seen {
-            self.secrets.lock().expect("lock").insert(ns.to_string(), seen);
+            self.state().secrets.insert(ns.to_string(), seen);
         }
         Ok(written.outcome)
     }
@@ -247,14 +257,12 @@ impl Shared {
         let object = secret_ref(ns, &self.config.secret_name);
         match outcome {
             Ok(o) => {
-                self.failing.lock().expect("lock").remove(ns);
                 if let Some(events) = &self.events {
                     events.succeeded(&object, Failure::Write, *o != WriteOutcome::Unchanged).await;
                 }
             }
             Err(e) => {
                 warn!(namespace = ns, error = %e, "fan-out write failed");
-                self.failing.lock().expect("lock").insert(ns.to_string());
                 if let Some(events) = &self.events {
                     events.failed(&object, Failure::Write, e.is_retryable(), &e.to_string()).await;
                 }
@@ -266,12 +274,12 @@ impl Shared {
     /// the namespace again once its own backoff has passed.
     fn settle(self: &Arc<Self>, ns: &str, error: Option<&SinkError>) {
         let Some(e) = error.filter(|e| e.is_retryable()) else {
-            self.retries.lock().expect("lock").remove(ns);
+            self.state().retries.remove(ns);
             return;
         };
         let attempt = {
-            let mut retries = self.retries.lock().expect("lock");
-            let n = retries.entry(ns.to_string()).or_insert(0);
+            let mut state = self.state();
+            let n = state.retries.entry(ns.to_string()).or_insert(0);
             *n = n.saturating_add(1);
             *n - 1
         };
@@ -286,17 +294,18 @@ impl Shared {
 
     /// Asks the worker to write `ns` now (coalescing repeats).
     fn enqueue(&self, ns: &str) {
-        if self.current.lock().expect("lock").is_none() || !self.namespaces.lock().expect("lock").contains(ns) {
+        let mut state = self.state();
+        if state.current.is_none() || !state.namespaces.contains(ns) {
             return;
         }
-        if self.queued.lock().expect("lock").insert(ns.to_string()) {
+        if state.queued.insert(ns.to_string()) {
             let _ = self.queue.send(ns.to_string());
         }
     }
 
     /// Removes the managed Secret from a namespace that no longer matches.
     async fn prune(&self, ns: &str) {
-        let seen = self.secrets.lock().expect("lock").get(ns).cloned();
+        let seen = self.state().secrets.get(ns).cloned();
         let Some(seen) = seen.filter(|s| s.managed) else { return };
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         // The precondition makes sure we delete the Secret we saw regcred
@@ -309,7 +318,7 @@ impl Shared {
             Ok(_) => info!(namespace = ns, "pruned the Secret from a namespace that no longer matches"),
             // Already gone, with its namespace or by someone else's hand.
             Err(SinkError::Api { code: 404, .. }) => {
-                self.secrets.lock().expect("lock").remove(ns);
+                self.state().secrets.remove(ns);
             }
             Err(e) => warn!(namespace = ns, error = %e, "cannot prune"),
         }
@@ -327,11 +336,14 @@ async fn work(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<String>) {
         let shared = shared.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            shared.queued.lock().expect("lock").remove(&ns);
-            let Some(published) = shared.current.lock().expect("lock").clone() else { return };
-            if !shared.namespaces.lock().expect("lock").contains(&ns) {
-                return;
-            }
+            let published = {
+                let mut state = shared.state();
+                state.queued.remove(&ns);
+                match &state.current {
+                    Some(published) if state.namespaces.contains(&ns) => published.clone(),
+                    _ => return,
+                }
+            };
             let result = shared.ensure(&ns, &published).await;
             shared.settle(&ns, result.as_ref().err());
         });
@@ -358,13 +370,13 @@ async fn watch_namespaces(shared: Arc<Shared>) {
             watcher::Event::InitDone => {
                 let set = relisted.take().unwrap_or_default();
                 let (added, removed): (Vec<String>, Vec<String>) = {
-                    let mut current = shared.namespaces.lock().expect("lock");
-                    let added = set.difference(&current).cloned().collect();
-                    let removed = current.difference(&set).cloned().collect();
-                    *current = set;
+                    let mut state = shared.state();
+                    let added = set.difference(&state.namespaces).cloned().collect();
+                    let removed = state.namespaces.difference(&set).cloned().collect();
+                    state.namespaces = set;
                     (added, removed)
                 };
-                info!(namespaces = shared.namespaces.lock().expect("lock").len(), "namespaces listed");
+                info!(namespaces = shared.state().namespaces.len(), "namespaces listed");
                 shared.synced.send_modify(|s| s.0 = true);
                 for ns in added {
                     shared.enqueue(&ns);
@@ -372,7 +384,7 @@ async fn watch_namespaces(shared: Arc<Shared>) {
                 // Namespaces that stopped matching while the watch was down
                 // (a relist brings no DELETED events for them).
                 for ns in removed {
-                    shared.accounts_done.lock().expect("lock").remove(&ns);
+                    shared.state().accounts_done.remove(&ns);
                     if shared.config.prune {
                         let shared = shared.clone();
                         tokio::spawn(async move { shared.prune(&ns).await });
@@ -382,19 +394,22 @@ async fn watch_namespaces(shared: Arc<Shared>) {
             watcher::Event::Apply(ns) => {
                 let name = ns.metadata.name.clone().unwrap_or_default();
                 if selected_name(&shared, &ns).is_some() {
-                    let new = shared.namespaces.lock().expect("lock").insert(name.clone());
+                    let new = shared.state().namespaces.insert(name.clone());
                     if new {
                         debug!(namespace = name, "namespace selected");
                         shared.enqueue(&name);
                     }
                 } else {
-                    shared.namespaces.lock().expect("lock").remove(&name);
+                    shared.state().namespaces.remove(&name);
                 }
             }
             watcher::Event::Delete(ns) => {
                 let name = ns.metadata.name.clone().unwrap_or_default();
-                let was = shared.namespaces.lock().expect("lock").remove(&name);
-                shared.accounts_done.lock().expect("lock").remove(&name);
+                let was = {
+                    let mut state = shared.state();
+                    state.accounts_done.remove(&name);
+                    state.namespaces.remove(&name)
+                };
                 // A namespace being deleted takes its Secrets with it; one that
                 // merely stopped matching the selector keeps them unless --prune.
                 if was && shared.config.prune && ns.metadata.deletion_timestamp.is_none() {
@@ -452,9 +467,9 @@ async fn watch_secrets(shared: Arc<Shared>) {
             }
             watcher::Event::InitDone => {
                 let map = relisted.take().unwrap_or_default();
-                *shared.secrets.lock().expect("lock") = map;
+                shared.state().secrets = map;
                 shared.synced.send_modify(|s| s.1 = true);
-                let namespaces: Vec<String> = shared.namespaces.lock().expect("lock").iter().cloned().collect();
+                let namespaces: Vec<String> = shared.state().namespaces.iter().cloned().collect();
                 for ns in namespaces {
                     if drifted(&shared, &ns) {
                         shared.enqueue(&ns);
@@ -465,7 +480,8 @@ async fn watch_secrets(shared: Arc<Shared>) {
                 let Some(ns) = s.metadata.namespace.clone() else { continue };
                 let seen = shared.seen(&s);
                 let newer = {
-                    let mut secrets = shared.secrets.lock().expect("lock");
+                    let mut state = shared.state();
+                    let secrets = &mut state.secrets;
                     let newer = secrets.get(&ns).is_none_or(|old| old.resource_version != seen.resource_version);
                     secrets.insert(ns.clone(), seen);
                     newer
@@ -477,7 +493,7 @@ async fn watch_secrets(shared: Arc<Shared>) {
             }
             watcher::Event::Delete(s) => {
                 let Some(ns) = s.metadata.namespace.clone() else { continue };
-                shared.secrets.lock().expect("lock").remove(&ns);
+                shared.state().secrets.remove(&ns);
                 shared.enqueue(&ns);
             }
         }
@@ -486,7 +502,7 @@ async fn watch_secrets(shared: Arc<Shared>) {
 
 /// Whether the Secret in `ns` differs from the current document.
 fn drifted(shared: &Shared, ns: &str) -> bool {
-    let Some(current) = shared.current.lock().expect("lock").clone() else { return false };
-    let secrets = shared.secrets.lock().expect("lock");
-    secrets.get(ns).is_none_or(|s| !s.opted_out && !current.is_held_by(s))
+    let state = shared.state();
+    let Some(current) = &state.current else { return false };
+    state.secrets.get(ns).is_none_or(|s| !s.opted_out && !current.is_held_by(s))
 }
