@@ -1,7 +1,8 @@
 //! regcred keeps Kubernetes image-pull credentials for Google's container
 //! registries fresh.
 //!
-//! The pieces, bottom floor first; every import points down:
+//! The pieces, bottom floor first; every import points down
+//! (`.ci/module-graph` prints the floors and fails CI on a circle):
 //! - leaf types: [`secret`] (redacted values), [`credential`], [`registry`],
 //!   [`schedule`] (timing arithmetic), [`health`], [`metrics`], [`http`];
 //! - [`render`]: the Docker `config.json` auths document; [`cluster`]: the
