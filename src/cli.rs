@@ -1,7 +1,7 @@
 //! The command line.
 //!
-//! clap turns each flag into its type as it parses (a [`RegistryHost`], a
-//! [`SecretTarget`], a duration in range), so a typo is refused with the
+//! clap turns each flag into its type as it parses (a `RegistryHost`, a
+//! `SecretTarget`, a duration in range), so a typo is refused with the
 //! flag's name before anything else runs. What is left here are the rules
 //! between flags, which produce a [`Config`] whose [`Command`] cannot hold an
 //! impossible combination: each command carries only the settings its

@@ -3,19 +3,19 @@
 //!
 //! The pieces, bottom floor first; every import points down
 //! (`.ci/module-graph` prints the floors and fails CI on a circle):
-//! - leaf types: [`secret`] (redacted values), [`credential`], [`registry`],
-//!   [`schedule`] (timing arithmetic), [`health`], [`metrics`], [`http`];
-//! - [`render`]: the Docker `config.json` auths document; [`cluster`]: the
+//! - leaf types: `secret` (redacted values), `credential`, `registry`,
+//!   `schedule` (timing arithmetic), `health`, `metrics`, `http`;
+//! - `render`: the Docker `config.json` auths document; `cluster`: the
 //!   Kubernetes client and its one request policy;
-//! - [`source`]: where credentials come from (key file, metadata server,
-//!   impersonation, federation); [`sink`]: where the document is written
-//!   (Secrets, files); [`events`]: Kubernetes Events;
-//! - [`fanout`]: the same Secret in every selected namespace; [`refresh`]:
-//!   the loop; [`provider`]: the kubelet credential provider;
-//! - [`admin`], [`telemetry`]: what operators see;
-//! - [`cli`]: the command line, parsed once into a validated `Config` whose
+//! - `source`: where credentials come from (key file, metadata server,
+//!   impersonation, federation); `sink`: where the document is written
+//!   (Secrets, files); `events`: Kubernetes Events;
+//! - `fanout`: the same Secret in every selected namespace; `refresh`:
+//!   the loop; `provider`: the kubelet credential provider;
+//! - `admin`, `telemetry`: what operators see;
+//! - `cli`: the command line, parsed once into a validated `Config` whose
 //!   `Command` holds each component's own settings;
-//! - [`app`]: the wiring.
+//! - `app`: the wiring.
 
 // Only `main` uses this library: everything but its entry points is
 // crate-private, so the compiler reports code nothing calls.
