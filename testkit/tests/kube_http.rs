@@ -393,6 +393,76 @@ async fn watch_without_resource_version_and_label_transitions() {
     assert_eq!(evs[3]["object"]["status"]["phase"], "Terminating");
 }
 
+const METADATA: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+const METADATA_LIST: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+
+async fn get_as(url: &str, accept: &str) -> Resp {
+    send("GET", url, &[("accept", accept)], None).await.expect("GET")
+}
+
+/// What kube-rs' `list_metadata`, `watch_metadata` and `metadata_watcher` ask
+/// for, answered as kube-apiserver answers it (checked against v1.34).
+#[tokio::test]
+async fn metadata_only_views() {
+    let k = KubeApi::start().await;
+    k.create_namespace("apps", &[("team", "ci")]);
+    let namespaces = format!("{}/api/v1/namespaces", k.url());
+    let partial = |ns: &Value| json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": ns["metadata"]});
+
+    let r = get_as(&format!("{namespaces}?labelSelector=team%3Dci"), METADATA_LIST).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list = r.json();
+    assert_eq!(
+        (list["kind"].as_str(), list["apiVersion"].as_str()),
+        (Some("PartialObjectMetadataList"), Some("meta.k8s.io/v1"))
+    );
+    assert_eq!(list["metadata"]["resourceVersion"], k.resource_version().to_string());
+    assert_eq!(list["items"], json!([partial(&k.namespace("apps").unwrap())]), "items carry their kind");
+    let r = get_as(&format!("{namespaces}/apps"), METADATA).await;
+    assert_eq!(r.json(), partial(&k.namespace("apps").unwrap()));
+
+    // The single form of a list, or the list form of an object: 406.
+    let s = assert_status(&get_as(&namespaces, METADATA).await, 406, "NotAcceptable");
+    assert_eq!(
+        s["message"],
+        "you requested PartialObjectMetadata, but the requested object is a list (*core.NamespaceList)"
+    );
+    let s = assert_status(&get_as(&format!("{namespaces}/apps"), METADATA_LIST).await, 406, "NotAcceptable");
+    assert_eq!(
+        s["message"],
+        "you requested PartialObjectMetadataList, but the requested object is not a list (*core.Namespace)"
+    );
+    // What the emulator cannot serve is refused before anything is written.
+    let table = "application/json;as=Table;g=meta.k8s.io;v=v1";
+    let headers = [("content-type", "application/merge-patch+json"), ("accept", table)];
+    let patch = r#"{"metadata":{"labels":{"team":"cd"}}}"#;
+    let r = send("PATCH", &format!("{namespaces}/apps"), &headers, Some(patch)).await.unwrap();
+    let s = assert_status(&r, 406, "NotAcceptable");
+    assert_eq!(s["message"], "only the following media types are accepted: application/json");
+    assert_eq!(k.namespace("apps").unwrap()["metadata"]["labels"]["team"], "ci");
+
+    // Watch events and bookmarks carry metadata only.
+    let rv = k.resource_version();
+    let url = format!("{namespaces}?watch=true&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=1");
+    let (status, mut body) = open_stream_with(&url, &[("accept", METADATA)]).await;
+    assert_eq!(status, 200);
+    k.label_namespace("apps", &[("team", "cd")]);
+    let mut buf = String::new();
+    let evs = read_events(&mut body, &mut buf, 2, Duration::from_secs(5)).await;
+    assert_eq!(evs[0], json!({"type": "MODIFIED", "object": partial(&k.namespace("apps").unwrap())}));
+    let bookmark = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                          "metadata": {"resourceVersion": k.resource_version().to_string()}});
+    assert_eq!(evs[1], json!({"type": "BOOKMARK", "object": bookmark}));
+
+    // A watch asking for lists cannot encode its first event: the stream ends empty.
+    let started = std::time::Instant::now();
+    let (status, mut body) =
+        open_stream_with(&format!("{namespaces}?watch=true&timeoutSeconds=30"), &[("accept", METADATA_LIST)]).await;
+    assert_eq!(status, 200);
+    assert!(read_events(&mut body, &mut buf, 1, Duration::from_secs(10)).await.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(5), "the stream ended instead of running to its timeout");
+}
+
 #[tokio::test]
 async fn namespace_deletion_deletes_contents() {
     let k = KubeApi::start().await;

@@ -10,6 +10,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 use kube::{Client, Config};
 use regcred_testkit::KubeApi;
@@ -183,4 +184,62 @@ async fn bearer_token_and_events() {
     let api: Api<Secret> = Api::namespaced(anon, "default");
     let (code, reason, _) = api_err(api.list(&ListParams::default()).await.unwrap_err());
     assert_eq!((code, reason.as_str()), (401, "Unauthorized"));
+}
+
+/// Fan-out's view of namespaces: names and labels only, as
+/// `PartialObjectMetadata`, through kube-runtime's watcher on an
+/// `Api<PartialObjectMeta<Namespace>>` (what `metadata_watcher` became).
+#[tokio::test]
+async fn metadata_watcher_sees_namespaces_by_label() {
+    let k = KubeApi::start().await;
+    k.create_namespace("a", &[("regcred.dev/inject", "true")]);
+    k.create_namespace("b", &[]);
+    let c = client(&k, "default").await;
+
+    let listed = Api::<Namespace>::all(c.clone()).list_metadata(&ListParams::default()).await.unwrap();
+    let names: Vec<_> = listed.items.iter().map(|n| n.metadata.name.clone().unwrap()).collect();
+    assert_eq!(names, ["a", "b", "default", "kube-node-lease", "kube-public", "kube-system"]);
+    assert_eq!(listed.types.api_version, "meta.k8s.io/v1");
+    assert_eq!(listed.types.kind, "PartialObjectMetadataList");
+
+    let api: Api<PartialObjectMeta<Namespace>> = Api::all(c);
+    let config = watcher::Config::default().labels("regcred.dev/inject=true").page_size(1);
+    let mut stream = watcher(api, config).boxed();
+    let mut next =
+        async || tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await.unwrap().unwrap().unwrap();
+    let mut initial = Vec::new();
+    loop {
+        match next().await {
+            watcher::Event::Init => {}
+            watcher::Event::InitApply(ns) => initial.push(ns),
+            watcher::Event::InitDone => break,
+            other => panic!("{other:?} during the initial list"),
+        }
+    }
+    assert_eq!(initial.len(), 1);
+    let a = &initial[0];
+    assert_eq!(a.metadata.name.as_deref(), Some("a"));
+    assert_eq!(a.metadata.labels.as_ref().unwrap()["regcred.dev/inject"], "true");
+    let is_partial = |ns: &PartialObjectMeta<Namespace>| {
+        ns.types.as_ref().is_some_and(|t| t.api_version == "meta.k8s.io/v1" && t.kind == "PartialObjectMetadata")
+    };
+    assert!(is_partial(a), "{a:?}");
+
+    k.label_namespace("b", &[("regcred.dev/inject", "true")]);
+    match next().await {
+        watcher::Event::Apply(ns) => assert!(ns.metadata.name.as_deref() == Some("b") && is_partial(&ns), "{ns:?}"),
+        other => panic!("expected b to enter the selection, got {other:?}"),
+    }
+    k.delete_namespace("a");
+    match next().await {
+        watcher::Event::Apply(ns) => {
+            assert_eq!(ns.metadata.name.as_deref(), Some("a"));
+            assert!(ns.metadata.deletion_timestamp.is_some(), "a terminating namespace shows its deletionTimestamp");
+        }
+        other => panic!("expected a to turn Terminating, got {other:?}"),
+    }
+    assert!(matches!(next().await, watcher::Event::Delete(ns) if ns.metadata.name.as_deref() == Some("a")));
+    let watches: Vec<_> = k.requests().into_iter().filter(|r| r.path.starts_with("/api/v1/namespaces")).collect();
+    assert!(watches.iter().any(|r| r.query.contains("watch=true")));
+    assert!(watches.iter().all(|r| r.header("accept").is_some_and(|a| a.contains("as=PartialObjectMetadata"))));
 }

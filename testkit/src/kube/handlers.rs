@@ -22,6 +22,7 @@ use super::selector::{FieldSelector, LabelSelector};
 use super::status::{json_response, success_status, ApiError};
 use super::store::{Change, ChangeType, PatchKind, WriteOpts};
 use super::validate::go_json_syntax_error;
+use super::view::View;
 use super::Shared;
 
 /// Default watch duration when `timeoutSeconds` is absent (the apiserver picks
@@ -60,7 +61,12 @@ pub(crate) async fn dispatch(
             return ApiError::unauthorized().into_response();
         }
     }
-    let req = Req { shared, method, query: Query::parse(&uri), headers, body };
+    // Negotiated before anything is done: a refused `Accept` writes nothing.
+    let view = match View::negotiate(headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok())) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let req = Req { shared, method, query: Query::parse(&uri), headers, body, view };
     let path = uri.path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match route(&req, &segs).await {
@@ -75,6 +81,7 @@ struct Req {
     query: Query,
     headers: HeaderMap,
     body: Bytes,
+    view: View,
 }
 
 impl Req {
@@ -242,7 +249,7 @@ async fn collection(req: &Req, res: &'static Resource, ns: &str) -> Result<Respo
             let obj = req.json_body()?;
             let opts = req.write_opts()?;
             let created = req.store().create(res, ns, obj, &opts)?;
-            Ok(json_response(StatusCode::CREATED, &created))
+            Ok(json_response(StatusCode::CREATED, &req.view.object(res, created)?))
         }
         _ => Err(ApiError::method_not_allowed()),
     }
@@ -256,13 +263,15 @@ fn item(req: &Req, res: &'static Resource, ns: &str, name: &str) -> Result<Respo
         Method::GET => {
             let store = req.store();
             let obj = store.get(res, ns, name).ok_or_else(|| ApiError::not_found(res, name))?;
-            Ok(json_response(StatusCode::OK, &present(res, obj)))
+            let obj = present(res, obj).into_owned();
+            drop(store);
+            Ok(json_response(StatusCode::OK, &req.view.object(res, obj)?))
         }
         Method::PUT => {
             let obj = req.json_body()?;
             let opts = req.write_opts()?;
             let updated = req.store().replace(res, ns, name, obj, &opts)?;
-            Ok(json_response(StatusCode::OK, &updated))
+            Ok(json_response(StatusCode::OK, &req.view.object(res, updated)?))
         }
         Method::PATCH => patch(req, res, ns, name),
         Method::DELETE => {
@@ -284,7 +293,7 @@ fn item(req: &Req, res: &'static Resource, ns: &str, name: &str) -> Result<Respo
             if res.plural == "namespaces" {
                 // Namespaces are finalized asynchronously: DELETE answers with
                 // the object in its Terminating phase.
-                return Ok(json_response(StatusCode::OK, &deleted));
+                return Ok(json_response(StatusCode::OK, &req.view.object(res, deleted)?));
             }
             let uid = deleted.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
             Ok(json_response(StatusCode::OK, &success_status(res, name, uid)))
@@ -339,7 +348,7 @@ fn patch(req: &Req, res: &'static Resource, ns: &str, name: &str) -> Result<Resp
     }
     let (obj, created) = req.store().patch(res, ns, name, kind, &body, &opts)?;
     let code = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok(json_response(code, &obj))
+    Ok(json_response(code, &req.view.object(res, obj)?))
 }
 
 /// Which objects a LIST or WATCH selects.
@@ -471,15 +480,8 @@ fn list(req: &Req, filter: Filter) -> Result<Response, ApiError> {
             m.remove("apiVersion");
         }
     }
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "kind": filter.res.list_kind,
-            "apiVersion": filter.res.api_version,
-            "metadata": metadata,
-            "items": items,
-        }),
-    ))
+    drop(store);
+    Ok(json_response(StatusCode::OK, &req.view.list(filter.res, metadata, items)?))
 }
 
 fn event_line(kind: &str, object: &Value) -> Bytes {
@@ -496,12 +498,19 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(v)
 }
 
-fn bookmark(res: &Resource, rv: u64, initial_end: bool) -> Bytes {
+/// The line of an ADDED/MODIFIED/DELETED event as `view` shows it; `None`
+/// when it cannot (see [`View::event_object`]).
+fn object_line(view: View, res: &Resource, kind: &str, obj: &Value) -> Option<Bytes> {
+    view.event_object(&present(res, obj)).map(|o| event_line(kind, &o))
+}
+
+fn bookmark(view: View, res: &Resource, rv: u64, initial_end: bool) -> Bytes {
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    event_line("BOOKMARK", &json!({"kind": res.kind, "apiVersion": res.api_version, "metadata": meta}))
+    let (kind, api_version) = view.bookmark_type(res);
+    event_line("BOOKMARK", &json!({"kind": kind, "apiVersion": api_version, "metadata": meta}))
 }
 
 struct WatchState {
@@ -512,6 +521,7 @@ struct WatchState {
     pending: VecDeque<Bytes>,
     deadline: tokio::time::Instant,
     bookmarks: bool,
+    view: View,
     done: bool,
 }
 
@@ -542,6 +552,7 @@ fn watch(req: &Req, filter: Filter) -> Result<Response, ApiError> {
     rx.borrow_and_update();
     let store = req.store();
     let mut pending = VecDeque::new();
+    let mut unencodable = false;
     let rv_param = req.query.get("resourceVersion").unwrap_or("");
     let cursor = if rv_param.is_empty() || rv_param == "0" || send_initial {
         let start = if send_initial && !rv_param.is_empty() && rv_param != "0" {
@@ -550,10 +561,16 @@ fn watch(req: &Req, filter: Filter) -> Result<Response, ApiError> {
             store.resource_version()
         };
         for o in store.list(filter.res, filter.ns.as_deref()).filter(|o| filter.matches(o)) {
-            pending.push_back(event_line("ADDED", &present(filter.res, o)));
+            match object_line(req.view, filter.res, "ADDED", o) {
+                Some(line) => pending.push_back(line),
+                None => {
+                    unencodable = true;
+                    break;
+                }
+            }
         }
-        if send_initial {
-            pending.push_back(bookmark(filter.res, start, true));
+        if send_initial && !unencodable {
+            pending.push_back(bookmark(req.view, filter.res, start, true));
         }
         start
     } else {
@@ -576,7 +593,8 @@ fn watch(req: &Req, filter: Filter) -> Result<Response, ApiError> {
         pending,
         deadline: tokio::time::Instant::now() + timeout,
         bookmarks,
-        done: expired,
+        view: req.view,
+        done: expired || unencodable,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         loop {
@@ -597,12 +615,18 @@ fn watch(req: &Req, filter: Filter) -> Result<Response, ApiError> {
                 }
                 for c in store.changes_after(st.cursor) {
                     if let Some((kind, obj)) = st.filter.event(c) {
-                        st.pending.push_back(event_line(kind.as_str(), &present(st.filter.res, &obj)));
+                        match object_line(st.view, st.filter.res, kind.as_str(), &obj) {
+                            Some(line) => st.pending.push_back(line),
+                            None => {
+                                st.done = true;
+                                break;
+                            }
+                        }
                     }
                 }
                 st.cursor = st.cursor.max(store.resource_version());
             }
-            if !st.pending.is_empty() {
+            if st.done || !st.pending.is_empty() {
                 continue;
             }
             tokio::select! {
@@ -613,7 +637,7 @@ fn watch(req: &Req, filter: Filter) -> Result<Response, ApiError> {
                 }
                 _ = tokio::time::sleep_until(st.deadline) => {
                     if st.bookmarks {
-                        st.pending.push_back(bookmark(st.filter.res, st.cursor, false));
+                        st.pending.push_back(bookmark(st.view, st.filter.res, st.cursor, false));
                     }
                     st.done = true;
                 }

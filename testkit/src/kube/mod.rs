@@ -6,8 +6,9 @@
 //! `uid`/`resourceVersion`/`creationTimestamp`, one global resourceVersion
 //! counter, optimistic concurrency (409 Conflict), validation errors as
 //! `422 Invalid` `Status` bodies with `details.causes`, label and field
-//! selectors, chunked LIST, and WATCH streams that resume from a
-//! resourceVersion. The test drives "the rest of the cluster" through the
+//! selectors, chunked LIST, WATCH streams that resume from a resourceVersion,
+//! and metadata-only responses (`PartialObjectMetadata[List]`, see
+//! [`view`](self::view)). The test drives "the rest of the cluster" through the
 //! synchronous helpers (`create_namespace`, `put_object`, ...), which produce the
 //! same watch events an external writer would.
 //!
@@ -29,6 +30,7 @@ mod selector;
 mod status;
 mod store;
 mod validate;
+mod view;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -67,7 +67,12 @@ pub async fn patch(url: &str, content_type: &str, body: &Value) -> Resp {
 
 /// Opens a streaming GET (a watch) and returns its status and body.
 pub async fn open_stream(url: &str) -> (u16, Incoming) {
-    let resp = client().request(build("GET", url, &[], None)).await.expect("watch request");
+    open_stream_with(url, &[]).await
+}
+
+/// [`open_stream`] with request headers.
+pub async fn open_stream_with(url: &str, headers: &[(&str, &str)]) -> (u16, Incoming) {
+    let resp = client().request(build("GET", url, headers, None)).await.expect("watch request");
     (resp.status().as_u16(), resp.into_body())
 }
 
