@@ -44,6 +44,10 @@ pub enum Command {
     /// Act as a kubelet image credential provider: read one
     /// CredentialProviderRequest on stdin, answer on stdout, exit.
     CredentialProvider(ProviderArgs),
+    /// Install the credential provider on this node: copy this binary into
+    /// --bin-dir, write the kubelet's CredentialProviderConfig, then keep both
+    /// in place until stopped (a DaemonSet).
+    InstallCredentialProvider(crate::provider::install::InstallArgs),
 }
 
 /// Flags of `credential-provider`, set in the `args` (or `env`) of the
@@ -438,6 +442,8 @@ impl Cli {
             Command::CredentialProvider(ProviderArgs { common, workload_identity_provider, sts_endpoint }) => {
                 (Mode::CredentialProvider, common, None, Some((workload_identity_provider, sts_endpoint)))
             }
+            // main runs the installer with its own settings, never a Config.
+            Command::InstallCredentialProvider(_) => unreachable!("install-credential-provider has no Config"),
         };
         let explicit_registries = !common.registries.is_empty() && !common.all_registries;
         let impersonation_endpoint = common.impersonation_endpoint.trim_end_matches('/').to_string();

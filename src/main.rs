@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser as _};
-use regcred::{app, config::Cli, telemetry};
+use regcred::config::{Cli, Command};
+use regcred::provider::install;
+use regcred::{app, telemetry};
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
@@ -23,6 +25,18 @@ fn main() -> ExitCode {
         }
         Err(e) => return fail(&name_env_source(&one_line(&e.render().to_string())), 2),
     };
+    let cli = match cli.command {
+        // The installer needs no credentials and no cluster: it runs on its own settings.
+        Command::InstallCredentialProvider(args) => {
+            if let Err(e) = telemetry::init(args.log_format, None, "info") {
+                return fail(&e, 2);
+            }
+            return until_signal(|shutdown| async move {
+                install::run(args, shutdown).await.map_err(|e| (e.to_string(), e.exit_code()))
+            });
+        }
+        command => Cli { command },
+    };
     let config = match cli.into_config() {
         Ok(c) => c,
         Err(e) => return fail(&name_env_source(&e.to_string()), 2),
@@ -30,6 +44,16 @@ fn main() -> ExitCode {
     if let Err(e) = telemetry::init(config.log_format, config.log_level.as_deref(), config.default_log_level()) {
         return fail(&e, 2);
     }
+    until_signal(|shutdown| async move { app::run(config, shutdown).await.map_err(|e| (e.to_string(), e.exit_code())) })
+}
+
+/// Runs `task` on a runtime until it ends; SIGTERM and SIGINT flip the
+/// `shutdown` it is given. An error is printed as one line, with its exit code.
+fn until_signal<F, Fut>(task: F) -> ExitCode
+where
+    F: FnOnce(tokio::sync::watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), (String, u8)>>,
+{
     // One thread is plenty for a process that sleeps most of the time, and
     // keeps the resident set small.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -48,9 +72,9 @@ fn main() -> ExitCode {
             }
             let _ = stop.send(true);
         });
-        match app::run(config, shutdown).await {
+        match task(shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&e.to_string(), e.exit_code()),
+            Err((message, code)) => fail(&message, code),
         }
     })
 }

@@ -9,6 +9,7 @@ mod secret;
 
 use std::time::SystemTime;
 
+pub(crate) use file::write_atomically;
 pub use file::FileSink;
 pub use secret::{
     expiry_annotation, is_managed, is_opted_out, new_managed, secret_ref, SecretSink, EXPIRES_AT_ANNOTATION,
