@@ -44,6 +44,9 @@ pub enum AppError {
     /// The refresh itself failed (exit 1).
     #[error("{0}")]
     Refresh(PassError),
+    /// `install-credential-provider` could not install or keep the files.
+    #[error(transparent)]
+    Install(crate::provider::install::InstallError),
     /// `credential-provider` could not answer the kubelet.
     #[error(transparent)]
     Provider(crate::provider::ProviderError),
@@ -59,6 +62,7 @@ impl AppError {
         match self {
             AppError::Refresh(_) | AppError::Interrupted => 1,
             AppError::Provider(e) => e.exit_code(),
+            AppError::Install(e) => e.exit_code(),
             _ => 2,
         }
     }
@@ -76,13 +80,18 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         println!("regcred: the flags and environment are valid; nothing was done (--dry-run)");
         return Ok(());
     }
-    let http = HttpClient::new(config.request_timeout)?;
+    // Every command but the installer talks to Google.
+    let timeout = config.request_timeout;
+    let http = || HttpClient::new(timeout);
     match config.command {
+        Command::InstallCredentialProvider(args) => {
+            provider::install::run(args, shutdown).await.map_err(AppError::Install)
+        }
         Command::CredentialProvider { source, provider } => {
-            credential_provider(&source, &provider, &http).await.map_err(AppError::Provider)
+            credential_provider(&source, &provider, &http()?).await.map_err(AppError::Provider)
         }
         Command::Render { source, registries } => {
-            let source = source::discover(&source, &http).map_err(AppError::Credentials)?;
+            let source = source::discover(&source, &http()?).map_err(AppError::Credentials)?;
             let doc = crate::refresh::render_once(&*source, &registries).await.map_err(AppError::Refresh)?;
             let mut out = doc.expose_bytes().to_vec();
             out.push(b'\n');
@@ -90,7 +99,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             std::io::stdout().write_all(&out).map_err(|e| AppError::Setup(format!("cannot write to stdout: {e}")))
         }
         Command::Once(plan) => {
-            let refresher = refresher(plan, config.request_timeout, &http, shutdown.clone()).await?;
+            let refresher = refresher(plan, timeout, &http()?, shutdown.clone()).await?;
             // A CronJob's pod may be stopped mid-run: give up at once rather
             // than sit through retries. Writes are atomic, so nothing is half-done.
             let mut shutdown = shutdown;
@@ -102,7 +111,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             Ok(())
         }
         Command::Run(plan) => {
-            let refresher = refresher(plan, config.request_timeout, &http, shutdown.clone()).await?;
+            let refresher = refresher(plan, timeout, &http()?, shutdown.clone()).await?;
             refresher.run(shutdown).await;
             info!("shutting down");
             Ok(())

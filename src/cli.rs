@@ -15,13 +15,14 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::admin::AdminAddr;
+use crate::cluster;
 use crate::fanout::{self, Pattern, Selection, ServiceAccountPatching, DEFAULT_EXCLUDES};
+use crate::provider::{self, install};
 use crate::registry::{is_dns_label, is_dns_subdomain, RegistryHost};
 use crate::schedule::Timing;
 use crate::sink::{self, SecretTarget, DOCKERCONFIGJSON_KEY};
 use crate::source::{self, AuthMode, Impersonation};
 use crate::telemetry::{self, LogFormat};
-use crate::{cluster, provider};
 
 /// regcred keeps Kubernetes image-pull credentials for Google's container
 /// registries (gcr.io, *.gcr.io, LOCATION-docker.pkg.dev) fresh.
@@ -52,6 +53,10 @@ enum Action {
     /// Act as a kubelet image credential provider: read one
     /// CredentialProviderRequest on stdin, answer on stdout, exit.
     CredentialProvider(ProviderArgs),
+    /// Install the credential provider on this node: copy this binary into
+    /// --bin-dir, write the kubelet's CredentialProviderConfig, then keep both
+    /// in place until stopped (a DaemonSet).
+    InstallCredentialProvider(install::InstallArgs),
 }
 
 /// Flags of `credential-provider`, set in the `args` (or `env`) of the
@@ -299,6 +304,9 @@ pub enum Command {
         /// The hosts to render it for.
         registries: Vec<RegistryHost>,
     },
+    /// Put the credential provider on this node (its own flags, checked by
+    /// the installer, which also runs the provider's own `--dry-run`).
+    InstallCredentialProvider(install::InstallArgs),
     /// Answer the kubelet.
     CredentialProvider {
         /// Node identity: where the credential comes from without a pod token.
@@ -376,19 +384,24 @@ pub enum ConfigError {
 impl Cli {
     /// Applies the rules between flags.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let common = match &self.action {
-            Action::Run(w) | Action::Once(w) => &w.common,
-            Action::Render(c) => c,
-            Action::CredentialProvider(p) => &p.common,
+        let (request_timeout, log, dry_run) = match &self.action {
+            Action::Run(w) | Action::Once(w) => w.common.globals(),
+            Action::Render(c) => c.globals(),
+            Action::CredentialProvider(p) => p.common.globals(),
+            // It makes no requests, and checks its own flags (and the
+            // provider's, with the provider's --dry-run) itself.
+            Action::InstallCredentialProvider(args) => {
+                let log = telemetry::Settings { format: args.log_format, level: None };
+                (DEFAULT_REQUEST_TIMEOUT, log, false)
+            }
         };
-        let (request_timeout, dry_run) = (common.request_timeout, common.dry_run);
-        let log = telemetry::Settings { format: common.log.log_format, level: common.log.log_level.clone() };
         let command = match self.action {
             Action::Run(args) => Command::Run(plan(args, AdminDefault::On)?),
             Action::Once(args) => Command::Once(plan(args, AdminDefault::Off)?),
             Action::Render(common) => {
                 Command::Render { registries: registries(&common), source: source_settings(common)? }
             }
+            Action::InstallCredentialProvider(args) => Command::InstallCredentialProvider(args),
             Action::CredentialProvider(args) => {
                 let explicit = !args.common.registries.is_empty() && !args.common.all_registries;
                 let patterns = if explicit {
@@ -407,6 +420,17 @@ impl Cli {
             }
         };
         Ok(Config { command, request_timeout, log, dry_run })
+    }
+}
+
+/// `--request-timeout`'s default.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl CommonArgs {
+    /// The settings every command shares: request deadline, logging, --dry-run.
+    fn globals(&self) -> (Duration, telemetry::Settings, bool) {
+        let log = telemetry::Settings { format: self.log.log_format, level: self.log.log_level.clone() };
+        (self.request_timeout, log, self.dry_run)
     }
 }
 

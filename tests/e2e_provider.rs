@@ -217,3 +217,72 @@ async fn node_identity_without_token_attributes() {
     let token = google.issued_tokens().pop().unwrap();
     assert_eq!((token.grant.as_str(), token.access_token), ("jwt-bearer", password));
 }
+
+/// The DaemonSet's container args, as the real API server accepts the
+/// DaemonSet the chart renders for `values` (server-side dry run).
+async fn installer_args(cluster: &Cluster, ns: &str, values: &Value) -> Vec<String> {
+    let rendered = cluster.helm_template("node", ns, values).await;
+    let daemonset = common::e2e::select_kinds(&rendered, &["DaemonSet"]);
+    assert!(daemonset.contains("kind: DaemonSet"), "the chart renders the installer:\n{rendered}");
+    let accepted = cluster.kubectl(&["apply", "--dry-run=server", "-o", "json", "-n", ns, "-f", "-"], &daemonset).await;
+    let accepted: Value = serde_json::from_str(&accepted).unwrap();
+    serde_json::from_value(accepted["spec"]["template"]["spec"]["containers"][0]["args"].clone()).unwrap()
+}
+
+#[tokio::test]
+async fn the_kubelet_runs_what_the_charts_installer_put_on_the_node() {
+    let Some(cluster) = Cluster::get("provider installed by the chart").await else { return };
+    let google = Google::start().await;
+    cluster.trust_in_google(&google).await;
+    google.allow_impersonation("builder@p.iam.gserviceaccount.com");
+    let ns = cluster.unique("installed");
+    cluster.create_namespace(&ns, &[]).await;
+    let builder = pod_as(&cluster, &ns, "builder", Some("builder@p.iam.gserviceaccount.com")).await;
+    let plain = pod_as(&cluster, &ns, "plain", None).await;
+
+    // The node: the kubelet's bin dir and the config's directory, as the
+    // DaemonSet's hostPath volumes (DirectoryOrCreate) leave them.
+    let node = tempfile::tempdir().unwrap();
+    let (bin_dir, config) = (node.path().join("bin"), node.path().join("etc/credential-provider.json"));
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    let values = json!({
+        "mode": "none",
+        "credentialProvider": {
+            "workloadIdentityProvider": google.sts_audience(),
+            "extraArgs": [format!("--sts-endpoint={}", google.sts_uri()),
+                          format!("--impersonation-endpoint={}", google.iam_credentials_uri())],
+            "nodeInstaller": {"enabled": true, "binDir": bin_dir, "configFile": config},
+        },
+    });
+    let args = installer_args(&cluster, &ns, &values).await;
+    assert_eq!(args[0], "install-credential-provider", "{args:?}");
+
+    // The image's entrypoint is regcred: run it with the DaemonSet's args.
+    let installer = tokio::process::Command::new(common::BIN)
+        .args(&args)
+        .env_clear()
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    common::wait_for(std::time::Duration::from_secs(60), "the installer's config", || config.exists().then_some(()))
+        .await;
+
+    // The kubelet's own plugin code, with the config and bin dir the
+    // installer wrote (no hand-written config, no symlink).
+    let b = kubelet_lookup(&cluster, node.path(), &config, &builder, 1, "0s").await;
+    let p = kubelet_lookup(&cluster, node.path(), &config, &plain, 1, "0s").await;
+    let b = google_password(&b[0]).expect("the builder pod gets a credential");
+    let p = google_password(&p[0]).expect("the plain pod gets a credential");
+    let issued = |password: &str| google.issued_tokens().into_iter().find(|t| t.access_token == password).unwrap();
+    assert_eq!(
+        (issued(&b).grant, issued(&b).subject),
+        ("impersonation".into(), "builder@p.iam.gserviceaccount.com".into())
+    );
+    assert!(issued(&p).subject.ends_with(&format!("system:serviceaccount:{ns}:plain")), "{}", issued(&p).subject);
+    assert!(std::fs::symlink_metadata(bin_dir.join("regcred")).unwrap().file_type().is_file(), "a copy, not a link");
+
+    let (code, stderr) = common::terminate(installer).await;
+    assert_eq!(code, Some(0), "the installer stops cleanly on SIGTERM: {stderr}");
+}

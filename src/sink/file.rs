@@ -70,7 +70,10 @@ impl Sink for FileSink {
     }
 }
 
-fn write_atomically(path: &Path, mode: u32, bytes: &[u8]) -> std::io::Result<WriteOutcome> {
+/// Writes `bytes` to `path` with `mode` atomically, or leaves the file alone
+/// when it already holds them with that mode. `install-credential-provider`
+/// puts its files on a node with it too.
+pub(crate) fn write_atomically(path: &Path, mode: u32, bytes: &[u8]) -> std::io::Result<WriteOutcome> {
     let existed = match fs::read(path) {
         Ok(current) if current == bytes && permissions(path)? == mode => return Ok(WriteOutcome::Unchanged),
         Ok(_) => true,

@@ -9,6 +9,7 @@ mod secret;
 
 use std::time::SystemTime;
 
+pub(crate) use file::write_atomically;
 pub(crate) use file::FileSettings;
 pub(crate) use file::FileSink;
 pub(crate) use secret::{secret_ref, secret_type, SecretSink, SecretTarget, DOCKERCONFIGJSON_KEY};

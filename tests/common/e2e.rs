@@ -322,7 +322,7 @@ fn documents(yaml: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The documents of a multi-document YAML stream whose `kind` is one of `kinds`.
-fn select_kinds(yaml: &str, kinds: &[&str]) -> String {
+pub fn select_kinds(yaml: &str, kinds: &[&str]) -> String {
     documents(yaml)
         .filter(|doc| doc.lines().any(|l| kinds.iter().any(|k| l == format!("kind: {k}"))))
         .map(|doc| format!("---{doc}\n"))

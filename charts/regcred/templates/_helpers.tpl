@@ -188,6 +188,26 @@ that says what to change.
 */}}
 {{- define "regcred.validate" -}}
 {{- $v := .Values }}
+{{- $cp := $v.credentialProvider }}
+{{- if ne $v.mode "none" }}
+{{- include "regcred.validateRefresher" . }}
+{{- else if not $cp.nodeInstaller.enabled }}
+{{- fail "mode=none renders no Deployment or CronJob, and credentialProvider.nodeInstaller.enabled is off: nothing would be installed. Turn the node installer on, or choose mode=deployment or cronjob" }}
+{{- end }}
+{{- if and $cp.workloadIdentityProvider $cp.keyFile }}
+{{- fail "credentialProvider.keyFile is for node identity, but credentialProvider.workloadIdentityProvider makes every pull use the pod's own identity: set one of them" }}
+{{- end }}
+{{- if $cp.nodeInstaller.enabled }}
+{{- $ms := include "regcred.durationMs" $cp.nodeInstaller.recheckInterval | float64 }}
+{{- if and (gt $ms 0.0) (lt $ms 1000.0) }}
+{{- fail (printf "credentialProvider.nodeInstaller.recheckInterval=%s: expected 0 (never) or at least 1s" $cp.nodeInstaller.recheckInterval) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The checks of the Deployment's and CronJob's values. */}}
+{{- define "regcred.validateRefresher" -}}
+{{- $v := .Values }}
 {{- $t := $v.targets }}
 {{- $fanOut := include "regcred.fanOut" . }}
 {{- /* regcred's ranges on durations (src/cli.rs); the schema checked the syntax. */}}
@@ -478,6 +498,8 @@ tolerations:
 {{- define "regcred.podMetadata" -}}
 labels:
   {{- include "regcred.selectorLabels" . | nindent 2 }}
+  {{- /* The admin Service selects it: the installer's pods share the selector labels. */}}
+  app.kubernetes.io/component: refresher
   {{- with .Values.podLabels }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
@@ -485,4 +507,30 @@ labels:
 annotations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/* The installer's labels: the selector labels and its component. */}}
+{{- define "regcred.installerSelectorLabels" -}}
+{{ include "regcred.selectorLabels" . }}
+app.kubernetes.io/component: credential-provider-installer
+{{- end }}
+
+{{/*
+The node installer's arguments: `install-credential-provider` with the host
+paths, then after `--` the flags the kubelet's config passes to
+`regcred credential-provider`.
+*/}}
+{{- define "regcred.installerArgs" -}}
+{{- $v := .Values }}
+{{- $cp := $v.credentialProvider }}
+{{- $ni := $cp.nodeInstaller }}
+{{- $args := list "install-credential-provider" (printf "--bin-dir=%s" $ni.binDir) (printf "--config=%s" $ni.configFile) }}
+{{- with $cp.workloadIdentityProvider }}{{ $args = append $args (printf "--workload-identity-provider=%s" .) }}{{ end }}
+{{- $args = append $args (printf "--recheck-interval=%s" $ni.recheckInterval) }}
+{{- $args = append $args (printf "--log-format=%s" $v.log.format) }}
+{{- $provider := list }}
+{{- with $cp.keyFile }}{{ $provider = append $provider (printf "--key-file=%s" .) }}{{ end }}
+{{- $provider = concat $provider $cp.extraArgs }}
+{{- if $provider }}{{ $args = concat $args (list "--") $provider }}{{ end }}
+{{- toYaml $args }}
 {{- end }}

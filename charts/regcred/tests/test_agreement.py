@@ -45,6 +45,8 @@ FED = {"federation.enabled": True,
        "federation.audience": "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/pool/providers/k8s"}
 FAN_SEL = {"targets.namespaceSelector": "regcred.dev/pull-secret=true"}
 CRON = {"mode": "cronjob"}
+POOL = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/pool/providers/k8s"
+NODE = {"mode": "none", "credentialProvider.nodeInstaller.enabled": True}
 
 
 class Case:
@@ -201,6 +203,36 @@ CASES = [
     ]],
     Case("federation with credentials.existingSecret", {"credentials.existingSecret": "key"}, context=FED, expect=False,
          why="regcred takes one credential file"),
+    # The credential provider's node installer (a DaemonSet): regcred
+    # install-credential-provider --dry-run also runs credential-provider
+    # --dry-run with the flags after `--`.
+    *[Case(f"credentialProvider.workloadIdentityProvider={v!r}", {"credentialProvider.workloadIdentityProvider": v},
+           [f"--workload-identity-provider={v}"], NODE)
+      for v in [POOL, POOL.replace("/pool/", "/p-1/"), "pool", "//iam.googleapis.com/projects/1/workloadIdentityPools/p",
+                "//iam.googleapis.com/locations/global/workforcePools/wf/providers/oidc"]],
+    Case("credentialProvider.workloadIdentityProvider with a project id", {"credentialProvider.workloadIdentityProvider":
+         POOL.replace("123456789012", "my-project")}, context=NODE, expect=False,
+         why="regcred checks only the shape; Security Token Service wants the project number"),
+    Case("credentialProvider.keyFile='/etc/kubernetes/regcred/key.json'",
+         {"credentialProvider.keyFile": "/etc/kubernetes/regcred/key.json"}, ["--key-file=/etc/kubernetes/regcred/key.json"], NODE),
+    Case("credentialProvider.keyFile='key.json'", {"credentialProvider.keyFile": "key.json"}, context=NODE, expect=False,
+         why="the kubelet runs the provider in its own working directory: the chart wants an absolute path on the node"),
+    Case("credentialProvider.keyFile with workloadIdentityProvider", {"credentialProvider.keyFile": "/k.json"},
+         ["--key-file=/k.json"], {**NODE, "credentialProvider.workloadIdentityProvider": POOL}, expect=False,
+         why="pod identity never reads the node's key: the chart asks for one or the other"),
+    Case("credentialProvider.extraArgs=[--impersonate=...]", {"credentialProvider.extraArgs": ["--impersonate=pull@p.iam.gserviceaccount.com"]},
+         ["--impersonate=pull@p.iam.gserviceaccount.com"], NODE),
+    *[Case(f"credentialProvider.extraArgs={v!r}", {"credentialProvider.extraArgs": v}, context=NODE, expect=True,
+           why="passed through unchecked, like extraArgs; the installer refuses them at start (tests/provider_install.rs)")
+      for v in [["--registry=docker.io"], ["--bogus"], ["--token-lifetime=13h"]]],
+    Case("credentialProvider.extraArgs=['registry=gcr.io']", {"credentialProvider.extraArgs": ["registry=gcr.io"]},
+         context=NODE, expect=False, why="not a flag: the schema wants --"),
+    *[Case(f"credentialProvider.nodeInstaller.recheckInterval={v!r}", {"credentialProvider.nodeInstaller.recheckInterval": v},
+           [f"--recheck-interval={v}"], NODE)
+      for v in ["1m", "0", "1s", "999ms", "banana"]],
+    *[Case(f"credentialProvider.nodeInstaller.{k}={v!r}", {f"credentialProvider.nodeInstaller.{k}": v}, [f"--{flag}={v}"], NODE)
+      for k, flag in [("binDir", "bin-dir"), ("configFile", "config")] for v in ["/var/lib/kubelet/plugins", "relative"]],
+    Case("node installer: log.format=xml", {"log.format": "xml"}, ["--log-format=xml"], {**NODE, "mode": "none"}),
     Case("extraArgs=[--watch-timeout=500s]", {"extraArgs": ["--watch-timeout=500s"]}, context=FAN_SEL, expect=True,
          why="passed through unchecked (the chart README says so); regcred refuses it at start"),
 ]
@@ -229,10 +261,10 @@ def containers(docs):
         spec = d.get("spec", {})
         if d["kind"] == "CronJob":
             spec = spec["jobTemplate"]["spec"]
-        if d["kind"] not in ("Deployment", "CronJob", "Job"):
+        if d["kind"] not in ("Deployment", "CronJob", "Job", "DaemonSet"):
             continue
         for c in spec["template"]["spec"]["containers"]:
-            if c["name"] != "regcred":
+            if c["name"] not in ("regcred", "install"):
                 continue
             env = {}
             for e in c.get("env", []):
@@ -253,10 +285,24 @@ def binary(args, env):
     """regcred's verdict: (ok, message)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("REGCRED_") and k not in ("RUST_LOG",)}
     clean.update(env)
-    p = subprocess.run([BIN, *args, "--dry-run"], capture_output=True, text=True, env=clean)
+    p = subprocess.run([BIN, *with_flags(args, ["--dry-run"])], capture_output=True, text=True, env=clean)
     if p.returncode not in (0, 2):
         raise AssertionError(f"regcred {args} --dry-run exited {p.returncode}: {p.stderr}")
     return p.returncode == 0, p.stderr.strip()
+
+
+# Flags regcred takes more than once: a case's value adds to the others.
+REPEATABLE = {"--registry", "--secret", "--namespace", "--exclude-namespace", "--patch-service-account"}
+
+
+def with_flags(args, flags):
+    """`args` with `flags` added, replacing flags of the same name (regcred
+    refuses a flag given twice, which would make any refusal agree), and
+    before a `--` (after it, the installer's flags for credential-provider)."""
+    names = {f.split("=", 1)[0] for f in flags} - REPEATABLE
+    cut = args.index("--") if "--" in args else len(args)
+    head = [a for a in args[:cut] if a.split("=", 1)[0] not in names or a == "--dry-run"]
+    return head + flags + args[cut:]
 
 
 def merged(*dicts):
@@ -286,7 +332,7 @@ def run_case(case):
         base, err = render(case.context)
         if base is None:
             return chart_ok, None, "", f"the case's context alone does not render: {err}"
-        runs = [(args + case.flags, env) for args, env in containers(base)]
+        runs = [(with_flags(args, case.flags), env) for args, env in containers(base)]
     verdicts = [binary(args, env) for args, env in runs]
     binary_ok = all(ok for ok, _ in verdicts)
     message = next((m for ok, m in verdicts if not ok), "")
@@ -300,8 +346,10 @@ def run_case(case):
 def uncovered_flags():
     """Flags the chart's regcred.args can render that no case exercises."""
     helpers = open(os.path.join(CHART, "templates", "_helpers.tpl")).read()
-    block = helpers.split('define "regcred.args"', 1)[1].split("{{- end }}\n\n", 1)[0]
-    rendered = set(re.findall(r'"(--[a-z-]+)', block))
+    rendered = set()
+    for define in ("regcred.args", "regcred.installerArgs"):
+        block = helpers.split(f'define "{define}"', 1)[1].split("{{- end }}\n\n", 1)[0]
+        rendered |= set(re.findall(r'"(--[a-z-]+)', block))
     covered = {f.split("=", 1)[0] for c in CASES for f in c.flags}
     return sorted(rendered - covered)
 

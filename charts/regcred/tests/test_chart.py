@@ -541,6 +541,10 @@ def notes_say_how_to_check():
                             "-f", os.path.join(CHART, "ci", f)], capture_output=True, text=True)
         assert p.returncode == 0, f"{f}: {p.stderr}"
         notes = p.stdout.split("NOTES:", 1)[1]
+        if "credential-provider" in f:
+            assert "kubectl get secret" not in notes, f"{f}: no Secrets in mode=none"
+            assert "--image-credential-provider-config=" in notes and "kubectl logs" in notes, f
+            continue
         assert "kubectl get secret" in notes and "-o jsonpath=" in notes, f
         assert "subPath" in notes, f"{f}: no subPath warning"
         if "cronjob" in f:
@@ -577,10 +581,122 @@ def contradictions_fail():
         (["impersonate.endpoint=https://iam.example.com"], "impersonate.serviceAccount"),
         (["impersonate.serviceAccount=a@b.c", "auth=json-key", "credentials.existingSecret=k"], "auth=oauth"),
         (["targets.secrets=null"], "targets.secrets"),
+        (["mode=none"], "credentialProvider.nodeInstaller.enabled"),
+        (["credentialProvider.workloadIdentityProvider=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k",
+          "credentialProvider.keyFile=/k.json"], "set one of them"),
+        (["credentialProvider.nodeInstaller.enabled=true", "credentialProvider.nodeInstaller.recheckInterval=10ms"],
+         "at least 1s"),
     ]
     for sets, needle in cases:
         err = render(sets=sets, expect_fail=True)
         assert needle in err, f"{sets}: {needle!r} not in {err!r}"
+
+
+# --- kubelet credential provider: the node installer -----------------------
+
+INSTALLER = "ci/credential-provider-values.yaml"
+
+
+def daemonset(docs):
+    return one(docs, "DaemonSet")
+
+
+@test
+def node_installer_is_off_by_default():
+    for f in sorted(os.listdir(os.path.join(CHART, "ci"))):
+        if f != os.path.basename(INSTALLER):
+            assert not kinds(render("ci/" + f), "DaemonSet"), f
+
+
+@test
+def node_installer_alone_renders_only_the_daemonset():
+    docs = render(INSTALLER)
+    assert [d["kind"] for d in docs] == ["DaemonSet"], [d["kind"] for d in docs]
+    ds = daemonset(docs)
+    spec = pod_spec(ds)
+    c = container(ds)
+    assert c["args"] == [
+        "install-credential-provider",
+        "--bin-dir=/usr/local/lib/kubelet-credential-providers",
+        "--config=/etc/kubernetes/credential-provider/regcred.json",
+        "--workload-identity-provider=//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/pool/providers/k8s",
+        "--recheck-interval=5m", "--log-format=json",
+        "--", "--registry=europe-west1-docker.pkg.dev",
+    ], c["args"]
+    # Each host directory mounted at its own path, created if missing; the
+    # config's directory alone, not all of /etc/kubernetes.
+    volumes = {v["name"]: v["hostPath"] for v in spec["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert volumes == {
+        "bin-dir": {"path": "/usr/local/lib/kubelet-credential-providers", "type": "DirectoryOrCreate"},
+        "config-dir": {"path": "/etc/kubernetes/credential-provider", "type": "DirectoryOrCreate"},
+    }, volumes
+    assert mounts == {n: v["path"] for n, v in volumes.items()}, mounts
+    assert not any(m.get("readOnly") for m in c["volumeMounts"])
+    # Root for the host's root-owned directories, and nothing more.
+    assert spec["securityContext"]["runAsUser"] == 0
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    csc = c["securityContext"]
+    assert csc["allowPrivilegeEscalation"] is False and csc["privileged"] is False
+    assert csc["readOnlyRootFilesystem"] is True and csc["capabilities"] == {"drop": ["ALL"]}
+    assert spec["automountServiceAccountToken"] is False and "serviceAccountName" not in spec
+    assert spec["tolerations"] == [{"operator": "Exists"}]
+    assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert c["resources"]["limits"]["memory"] and c["resources"]["requests"]["cpu"]
+
+
+@test
+def node_installer_shares_one_mount_when_the_config_sits_in_the_bin_dir():
+    ds = daemonset(render(sets=["credentialProvider.nodeInstaller.enabled=true",
+                                "credentialProvider.keyFile=/etc/kubernetes/regcred/key.json"]))
+    assert [v["name"] for v in pod_spec(ds)["volumes"]] == ["bin-dir"]
+    assert args(ds)[-2:] == ["--", "--key-file=/etc/kubernetes/regcred/key.json"], args(ds)
+    assert not any(a.startswith("--workload-identity-provider") for a in args(ds)), "node identity"
+
+
+@test
+def admin_service_never_selects_the_installer():
+    docs = render("ci/deployment-values.yaml", sets=["credentialProvider.nodeInstaller.enabled=true"])
+    selector = one(docs, "Service")["spec"]["selector"]
+    ds_labels = daemonset(docs)["spec"]["template"]["metadata"]["labels"]
+    assert not all(ds_labels.get(k) == v for k, v in selector.items()), (selector, ds_labels)
+    ds_selector = daemonset(docs)["spec"]["selector"]["matchLabels"]
+    deploy_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert not all(deploy_labels.get(k) == v for k, v in ds_selector.items()), "the DaemonSet selects no refresher pod"
+
+
+@test
+def notes_tell_the_kubelet_flags():
+    text = notes("credentialProvider.nodeInstaller.enabled=true")
+    assert "--image-credential-provider-bin-dir=/etc/kubernetes/image-credential-provider\n" in text, text
+    assert "--image-credential-provider-config=/etc/kubernetes/image-credential-provider/config.json\n" in text
+    assert "Node identity" in text and "kubectl get secret" in text, "the Secret part stays"
+    assert "credential provider" not in notes().lower(), "nothing about it when it is off"
+
+
+@test
+def readme_kubelet_configs_are_what_the_installer_writes():
+    """The README's two CredentialProviderConfig examples are byte-for-byte
+    what `regcred install-credential-provider` writes for the same identity
+    (as YAML there, JSON here). Needs the binary."""
+    binary = regcred_binary()
+    if not binary:
+        raise Skip("no regcred binary: cargo build --bin regcred, or set REGCRED_BIN")
+    import tempfile
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(CHART)), "README.md")).read()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", readme, re.S)
+              if "kind: CredentialProviderConfig" in b]
+    assert len(blocks) == 2, f"{len(blocks)} CredentialProviderConfig examples in the README"
+    pool = "//iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER"
+    for block, flags in zip(blocks, [["--", "--key-file=/etc/kubernetes/regcred/wif.json"],
+                                     [f"--workload-identity-provider={pool}"]]):
+        with tempfile.TemporaryDirectory() as d:
+            config = os.path.join(d, "config.json")
+            p = subprocess.run([binary, "install-credential-provider", f"--bin-dir={d}", f"--config={config}",
+                                "--exit-after-install", *flags], capture_output=True, text=True, env={})
+            assert p.returncode == 0, p.stderr
+            written = json.load(open(config))
+        assert block == written, f"README:\n{block}\ninstaller:\n{written}"
 
 
 # --- sidecar examples -----------------------------------------------------
@@ -1015,8 +1131,10 @@ def schema_is_strict_and_covers_every_value():
     with open(os.path.join(CHART, "values.yaml")) as f:
         values = yaml.safe_load(f)
     known = set(schema_paths(schema))
+    # A map's keys may hold dots (`kubernetes.io/os`): any map above the path will do.
+    maps = [k[:-1] for k in known if k.endswith(".*")]
     missing = [p for p in value_paths(values)
-               if p not in known and p.rsplit(".", 1)[0] + ".*" not in known]
+               if p not in known and not any(p.startswith(m) for m in maps)]
     assert not missing, f"values missing from the schema: {missing}"
 
 

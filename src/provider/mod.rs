@@ -13,6 +13,12 @@
 //!   regcred exchanges it at Google's STS and, when the ServiceAccount is
 //!   annotated [`GOOGLE_SERVICE_ACCOUNT_ANNOTATION`], impersonates that
 //!   Google service account.
+//!
+//! [`kubelet`] writes the kubelet's config for either; [`install`] puts the
+//! binary and that config on a node.
+
+pub(crate) mod install;
+pub(crate) mod kubelet;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
