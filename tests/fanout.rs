@@ -73,7 +73,7 @@ async fn new_namespaces_get_the_secret_and_drift_is_repaired_from_the_watch() {
         .await;
     let mut edited = kit.kube.secret(&ws1, "gcr-pull").await.unwrap();
     edited["data"][".dockerconfigjson"] = json!("eyJhdXRocyI6e319");
-    kit.kube.put_object(&ws1, "secrets", edited).await;
+    kit.kube.put_secret(&ws1, edited).await;
     wait_for(Duration::from_secs(5), "the edited Secret restored", async || {
         (kit.secret_doc(&ws1, "gcr-pull", ".dockerconfigjson").await.as_ref() == Some(&good)).then_some(())
     })
@@ -107,7 +107,7 @@ async fn prune_removes_only_managed_secrets_from_namespaces_that_stop_matching()
     theirs["metadata"]["labels"] =
         json!({"app.kubernetes.io/managed-by": "someone-else", "regcred.dev/managed": "false"});
     theirs["data"][".dockerconfigjson"] = json!("eyJhdXRocyI6e319");
-    kit.kube.put_object(&b, "secrets", theirs.clone()).await;
+    kit.kube.put_secret(&b, theirs.clone()).await;
     kit.kube.label_namespace(&b, &[("regcred", "")]).await;
     kit.kube.label_namespace(&a, &[("regcred", "")]).await;
     wait_for(Duration::from_secs(5), "a's Secret pruned", async || (!has_secret(&kit, &a).await).then_some(())).await;

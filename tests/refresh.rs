@@ -42,17 +42,12 @@ async fn once_creates_the_secret() {
 async fn second_once_updates_and_keeps_foreign_keys_labels_and_annotations() {
     let kit = Kit::start().await;
     let ns = &kit.namespace;
-    kit.kube
-        .put_object(
-            ns,
-            "secrets",
-            json!({
-                "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-                "metadata": {"name": "gcr-pull", "labels": {"team": "ci"}, "annotations": {"owner": "platform"}},
-                "data": {".dockerconfigjson": "eyJhdXRocyI6e319", "extra": "a2VlcA=="}
-            }),
-        )
-        .await;
+    let theirs = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "gcr-pull", "labels": {"team": "ci"}, "annotations": {"owner": "platform"}},
+        "data": {".dockerconfigjson": "eyJhdXRocyI6e319", "extra": "a2VlcA=="}
+    });
+    kit.kube.put_secret(ns, theirs).await;
     assert_eq!(kit.once(&["--secret", "gcr-pull"]).await.code, Some(0));
     let first = password(&kit.secret_doc(ns, "gcr-pull", ".dockerconfigjson").await.unwrap());
     let out = kit.once(&["--secret", "gcr-pull"]).await;
@@ -79,7 +74,7 @@ async fn a_secret_labelled_not_managed_is_left_alone() {
         "metadata": {"name": "gcr-pull", "labels": {"regcred.dev/managed": "false"}},
         "data": {".dockerconfigjson": "eyJhdXRocyI6e319"}
     });
-    kit.kube.put_object(ns, "secrets", theirs.clone()).await;
+    kit.kube.put_secret(ns, theirs.clone()).await;
     let out = kit.once(&["--secret", "gcr-pull"]).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.lines().last().unwrap().contains("labelled regcred.dev/managed=false"), "{}", out.stderr);
@@ -93,17 +88,12 @@ async fn a_placeholder_managed_by_helm_stays_managed_by_helm() {
     let kit = Kit::start().await;
     let ns = &kit.namespace;
     let helm = json!({"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "regcred"});
-    kit.kube
-        .put_object(
-            ns,
-            "secrets",
-            json!({
-                "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-                "metadata": {"name": "gcr-pull", "labels": helm, "annotations": {"meta.helm.sh/release-name": "regcred"}},
-                "data": {".dockerconfigjson": "eyJhdXRocyI6e319"}
-            }),
-        )
-        .await;
+    let theirs = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "gcr-pull", "labels": helm, "annotations": {"meta.helm.sh/release-name": "regcred"}},
+        "data": {".dockerconfigjson": "eyJhdXRocyI6e319"}
+    });
+    kit.kube.put_secret(ns, theirs).await;
     for _ in 0..2 {
         let out = kit.once(&["--secret", "gcr-pull"]).await;
         assert_eq!(out.code, Some(0), "{out:?}");
@@ -140,14 +130,9 @@ async fn opaque_secret_under_another_key() {
 async fn existing_secret_of_another_type_is_reported_not_overwritten() {
     let kit = Kit::start().await;
     let ns = &kit.namespace;
-    kit.kube
-        .put_object(
-            ns,
-            "secrets",
-            json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                   "metadata": {"name": "gcr-pull"}, "data": {"x": "eQ=="}}),
-        )
-        .await;
+    let theirs = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                   "metadata": {"name": "gcr-pull"}, "data": {"x": "eQ=="}});
+    kit.kube.put_secret(ns, theirs).await;
     let out = kit.once(&["--secret", "gcr-pull"]).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     let last = out.stderr.lines().last().unwrap();

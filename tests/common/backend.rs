@@ -159,6 +159,10 @@ impl Kube {
         }
     }
 
+    pub async fn put_secret(&self, ns: &str, secret: Value) {
+        self.put_object(ns, "secrets", secret).await
+    }
+
     /// Deletes an object; nothing happens if it does not exist.
     pub async fn delete_object(&self, ns: &str, plural: &str, name: &str) {
         match self {
