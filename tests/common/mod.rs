@@ -1,6 +1,7 @@
-//! Shared set-up for the integration tests: the test kit's emulators, a
-//! scratch directory with a kubeconfig and a key file, and a way to run the
-//! real `regcred` binary against them with a clean environment.
+//! Shared set-up for the integration tests: the test kit's emulators (or, for
+//! Kubernetes, a real API server: see [`backend`]), a scratch directory with a
+//! kubeconfig and a key file, and a way to run the real `regcred` binary
+//! against them with a clean environment.
 #![allow(dead_code)]
 
 pub mod backend;
