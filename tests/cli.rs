@@ -179,11 +179,11 @@ async fn files_that_are_not_credentials_are_explained_in_plain_words() {
 
 #[tokio::test]
 async fn dry_run_checks_and_does_nothing() {
-    let kit = Kit::start().await;
+    let Some(kit) = Kit::emulator_only("dry_run_checks_and_does_nothing", "requests counted").await else { return };
     let out = kit.once(&["--secret", "gcr-pull", "--dry-run"]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stdout.contains("valid"), "{}", out.stdout);
-    assert!(kit.kube.requests().is_empty() && kit.google.requests().is_empty(), "nothing contacted");
+    assert!(kit.emulator().requests().is_empty() && kit.google.requests().is_empty(), "nothing contacted");
     let out = kit.once(&["--secret", "a/b/c", "--dry-run"]).await;
     assert_eq!(out.code, Some(2), "the same checks as a real start: {out:?}");
     assert!(out.stderr.contains("invalid value 'a/b/c' for '--secret"), "{}", out.stderr);

@@ -1,5 +1,7 @@
 //! Namespace fan-out: every selected namespace gets the Secret, new ones
 //! within moments, drift is repaired from the watch, ServiceAccounts patched.
+//! On either Kubernetes backend (see `common::backend`): on a real server the
+//! namespaces and selector labels carry the kit's unique suffix.
 
 mod common;
 
@@ -9,64 +11,71 @@ use common::{password, terminate, wait_for, Kit};
 use regcred_testkit::Fault;
 use serde_json::json;
 
-fn has_secret(kit: &Kit, ns: &str) -> bool {
-    kit.kube.secret(ns, "gcr-pull").is_some()
+async fn has_secret(kit: &Kit, ns: &str) -> bool {
+    kit.kube.secret(ns, "gcr-pull").await.is_some()
 }
 
 #[tokio::test]
 async fn once_writes_every_namespace_with_one_token_skipping_excluded_ones() {
-    let kit = Kit::start().await;
+    let test = "once_writes_every_namespace_with_one_token_skipping_excluded_ones";
+    let why = "--all-namespaces would write into every namespace of the shared server";
+    let Some(kit) = Kit::emulator_only(test, why).await else { return };
     for i in 0..20 {
-        kit.kube.create_namespace(&format!("team-{i}"), &[]);
+        kit.kube.create_namespace(&format!("team-{i}"), &[]).await;
     }
-    kit.kube.create_namespace("tmp-1", &[]);
+    kit.kube.create_namespace("tmp-1", &[]).await;
     let out = kit.once(&["--secret", "gcr-pull", "--all-namespaces", "--exclude-namespace", "tmp-*"]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(kit.issued().len(), 1, "one token for all namespaces");
     let token = kit.issued().pop().unwrap();
     for i in 0..20 {
-        let doc = kit.secret_doc(&format!("team-{i}"), "gcr-pull", ".dockerconfigjson").expect("written");
+        let doc = kit.secret_doc(&format!("team-{i}"), "gcr-pull", ".dockerconfigjson").await.expect("written");
         assert_eq!(password(&doc), token);
     }
-    assert!(has_secret(&kit, "default"));
+    assert!(has_secret(&kit, "default").await);
     for ns in ["kube-system", "kube-public", "kube-node-lease", "tmp-1"] {
-        assert!(!has_secret(&kit, ns), "{ns} is excluded");
+        assert!(!has_secret(&kit, ns).await, "{ns} is excluded");
     }
 }
 
 #[tokio::test]
 async fn new_namespaces_get_the_secret_and_drift_is_repaired_from_the_watch() {
     let kit = Kit::start().await;
-    kit.kube.create_namespace("ci", &[("regcred", "enabled")]);
-    kit.kube.create_namespace("other", &[]);
+    let (ci, other, ws1, enabled) = (kit.name("ci"), kit.name("other"), kit.name("ws-1"), kit.name("enabled"));
+    kit.kube.create_namespace(&ci, &[("regcred", &enabled)]).await;
+    kit.kube.create_namespace(&other, &[]).await;
     // A long resync interval: anything restored below was restored by the watch.
     let child = kit.daemon(&[
         "--secret",
         "gcr-pull",
         "--namespace-selector",
-        "regcred=enabled",
+        &format!("regcred={enabled}"),
         "--resync-interval",
         "1h",
         "--admin-addr",
         "off",
     ]);
-    wait_for(Duration::from_secs(20), "ci's Secret", || has_secret(&kit, "ci").then_some(())).await;
-    assert!(!has_secret(&kit, "other") && !has_secret(&kit, "default"), "only matching namespaces");
+    wait_for(Duration::from_secs(20), "ci's Secret", async || has_secret(&kit, &ci).await.then_some(())).await;
+    assert!(!has_secret(&kit, &other).await && !has_secret(&kit, &kit.namespace).await, "only matching namespaces");
 
-    kit.kube.create_namespace("ws-1", &[("regcred", "enabled")]);
-    wait_for(Duration::from_secs(5), "a new namespace's Secret", || has_secret(&kit, "ws-1").then_some(())).await;
-    kit.kube.label_namespace("other", &[("regcred", "enabled")]);
-    wait_for(Duration::from_secs(5), "a newly labelled namespace's Secret", || has_secret(&kit, "other").then_some(()))
+    kit.kube.create_namespace(&ws1, &[("regcred", &enabled)]).await;
+    wait_for(Duration::from_secs(5), "a new namespace's Secret", async || has_secret(&kit, &ws1).await.then_some(()))
         .await;
+    kit.kube.label_namespace(&other, &[("regcred", &enabled)]).await;
+    wait_for(Duration::from_secs(5), "a newly labelled namespace's Secret", async || {
+        has_secret(&kit, &other).await.then_some(())
+    })
+    .await;
 
-    let good = kit.secret_doc("ci", "gcr-pull", ".dockerconfigjson").unwrap();
-    kit.kube.delete_object("ci", "secrets", "gcr-pull");
-    wait_for(Duration::from_secs(5), "the deleted Secret back", || has_secret(&kit, "ci").then_some(())).await;
-    let mut edited = kit.kube.secret("ws-1", "gcr-pull").unwrap();
+    let good = kit.secret_doc(&ci, "gcr-pull", ".dockerconfigjson").await.unwrap();
+    kit.kube.delete_object(&ci, "secrets", "gcr-pull").await;
+    wait_for(Duration::from_secs(5), "the deleted Secret back", async || has_secret(&kit, &ci).await.then_some(()))
+        .await;
+    let mut edited = kit.kube.secret(&ws1, "gcr-pull").await.unwrap();
     edited["data"][".dockerconfigjson"] = json!("eyJhdXRocyI6e319");
-    kit.kube.put_object("ws-1", "secrets", edited);
-    wait_for(Duration::from_secs(5), "the edited Secret restored", || {
-        (kit.secret_doc("ws-1", "gcr-pull", ".dockerconfigjson").as_ref() == Some(&good)).then_some(())
+    kit.kube.put_secret(&ws1, edited).await;
+    wait_for(Duration::from_secs(5), "the edited Secret restored", async || {
+        (kit.secret_doc(&ws1, "gcr-pull", ".dockerconfigjson").await.as_ref() == Some(&good)).then_some(())
     })
     .await;
     assert_eq!(kit.issued().len(), 1, "repairs reuse the current token");
@@ -77,35 +86,36 @@ async fn new_namespaces_get_the_secret_and_drift_is_repaired_from_the_watch() {
 #[tokio::test]
 async fn prune_removes_only_managed_secrets_from_namespaces_that_stop_matching() {
     let kit = Kit::start().await;
-    kit.kube.create_namespace("a", &[("regcred", "enabled")]);
-    kit.kube.create_namespace("b", &[("regcred", "enabled")]);
+    let (a, b, enabled) = (kit.name("a"), kit.name("b"), kit.name("enabled"));
+    kit.kube.create_namespace(&a, &[("regcred", &enabled)]).await;
+    kit.kube.create_namespace(&b, &[("regcred", &enabled)]).await;
     let child = kit.daemon(&[
         "--secret",
         "gcr-pull",
         "--namespace-selector",
-        "regcred=enabled",
+        &format!("regcred={enabled}"),
         "--prune",
         "--admin-addr",
         "off",
     ]);
-    wait_for(Duration::from_secs(20), "both Secrets", || {
-        (has_secret(&kit, "a") && has_secret(&kit, "b")).then_some(())
+    wait_for(Duration::from_secs(20), "both Secrets", async || {
+        (has_secret(&kit, &a).await && has_secret(&kit, &b).await).then_some(())
     })
     .await;
     // Someone takes over b's Secret: it is no longer regcred's to write or delete.
-    let mut theirs = kit.kube.secret("b", "gcr-pull").unwrap();
+    let mut theirs = kit.kube.secret(&b, "gcr-pull").await.unwrap();
     theirs["metadata"]["labels"] =
         json!({"app.kubernetes.io/managed-by": "someone-else", "regcred.dev/managed": "false"});
     theirs["data"][".dockerconfigjson"] = json!("eyJhdXRocyI6e319");
-    kit.kube.put_object("b", "secrets", theirs.clone());
-    kit.kube.label_namespace("b", &[("regcred", "")]);
-    kit.kube.label_namespace("a", &[("regcred", "")]);
-    wait_for(Duration::from_secs(5), "a's Secret pruned", || (!has_secret(&kit, "a")).then_some(())).await;
+    kit.kube.put_secret(&b, theirs.clone()).await;
+    kit.kube.label_namespace(&b, &[("regcred", "")]).await;
+    kit.kube.label_namespace(&a, &[("regcred", "")]).await;
+    wait_for(Duration::from_secs(5), "a's Secret pruned", async || (!has_secret(&kit, &a).await).then_some(())).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(has_secret(&kit, "b"), "an unmanaged Secret is never deleted");
-    let b = kit.kube.secret("b", "gcr-pull").unwrap();
-    assert_eq!(b["data"], theirs["data"], "nor written");
-    assert_eq!(b["metadata"]["labels"], theirs["metadata"]["labels"]);
+    assert!(has_secret(&kit, &b).await, "an unmanaged Secret is never deleted");
+    let after = kit.kube.secret(&b, "gcr-pull").await.unwrap();
+    assert_eq!(after["data"], theirs["data"], "nor written");
+    assert_eq!(after["metadata"]["labels"], theirs["metadata"]["labels"]);
     let (code, _) = terminate(child).await;
     assert_eq!(code, Some(0));
 }
@@ -113,64 +123,50 @@ async fn prune_removes_only_managed_secrets_from_namespaces_that_stop_matching()
 #[tokio::test]
 async fn service_accounts_are_patched_idempotently() {
     let kit = Kit::start().await;
-    kit.kube.create_namespace("ci", &[]);
-    kit.kube.put_object(
-        "ci",
-        "serviceaccounts",
-        json!({
-            "apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": "default", "namespace": "ci"},
-            "imagePullSecrets": [{"name": "theirs"}]
-        }),
-    );
-    kit.kube.put_object(
-        "ci",
-        "serviceaccounts",
-        json!({
-            "apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": "builder", "namespace": "ci", "annotations": {"regcred.dev/image-pull-secret": "true"}}
-        }),
-    );
-    kit.kube.put_object(
-        "ci",
-        "serviceaccounts",
-        json!({
-            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "untouched", "namespace": "ci"}
-        }),
-    );
+    let ci = kit.name("ci");
+    kit.kube.create_namespace(&ci, &[]).await;
+    for account in [
+        json!({"metadata": {"name": "default"}, "imagePullSecrets": [{"name": "theirs"}]}),
+        json!({"metadata": {"name": "builder", "annotations": {"regcred.dev/image-pull-secret": "true"}}}),
+        json!({"metadata": {"name": "untouched"}}),
+    ] {
+        kit.kube.put_object(&ci, "serviceaccounts", account).await;
+    }
     let args = [
-        "once",
-        "--key-file",
-        &kit.key_file(),
         "--secret",
         "gcr-pull",
         "--namespace",
-        "ci",
+        &ci,
         "--patch-service-account",
         "default",
         "--patch-annotated-service-accounts",
     ];
     for _ in 0..2 {
-        let out = kit.run(&args).await;
+        let out = kit.once(&args).await;
         assert_eq!(out.code, Some(0), "{out:?}");
     }
-    let pull = |name: &str| kit.kube.object("ci", "serviceaccounts", name).unwrap()["imagePullSecrets"].clone();
-    assert_eq!(pull("default"), json!([{"name": "theirs"}, {"name": "gcr-pull"}]));
-    assert_eq!(pull("builder"), json!([{"name": "gcr-pull"}]));
-    assert_eq!(pull("untouched"), serde_json::Value::Null);
-    // The second run found everything in place and patched nothing.
-    let patches =
-        kit.kube.requests().iter().filter(|r| r.method == "PATCH" && r.path.contains("/serviceaccounts/")).count();
-    assert_eq!(patches, 2, "one patch per ServiceAccount, ever");
+    let pull =
+        async |name: &str| kit.kube.object(&ci, "serviceaccounts", name).await.unwrap()["imagePullSecrets"].clone();
+    assert_eq!(pull("default").await, json!([{"name": "theirs"}, {"name": "gcr-pull"}]));
+    assert_eq!(pull("builder").await, json!([{"name": "gcr-pull"}]));
+    assert_eq!(pull("untouched").await, serde_json::Value::Null);
+    // The second run found everything in place and patched nothing (only
+    // the emulator counts requests; a real server does not say).
+    if let Some(emulator) = kit.on_emulator() {
+        let patches =
+            emulator.requests().iter().filter(|r| r.method == "PATCH" && r.path.contains("/serviceaccounts/")).count();
+        assert_eq!(patches, 2, "one patch per ServiceAccount, ever");
+    }
 }
 
 #[tokio::test]
 async fn one_failing_namespace_does_not_block_the_others() {
-    let kit = Kit::start().await;
+    let test = "one_failing_namespace_does_not_block_the_others";
+    let Some(kit) = Kit::emulator_only(test, "500s injected").await else { return };
     for ns in ["a", "b", "broken", "c"] {
-        kit.kube.create_namespace(ns, &[]);
+        kit.kube.create_namespace(ns, &[]).await;
     }
-    kit.kube.faults().inject(
+    kit.emulator().faults().inject(
         Some("POST"),
         "/api/v1/namespaces/broken/secrets",
         Fault::Status { code: 500, body: None, retry_after: None },
@@ -181,10 +177,10 @@ async fn one_failing_namespace_does_not_block_the_others() {
     let last = out.stderr.lines().last().unwrap();
     assert!(last.contains("1 of 4 namespaces failed") && last.contains("broken"), "{last}");
     for ns in ["a", "b", "c"] {
-        assert!(has_secret(&kit, ns), "{ns} written despite broken");
+        assert!(has_secret(&kit, ns).await, "{ns} written despite broken");
     }
-    assert!(!has_secret(&kit, "broken"));
-    let events = kit.kube.events("broken");
+    assert!(!has_secret(&kit, "broken").await);
+    let events = kit.kube.events("broken").await;
     assert!(events.iter().any(|e| e["reason"] == "WriteFailed"), "the failing namespace gets an Event: {events:?}");
 }
 

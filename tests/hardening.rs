@@ -21,7 +21,7 @@ const SECRETS: &str = "/api/v1/namespaces/default/secrets";
 /// Requests to the kit's Kubernetes API matching `method` and `path`
 /// (exactly), and whose query holds `query` when given.
 fn count(kit: &Kit, method: &str, path: &str, query: Option<&str>) -> usize {
-    kit.kube
+    kit.emulator()
         .requests()
         .iter()
         .filter(|r| r.method == method && r.path == path)
@@ -38,34 +38,34 @@ fn count(kit: &Kit, method: &str, path: &str, query: Option<&str>) -> usize {
 
 #[tokio::test]
 async fn a_hung_fan_out_list_at_start_up_is_retried() {
-    let kit = Kit::start().await;
-    kit.kube.create_namespace("team-a", &[]);
-    kit.kube.faults().inject_query(Some("GET"), NAMESPACES, "limit=500", Fault::Hang, 1);
-    kit.kube.faults().inject_query(Some("GET"), "/api/v1/secrets", "limit=500", Fault::Hang, 1);
+    let kit = Kit::start_emulator().await;
+    kit.emulator().create_namespace("team-a", &[]);
+    kit.emulator().faults().inject_query(Some("GET"), NAMESPACES, "limit=500", Fault::Hang, 1);
+    kit.emulator().faults().inject_query(Some("GET"), "/api/v1/secrets", "limit=500", Fault::Hang, 1);
     let started = Instant::now();
     let out = kit.once(&["--secret", "gcr-pull", "--all-namespaces", "--request-timeout", "1s"]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert_eq!(kit.kube.faults().pending(), 0, "both listings hung once");
-    assert!(kit.kube.secret("team-a", "gcr-pull").is_some());
+    assert_eq!(kit.emulator().faults().pending(), 0, "both listings hung once");
+    assert!(kit.emulator().secret("team-a", "gcr-pull").is_some());
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
 }
 
 #[tokio::test]
 async fn a_hung_list_body_is_cut_at_the_deadline() {
     // The head arrives, the body never does: the deadline covers the body too.
-    let kit = Kit::start().await;
-    kit.kube.create_namespace("team-a", &[]);
-    kit.kube.faults().inject_query(Some("GET"), NAMESPACES, "limit=500", Fault::Stall, 1);
+    let kit = Kit::start_emulator().await;
+    kit.emulator().create_namespace("team-a", &[]);
+    kit.emulator().faults().inject_query(Some("GET"), NAMESPACES, "limit=500", Fault::Stall, 1);
     let out = kit.once(&["--secret", "gcr-pull", "--all-namespaces", "--request-timeout", "1s"]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert_eq!(kit.kube.faults().pending(), 0);
-    assert!(kit.kube.secret("team-a", "gcr-pull").is_some());
+    assert_eq!(kit.emulator().faults().pending(), 0);
+    assert!(kit.emulator().secret("team-a", "gcr-pull").is_some());
 }
 
 #[tokio::test]
 async fn hung_watches_are_replaced_and_fan_out_keeps_repairing() {
-    let kit = Kit::start().await;
-    kit.kube.create_namespace("team-a", &[]);
+    let kit = Kit::start_emulator().await;
+    kit.emulator().create_namespace("team-a", &[]);
     let child = kit.daemon(&[
         "--secret",
         "gcr-pull",
@@ -79,46 +79,55 @@ async fn hung_watches_are_replaced_and_fan_out_keeps_repairing() {
         "--admin-addr",
         "off",
     ]);
-    wait_for(Duration::from_secs(20), "team-a's Secret", || kit.kube.secret("team-a", "gcr-pull")).await;
+    wait_for(Duration::from_secs(20), "team-a's Secret", async || kit.emulator().secret("team-a", "gcr-pull")).await;
 
     // The next watches (opened when the current ones end after 2 s) are
     // accepted and never answered: the deadline on the response head.
-    kit.kube.faults().inject_query(Some("GET"), NAMESPACES, "watch=true", Fault::Hang, 1);
-    kit.kube.faults().inject_query(Some("GET"), "/api/v1/secrets", "watch=true", Fault::Hang, 1);
-    wait_for(Duration::from_secs(20), "both hung watches", || (kit.kube.faults().pending() == 0).then_some(())).await;
-    kit.kube.create_namespace("team-b", &[]);
-    wait_for(Duration::from_secs(20), "a new namespace's Secret after hung watch starts", || {
-        kit.kube.secret("team-b", "gcr-pull")
+    kit.emulator().faults().inject_query(Some("GET"), NAMESPACES, "watch=true", Fault::Hang, 1);
+    kit.emulator().faults().inject_query(Some("GET"), "/api/v1/secrets", "watch=true", Fault::Hang, 1);
+    wait_for(Duration::from_secs(20), "both hung watches", async || {
+        (kit.emulator().faults().pending() == 0).then_some(())
+    })
+    .await;
+    kit.emulator().create_namespace("team-b", &[]);
+    wait_for(Duration::from_secs(20), "a new namespace's Secret after hung watch starts", async || {
+        kit.emulator().secret("team-b", "gcr-pull")
     })
     .await;
 
     // Then watches that answer 200 and go silent mid-stream: the watcher's
     // idle bound (--watch-timeout + 5 s) replaces them.
-    kit.kube.faults().inject_query(Some("GET"), NAMESPACES, "watch=true", Fault::Stall, 1);
-    kit.kube.faults().inject_query(Some("GET"), "/api/v1/secrets", "watch=true", Fault::Stall, 1);
-    wait_for(Duration::from_secs(20), "both silent watches", || (kit.kube.faults().pending() == 0).then_some(())).await;
-    kit.kube.create_namespace("team-c", &[]);
-    kit.kube.delete_object("team-a", "secrets", "gcr-pull");
-    wait_for(Duration::from_secs(30), "a new namespace's Secret after silent watches", || {
-        kit.kube.secret("team-c", "gcr-pull")
+    kit.emulator().faults().inject_query(Some("GET"), NAMESPACES, "watch=true", Fault::Stall, 1);
+    kit.emulator().faults().inject_query(Some("GET"), "/api/v1/secrets", "watch=true", Fault::Stall, 1);
+    wait_for(Duration::from_secs(20), "both silent watches", async || {
+        (kit.emulator().faults().pending() == 0).then_some(())
     })
     .await;
-    wait_for(Duration::from_secs(30), "the deleted Secret restored", || kit.kube.secret("team-a", "gcr-pull")).await;
+    kit.emulator().create_namespace("team-c", &[]);
+    kit.emulator().delete_object("team-a", "secrets", "gcr-pull");
+    wait_for(Duration::from_secs(30), "a new namespace's Secret after silent watches", async || {
+        kit.emulator().secret("team-c", "gcr-pull")
+    })
+    .await;
+    wait_for(Duration::from_secs(30), "the deleted Secret restored", async || {
+        kit.emulator().secret("team-a", "gcr-pull")
+    })
+    .await;
     let (code, stderr) = terminate(child).await;
     assert_eq!(code, Some(0), "{stderr}");
 }
 
 #[tokio::test]
 async fn hung_service_account_patch_and_event_publish_are_retried() {
-    let kit = Kit::start().await;
-    kit.kube.create_namespace("team-a", &[]);
-    kit.kube.put_object("team-a", "serviceaccounts", json!({"metadata": {"name": "default"}}));
-    kit.kube.faults().inject(Some("PATCH"), "/api/v1/namespaces/team-a/serviceaccounts", Fault::Hang, 1);
+    let kit = Kit::start_emulator().await;
+    kit.emulator().create_namespace("team-a", &[]);
+    kit.emulator().put_object("team-a", "serviceaccounts", json!({"metadata": {"name": "default"}}));
+    kit.emulator().faults().inject(Some("PATCH"), "/api/v1/namespaces/team-a/serviceaccounts", Fault::Hang, 1);
     // A permanent failure in another namespace makes regcred publish an Event there.
-    kit.kube.create_namespace("locked", &[]);
+    kit.emulator().create_namespace("locked", &[]);
     let forbidden = Fault::Status { code: 403, body: None, retry_after: None };
-    kit.kube.faults().inject(Some("POST"), "/api/v1/namespaces/locked/secrets", forbidden, 1000);
-    kit.kube.faults().inject(Some("POST"), "/apis/events.k8s.io/v1/namespaces/locked/events", Fault::Hang, 1);
+    kit.emulator().faults().inject(Some("POST"), "/api/v1/namespaces/locked/secrets", forbidden, 1000);
+    kit.emulator().faults().inject(Some("POST"), "/apis/events.k8s.io/v1/namespaces/locked/events", Fault::Hang, 1);
     let started = Instant::now();
     let out = kit
         .once(&[
@@ -134,19 +143,21 @@ async fn hung_service_account_patch_and_event_publish_are_retried() {
         .await;
     assert_eq!(out.code, Some(1), "the locked namespace fails: {out:?}");
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
-    let sa = kit.kube.object("team-a", "serviceaccounts", "default").unwrap();
+    let sa = kit.emulator().object("team-a", "serviceaccounts", "default").unwrap();
     assert_eq!(sa["imagePullSecrets"], json!([{"name": "gcr-pull"}]), "patched after the hung attempt");
     assert!(out.stderr.contains("cannot publish event"), "the hung Event is given up: {}", out.stderr);
 }
 
 #[tokio::test]
 async fn a_hung_secret_read_in_run_recovers_within_the_timeout() {
-    let kit = Kit::start().await;
-    kit.kube.faults().inject(Some("GET"), SECRETS, Fault::Hang, 2);
+    let kit = Kit::start_emulator().await;
+    kit.emulator().faults().inject(Some("GET"), SECRETS, Fault::Hang, 2);
     let child = kit.daemon(&["--secret", "gcr-pull", "--request-timeout", "1s", "--admin-addr", "off"]);
     let started = Instant::now();
-    wait_for(Duration::from_secs(20), "the Secret", || kit.secret_doc("default", "gcr-pull", ".dockerconfigjson"))
-        .await;
+    wait_for(Duration::from_secs(20), "the Secret", async || {
+        kit.secret_doc("default", "gcr-pull", ".dockerconfigjson").await
+    })
+    .await;
     assert!(started.elapsed() >= Duration::from_secs(2), "two 1 s timeouts came first");
     let (code, stderr) = terminate(child).await;
     assert_eq!(code, Some(0), "{stderr}");
@@ -157,7 +168,7 @@ async fn a_hung_secret_read_in_run_recovers_within_the_timeout() {
 
 #[tokio::test]
 async fn an_absurd_token_lifetime_is_clamped_not_fatal() {
-    let kit = Kit::start().await;
+    let kit = Kit::start_emulator().await;
     let body = r#"{"access_token":"ya29.forever","expires_in":9000000000000000000,"token_type":"Bearer"}"#;
     kit.google.faults().inject(
         None,
@@ -167,7 +178,7 @@ async fn an_absurd_token_lifetime_is_clamped_not_fatal() {
     );
     let out = kit.once(&["--secret", "gcr-pull"]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
-    let secret = kit.kube.secret("default", "gcr-pull").unwrap();
+    let secret = kit.emulator().secret("default", "gcr-pull").unwrap();
     let expires = secret["metadata"]["annotations"]["regcred.dev/expires-at"].as_str().unwrap();
     let expires = humantime::parse_rfc3339(expires).unwrap();
     let horizon = SystemTime::now() + Duration::from_secs(12 * 3600);
@@ -179,8 +190,8 @@ async fn an_absurd_token_lifetime_is_clamped_not_fatal() {
 
 #[tokio::test]
 async fn a_503_gets_one_request_per_attempt_and_is_reported_as_such() {
-    let kit = Kit::start().await;
-    kit.kube.faults().inject(Some("GET"), SECRETS, status(503, None), 1000);
+    let kit = Kit::start_emulator().await;
+    kit.emulator().faults().inject(Some("GET"), SECRETS, status(503, None), 1000);
     let out = kit.once(&["--secret", "gcr-pull"]).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     let reads = count(&kit, "GET", &format!("{SECRETS}/gcr-pull"), None);
@@ -191,8 +202,8 @@ async fn a_503_gets_one_request_per_attempt_and_is_reported_as_such() {
 
 #[tokio::test]
 async fn retry_after_from_the_api_server_is_honoured() {
-    let kit = Kit::start().await;
-    kit.kube.faults().inject(Some("GET"), SECRETS, status(429, Some(2)), 1);
+    let kit = Kit::start_emulator().await;
+    kit.emulator().faults().inject(Some("GET"), SECRETS, status(429, Some(2)), 1);
     let started = Instant::now();
     let out = kit.once(&["--secret", "gcr-pull"]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
@@ -202,11 +213,11 @@ async fn retry_after_from_the_api_server_is_honoured() {
 
 #[tokio::test]
 async fn fan_out_against_an_overloaded_server_stays_within_its_request_rate() {
-    let kit = Kit::start().await;
+    let kit = Kit::start_emulator().await;
     for i in 0..10 {
-        kit.kube.create_namespace(&format!("team-{i}"), &[]);
+        kit.emulator().create_namespace(&format!("team-{i}"), &[]);
     }
-    kit.kube.faults().inject(Some("POST"), "/api/v1/namespaces/team-", status(429, None), 100_000);
+    kit.emulator().faults().inject(Some("POST"), "/api/v1/namespaces/team-", status(429, None), 100_000);
     let child = kit.daemon(&[
         "--secret",
         "gcr-pull",
@@ -218,18 +229,18 @@ async fn fan_out_against_an_overloaded_server_stays_within_its_request_rate() {
         "--admin-addr",
         "off",
     ]);
-    wait_for(Duration::from_secs(20), "the first refused write", || {
-        kit.kube
+    wait_for(Duration::from_secs(20), "the first refused write", async || {
+        kit.emulator()
             .requests()
             .iter()
             .any(|r| r.method == "POST" && r.path.starts_with("/api/v1/namespaces/team-"))
             .then_some(())
     })
     .await;
-    kit.kube.clear_requests();
+    kit.emulator().clear_requests();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let writes = kit
-        .kube
+        .emulator()
         .requests()
         .iter()
         .filter(|r| r.method == "POST" && r.path.starts_with("/api/v1/namespaces/team-"))
@@ -244,20 +255,20 @@ async fn fan_out_against_an_overloaded_server_stays_within_its_request_rate() {
 
 #[tokio::test]
 async fn healthy_namespaces_never_hold_an_expired_token_while_one_keeps_failing() {
-    let kit = Kit::start().await;
+    let kit = Kit::start_emulator().await;
     kit.google.set_token_lifetime(Duration::from_secs(4));
     let healthy: Vec<String> = (0..9).map(|i| format!("team-{i}")).collect();
     for ns in &healthy {
-        kit.kube.create_namespace(ns, &[]);
+        kit.emulator().create_namespace(ns, &[]);
     }
-    kit.kube.create_namespace("broken", &[]);
-    kit.kube.faults().inject(None, "/api/v1/namespaces/broken/secrets", status(500, None), 100_000);
+    kit.emulator().create_namespace("broken", &[]);
+    kit.emulator().faults().inject(None, "/api/v1/namespaces/broken/secrets", status(500, None), 100_000);
     let mut args = vec!["--secret", "gcr-pull", "--namespace", "broken"];
     let list = healthy.join(",");
     args.extend(["--namespace", &list, "--refresh-before", "2s", "--jitter", "0s", "--admin-addr", "off"]);
     let child = kit.daemon(&args);
-    wait_for(Duration::from_secs(20), "every healthy namespace written", || {
-        healthy.iter().all(|ns| kit.kube.secret(ns, "gcr-pull").is_some()).then_some(())
+    wait_for(Duration::from_secs(20), "every healthy namespace written", async || {
+        healthy.iter().all(|ns| kit.emulator().secret(ns, "gcr-pull").is_some()).then_some(())
     })
     .await;
 
@@ -269,7 +280,7 @@ async fn healthy_namespaces_never_hold_an_expired_token_while_one_keeps_failing(
         let issued = kit.google.issued_tokens();
         let now = SystemTime::now();
         for ns in &healthy {
-            let doc = kit.secret_doc(ns, "gcr-pull", ".dockerconfigjson").unwrap();
+            let doc = kit.secret_doc(ns, "gcr-pull", ".dockerconfigjson").await.unwrap();
             let token = issued.iter().find(|t| t.access_token == password(&doc)).expect("an issued token");
             assert!(
                 token.expires_at > now,
@@ -288,9 +299,9 @@ async fn healthy_namespaces_never_hold_an_expired_token_while_one_keeps_failing(
 
 #[tokio::test]
 async fn a_failing_secret_does_not_delay_the_file() {
-    let kit = Kit::start().await;
+    let kit = Kit::start_emulator().await;
     kit.google.set_token_lifetime(Duration::from_secs(4));
-    kit.kube.faults().inject(None, SECRETS, status(500, None), 100_000);
+    kit.emulator().faults().inject(None, SECRETS, status(500, None), 100_000);
     let file = kit.path("config.json");
     let file_arg = file.display().to_string();
     let child = kit.daemon(&[
@@ -305,7 +316,7 @@ async fn a_failing_secret_does_not_delay_the_file() {
         "--admin-addr",
         "off",
     ]);
-    wait_for(Duration::from_secs(20), "the file", || common::read_json(&file)).await;
+    wait_for(Duration::from_secs(20), "the file", async || common::read_json(&file)).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         let doc = common::read_json(&file).unwrap();
@@ -335,7 +346,7 @@ async fn readyz(port: u16, want: u16, what: &str) -> String {
 
 #[tokio::test]
 async fn readyz_fails_at_once_when_the_secret_is_gone_for_good_or_has_the_wrong_type() {
-    let kit = Kit::start().await;
+    let kit = Kit::start_emulator().await;
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let child = kit.daemon(&["--secret", "gcr-pull", "--resync-interval", "1s", "--admin-addr", &addr]);
@@ -343,18 +354,18 @@ async fn readyz_fails_at_once_when_the_secret_is_gone_for_good_or_has_the_wrong_
 
     // Deleted, and regcred may not create it again.
     let forbidden = Fault::Status { code: 403, body: None, retry_after: None };
-    kit.kube.faults().inject(Some("POST"), SECRETS, forbidden, 100_000);
-    kit.kube.delete_object("default", "secrets", "gcr-pull");
+    kit.emulator().faults().inject(Some("POST"), SECRETS, forbidden, 100_000);
+    kit.emulator().delete_object("default", "secrets", "gcr-pull");
     let body = readyz(port, 503, "unready after the deletion").await;
     assert!(body.contains("forbidden"), "{body}");
 
     // Allowed again: it comes back, and so does readiness.
-    kit.kube.faults().clear();
+    kit.emulator().faults().clear();
     readyz(port, 200, "ready again").await;
 
     // Replaced by someone with a Secret of another type.
-    kit.kube.delete_object("default", "secrets", "gcr-pull");
-    kit.kube.put_object(
+    kit.emulator().delete_object("default", "secrets", "gcr-pull");
+    kit.emulator().put_object(
         "default",
         "secrets",
         json!({"metadata": {"name": "gcr-pull"}, "type": "Opaque", "data": {"other": "eA=="}}),
@@ -369,32 +380,32 @@ async fn readyz_fails_at_once_when_the_secret_is_gone_for_good_or_has_the_wrong_
 
 #[tokio::test]
 async fn a_new_failure_on_the_same_secret_gets_its_own_event() {
-    let kit = Kit::start().await;
+    let kit = Kit::start_emulator().await;
     let child = kit.daemon(&["--secret", "gcr-pull", "--resync-interval", "1s", "--admin-addr", "off"]);
-    wait_for(Duration::from_secs(20), "the Secret", || kit.kube.secret("default", "gcr-pull")).await;
+    wait_for(Duration::from_secs(20), "the Secret", async || kit.emulator().secret("default", "gcr-pull")).await;
 
     // First: forbidden to update an edited Secret.
     let forbidden = Fault::Status { code: 403, body: None, retry_after: None };
-    kit.kube.faults().inject(Some("PATCH"), SECRETS, forbidden, 100_000);
-    let mut edited = kit.kube.secret("default", "gcr-pull").unwrap();
+    kit.emulator().faults().inject(Some("PATCH"), SECRETS, forbidden, 100_000);
+    let mut edited = kit.emulator().secret("default", "gcr-pull").unwrap();
     edited["data"][".dockerconfigjson"] = json!("eyJhdXRocyI6e319");
-    kit.kube.put_object("default", "secrets", edited);
+    kit.emulator().put_object("default", "secrets", edited);
     let warnings = |kit: &Kit| -> Vec<String> {
-        kit.kube
+        kit.emulator()
             .events("default")
             .iter()
             .filter(|e| e["reason"] == "WriteFailed")
             .map(|e| e["note"].as_str().unwrap_or_default().to_string())
             .collect()
     };
-    wait_for(Duration::from_secs(10), "a forbidden Warning", || (warnings(&kit).len() == 1).then_some(())).await;
+    wait_for(Duration::from_secs(10), "a forbidden Warning", async || (warnings(&kit).len() == 1).then_some(())).await;
     assert!(warnings(&kit)[0].contains("forbidden"), "{:?}", warnings(&kit));
 
     // Then: someone replaces it with a Secret of another type.
-    kit.kube.faults().clear();
-    kit.kube.delete_object("default", "secrets", "gcr-pull");
-    kit.kube.put_object("default", "secrets", json!({"metadata": {"name": "gcr-pull"}, "type": "Opaque"}));
-    wait_for(Duration::from_secs(10), "a second Warning", || (warnings(&kit).len() == 2).then_some(())).await;
+    kit.emulator().faults().clear();
+    kit.emulator().delete_object("default", "secrets", "gcr-pull");
+    kit.emulator().put_object("default", "secrets", json!({"metadata": {"name": "gcr-pull"}, "type": "Opaque"}));
+    wait_for(Duration::from_secs(10), "a second Warning", async || (warnings(&kit).len() == 2).then_some(())).await;
     let notes = warnings(&kit);
     assert!(notes.iter().any(|n| n.contains("has type Opaque")), "the new failure has its own note: {notes:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -407,9 +418,9 @@ async fn a_new_failure_on_the_same_secret_gets_its_own_event() {
 
 #[tokio::test]
 async fn prune_catches_namespaces_that_stopped_matching_while_the_watch_was_down() {
-    let kit = Kit::start().await;
-    kit.kube.create_namespace("a", &[("regcred", "enabled")]);
-    kit.kube.create_namespace("b", &[("regcred", "enabled")]);
+    let kit = Kit::start_emulator().await;
+    kit.emulator().create_namespace("a", &[("regcred", "enabled")]);
+    kit.emulator().create_namespace("b", &[("regcred", "enabled")]);
     let child = kit.daemon(&[
         "--secret",
         "gcr-pull",
@@ -423,27 +434,30 @@ async fn prune_catches_namespaces_that_stopped_matching_while_the_watch_was_down
         "--admin-addr",
         "off",
     ]);
-    wait_for(Duration::from_secs(20), "both Secrets", || {
-        (kit.kube.secret("a", "gcr-pull").is_some() && kit.kube.secret("b", "gcr-pull").is_some()).then_some(())
+    wait_for(Duration::from_secs(20), "both Secrets", async || {
+        (kit.emulator().secret("a", "gcr-pull").is_some() && kit.emulator().secret("b", "gcr-pull").is_some())
+            .then_some(())
     })
     .await;
 
     // The namespace watch fails for a while (each renewal is refused) ...
-    kit.kube.faults().inject_query(Some("GET"), NAMESPACES, "watch=true", status(500, None), 100_000);
-    wait_for(Duration::from_secs(10), "a refused watch", || {
+    kit.emulator().faults().inject_query(Some("GET"), NAMESPACES, "watch=true", status(500, None), 100_000);
+    wait_for(Duration::from_secs(10), "a refused watch", async || {
         (count(&kit, "GET", NAMESPACES, Some("watch=true")) > 0
-            && kit.kube.requests().iter().any(|r| r.path == NAMESPACES && r.status == 500))
+            && kit.emulator().requests().iter().any(|r| r.path == NAMESPACES && r.status == 500))
         .then_some(())
     })
     .await;
     // ... meanwhile `a` stops matching, and history is compacted, so the
     // watch cannot resume: regcred must relist and notice `a` is gone.
-    kit.kube.label_namespace("a", &[("regcred", "disabled")]);
-    kit.kube.compact();
-    kit.kube.faults().clear();
-    wait_for(Duration::from_secs(30), "a's Secret pruned", || kit.kube.secret("a", "gcr-pull").is_none().then_some(()))
-        .await;
-    assert!(kit.kube.secret("b", "gcr-pull").is_some(), "b still matches");
+    kit.emulator().label_namespace("a", &[("regcred", "disabled")]);
+    kit.emulator().compact();
+    kit.emulator().faults().clear();
+    wait_for(Duration::from_secs(30), "a's Secret pruned", async || {
+        kit.emulator().secret("a", "gcr-pull").is_none().then_some(())
+    })
+    .await;
+    assert!(kit.emulator().secret("b", "gcr-pull").is_some(), "b still matches");
     let (code, stderr) = terminate(child).await;
     assert_eq!(code, Some(0), "{stderr}");
 }
@@ -452,13 +466,13 @@ async fn prune_catches_namespaces_that_stopped_matching_while_the_watch_was_down
 
 #[tokio::test]
 async fn an_unreadable_secret_from_the_api_server_is_never_logged() {
-    let kit = Kit::start().await;
+    let kit = Kit::start_emulator().await;
     // A Secret whose data is not base64: the client cannot decode it and
     // must not print what it received, which may hold a credential.
     let body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gcr-pull", "namespace": "default"},
                       "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": "SECRET-MARKER-not-base64!"}});
     let fault = Fault::Status { code: 200, body: Some(body.to_string()), retry_after: None };
-    kit.kube.faults().inject(Some("GET"), &format!("{SECRETS}/gcr-pull"), fault, 100);
+    kit.emulator().faults().inject(Some("GET"), &format!("{SECRETS}/gcr-pull"), fault, 100);
     let out = kit.once(&["--secret", "gcr-pull", "--log-level", "trace"]).await;
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(!out.stderr.contains("SECRET-MARKER"), "the answer was logged: {}", out.stderr);

@@ -117,7 +117,7 @@ async fn impersonates_through_delegates_with_a_chosen_lifetime() {
         kit.google.allow_impersonation(email);
     }
     let out = kit
-        .command(&["once", "--key-file", &kit.key_file(), "--output-file", &out_file(&kit)])
+        .keyed("once", &["--output-file", &out_file(&kit)])
         .env("REGCRED_IMPERSONATE", TARGET)
         .env("REGCRED_IMPERSONATE_DELEGATES", format!("{d1},{d2}"))
         .env("REGCRED_TOKEN_LIFETIME", "20m")
@@ -255,15 +255,16 @@ async fn rotated_subject_token_is_used_at_the_next_refresh() {
         .spawn()
         .unwrap();
     let first =
-        wait_for(Duration::from_secs(20), "the first document", || read_json(&output).map(|d| password(&d))).await;
+        wait_for(Duration::from_secs(20), "the first document", async || read_json(&output).map(|d| password(&d)))
+            .await;
 
     replace_file(&token_file, "eyJ.second.sig");
     kit.google.accept_subject_token("eyJ.second.sig");
-    wait_for(Duration::from_secs(20), "an exchange of the rotated subject token", || {
+    wait_for(Duration::from_secs(20), "an exchange of the rotated subject token", async || {
         sts_bodies(&kit).iter().any(|b| b.contains("subject_token=eyJ.second.sig&")).then_some(())
     })
     .await;
-    let rotated = wait_for(Duration::from_secs(20), "a document minted from the rotated token", || {
+    let rotated = wait_for(Duration::from_secs(20), "a document minted from the rotated token", async || {
         let pw = read_json(&output).map(|d| password(&d))?;
         (pw != first && issued_by(&kit, "impersonation", &pw).is_some()).then_some(pw)
     })
@@ -392,7 +393,6 @@ async fn transient_sts_and_iam_failures_are_retried() {
 #[tokio::test]
 async fn impersonation_flags_are_checked_up_front() {
     let kit = Kit::start().await;
-    let key = kit.key_file();
     let cases: [(&[&str], &str); 4] = [
         (
             &["--impersonate", "pull"],
@@ -406,9 +406,9 @@ async fn impersonation_flags_are_checked_up_front() {
         ),
     ];
     for (extra, expected) in cases {
-        let mut args = vec!["once", "--key-file", &key, "--output-file", "/dev/null"];
+        let mut args = vec!["--output-file", "/dev/null"];
         args.extend_from_slice(extra);
-        let out = kit.run(&args).await;
+        let out = kit.once(&args).await;
         assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
         assert!(error_line(&out).contains(expected), "{args:?}: {}", out.stderr);
         assert!(kit.google.requests().is_empty(), "nothing was sent");

@@ -1,4 +1,5 @@
-//! What operators see: /readyz, /metrics and Kubernetes Events.
+//! What operators see: /readyz, /metrics and Kubernetes Events; on either
+//! Kubernetes backend (see `common::backend`).
 
 mod common;
 
@@ -55,7 +56,7 @@ async fn readyz_fails_before_expiry_when_refreshes_keep_failing_and_recovers() {
     ]);
     let (code, body) = wait_for_answer(port, "/readyz").await;
     assert_eq!(code, 503, "unready before any credential: {body}");
-    assert!(body.contains("secret default/gcr-pull: no credential written yet"), "{body}");
+    assert!(body.contains(&format!("secret {}/gcr-pull: no credential written yet", kit.namespace)), "{body}");
     assert_eq!(http_get(port, "/livez").await.unwrap().0, 200);
 
     poll_status(port, "/readyz", 200, Duration::from_secs(15)).await;
@@ -102,8 +103,9 @@ async fn metrics_report_expiry_success_and_failures_by_reason() {
     assert_eq!(code, 200);
     let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
 
-    let sink = ("sink", "secret default/gcr-pull");
-    let annotation = kit.kube.secret("default", "gcr-pull").unwrap()["metadata"]["annotations"]
+    let sink_name = format!("secret {}/gcr-pull", kit.namespace);
+    let sink = ("sink", sink_name.as_str());
+    let annotation = kit.kube.secret(&kit.namespace, "gcr-pull").await.unwrap()["metadata"]["annotations"]
         ["regcred.dev/expires-at"]
         .as_str()
         .unwrap()
@@ -139,12 +141,13 @@ async fn metrics_report_expiry_success_and_failures_by_reason() {
 
 #[tokio::test]
 async fn events_say_when_writes_fail_and_when_they_recover() {
-    let kit = Kit::start().await;
-    kit.kube.faults().inject(Some("POST"), "/api/v1/namespaces/default/secrets", status_500(), 3);
+    let test = "events_say_when_writes_fail_and_when_they_recover";
+    let Some(kit) = Kit::emulator_only(test, "500s injected").await else { return };
+    kit.emulator().faults().inject(Some("POST"), "/api/v1/namespaces/default/secrets", status_500(), 3);
     let child = kit.daemon(&["--secret", "gcr-pull", "--admin-addr", "off"]);
-    wait_for(Duration::from_secs(30), "the Secret", || kit.kube.secret("default", "gcr-pull")).await;
-    let events = wait_for(Duration::from_secs(10), "two events", || {
-        let ev = kit.kube.events("default");
+    wait_for(Duration::from_secs(30), "the Secret", async || kit.kube.secret("default", "gcr-pull").await).await;
+    let events = wait_for(Duration::from_secs(10), "two events", async || {
+        let ev = kit.kube.events("default").await;
         (ev.len() >= 2).then_some(ev)
     })
     .await;
@@ -170,14 +173,11 @@ async fn events_say_when_writes_fail_and_when_they_recover() {
 #[tokio::test]
 async fn routine_rotations_publish_no_events_unless_asked() {
     let kit = Kit::start().await;
-    let args = ["once", "--key-file", &kit.key_file(), "--secret", "gcr-pull"];
-    assert_eq!(kit.run(&args).await.code, Some(0));
-    assert_eq!(kit.run(&args).await.code, Some(0));
-    assert!(kit.kube.events("default").is_empty());
-    let mut with_flag = args.to_vec();
-    with_flag.push("--rotation-events");
-    assert_eq!(kit.run(&with_flag).await.code, Some(0));
-    let events = kit.kube.events("default");
+    assert_eq!(kit.once(&["--secret", "gcr-pull"]).await.code, Some(0));
+    assert_eq!(kit.once(&["--secret", "gcr-pull"]).await.code, Some(0));
+    assert!(kit.kube.events(&kit.namespace).await.is_empty());
+    assert_eq!(kit.once(&["--secret", "gcr-pull", "--rotation-events"]).await.code, Some(0));
+    let events = kit.kube.events(&kit.namespace).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["reason"], "Rotated");
 }

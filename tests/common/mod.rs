@@ -1,12 +1,15 @@
-//! Shared set-up for the integration tests: the test kit's emulators, a
-//! scratch directory with a kubeconfig and a key file, and a way to run the
-//! real `regcred` binary against them with a clean environment.
+//! Shared set-up for the integration tests: the test kit's emulators (or, for
+//! Kubernetes, a real API server: see [`backend`]), a scratch directory with a
+//! kubeconfig and a key file, and a way to run the real `regcred` binary
+//! against them with a clean environment.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod e2e;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -14,22 +17,83 @@ use regcred_testkit::{Google, KubeApi};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
+pub use backend::Kube;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_regcred");
 
 pub struct Kit {
-    pub kube: KubeApi,
+    /// What the test does to Kubernetes, on either backend.
+    pub kube: Kube,
     pub google: Google,
     pub dir: tempfile::TempDir,
+    /// The kubeconfig's namespace, where regcred writes by default:
+    /// `default` on the emulator, a fresh one on a real server.
+    pub namespace: String,
+    /// What makes this kit's names its own on a real server, where other
+    /// tests (and earlier runs) share the namespaces and labels.
+    suffix: String,
 }
 
 impl Kit {
+    /// A kit on the Kubernetes backend the environment chooses: the
+    /// emulator, or the real API server named by `REGCRED_TEST_KUBECONFIG`.
     pub async fn start() -> Kit {
-        let kube = KubeApi::start().await;
+        match backend::real_server() {
+            Some(path) => Kit::with(Kube::server(&path).await).await,
+            None => Kit::start_emulator().await,
+        }
+    }
+
+    /// A kit on the emulator whatever the environment says, for test files
+    /// that are about the emulator's fault injection and request log.
+    pub async fn start_emulator() -> Kit {
+        Kit::with(Kube::emulator().await).await
+    }
+
+    /// A kit on the emulator for a test that needs its internals (`why`);
+    /// `None`, with a one-line message, when the tests run against a real
+    /// server: the test is skipped there, not passed.
+    pub async fn emulator_only(test: &str, why: &str) -> Option<Kit> {
+        if backend::real_server().is_some() {
+            eprintln!("SKIPPED {test} on the real API server: it needs the emulator ({why})");
+            return None;
+        }
+        Some(Kit::start_emulator().await)
+    }
+
+    async fn with(kube: Kube) -> Kit {
+        let suffix = if kube.is_real() { unique_suffix() } else { String::new() };
+        let namespace = format!("default{suffix}");
+        if kube.is_real() {
+            kube.create_namespace(&namespace, &[]).await;
+        }
         let google = Google::start().await;
         let dir = tempfile::tempdir().unwrap();
-        kube.write_kubeconfig(&dir.path().join("kubeconfig"), "default");
+        kube.write_kubeconfig(&dir.path().join("kubeconfig"), &namespace);
         google.write_key_file(&dir.path().join("key.json"));
-        Kit { kube, google, dir }
+        Kit { kube, google, dir, namespace, suffix }
+    }
+
+    /// The emulator behind this kit (fault injection, the request log,
+    /// compaction). Panics on a real server: such a test starts its kit with
+    /// [`Kit::emulator_only`] or [`Kit::start_emulator`].
+    pub fn emulator(&self) -> &KubeApi {
+        self.on_emulator().expect("this test needs the emulator: start it with Kit::emulator_only")
+    }
+
+    /// The emulator, if the kit runs on it: for checks only it can make.
+    pub fn on_emulator(&self) -> Option<&KubeApi> {
+        match &self.kube {
+            Kube::Emulator(emulator) => Some(emulator),
+            Kube::Server { .. } => None,
+        }
+    }
+
+    /// `base` on the emulator; on a real server, a name no other test uses
+    /// (for namespaces, which stay taken after their deletion, and for the
+    /// label values namespace selectors look for).
+    pub fn name(&self, base: &str) -> String {
+        format!("{base}{}", self.suffix)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -53,9 +117,27 @@ impl Kit {
         cmd
     }
 
+    /// `regcred SUBCOMMAND --key-file KEY ARGS`: the kit's service-account key.
+    pub fn keyed(&self, subcommand: &str, args: &[&str]) -> Command {
+        let key = self.key_file();
+        let mut all = vec![subcommand, "--key-file", &key];
+        all.extend_from_slice(args);
+        self.command(&all)
+    }
+
     /// Runs to completion with a deadline.
     pub async fn run(&self, args: &[&str]) -> Output {
         finish(self.command(args).spawn().unwrap()).await
+    }
+
+    /// `regcred once --key-file KEY ARGS`, the shape most tests need.
+    pub async fn once(&self, args: &[&str]) -> Output {
+        finish(self.keyed("once", args).spawn().unwrap()).await
+    }
+
+    /// Starts `regcred run --key-file KEY ARGS` in the background.
+    pub fn daemon(&self, args: &[&str]) -> Child {
+        self.keyed("run", args).spawn().unwrap()
     }
 
     pub fn key_file(&self) -> String {
@@ -63,8 +145,8 @@ impl Kit {
     }
 
     /// The auths document stored in a Secret under `key`.
-    pub fn secret_doc(&self, ns: &str, name: &str, key: &str) -> Option<Value> {
-        let secret = self.kube.secret(ns, name)?;
+    pub async fn secret_doc(&self, ns: &str, name: &str, key: &str) -> Option<Value> {
+        let secret = self.kube.secret(ns, name).await?;
         let b64 = secret["data"][key].as_str()?;
         let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
         Some(serde_json::from_slice(&bytes).unwrap())
@@ -74,6 +156,14 @@ impl Kit {
     pub fn issued(&self) -> Vec<String> {
         self.google.issued_tokens().into_iter().map(|t| t.access_token).collect()
     }
+}
+
+/// `-r<pid>-<n>-<time>`: unique among this run's kits and, by the time part,
+/// against earlier runs on the same server.
+fn unique_suffix() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    format!("-r{}-{}-{:x}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), millis % 0x100000)
 }
 
 #[derive(Debug)]
@@ -102,10 +192,10 @@ pub fn password(doc: &Value) -> String {
 }
 
 /// Polls `f` until it returns `Some`, or panics after `timeout`.
-pub async fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub async fn wait_for<T>(timeout: Duration, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(v) = f() {
+        if let Some(v) = f().await {
             return v;
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -146,24 +236,4 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
     let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Some((status, body))
-}
-
-impl Kit {
-    /// `regcred once --key-file KEY ARGS`, the shape most tests need.
-    pub async fn once(&self, args: &[&str]) -> Output {
-        let key = self.key_file();
-        let mut all = vec!["once", "--key-file", &key];
-        all.extend_from_slice(args);
-        self.run(&all).await
-    }
-}
-
-impl Kit {
-    /// Starts `regcred run --key-file KEY ARGS` in the background.
-    pub fn daemon(&self, args: &[&str]) -> Child {
-        let key = self.key_file();
-        let mut all = vec!["run", "--key-file", &key];
-        all.extend_from_slice(args);
-        self.command(&all).spawn().unwrap()
-    }
 }
