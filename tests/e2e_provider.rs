@@ -266,8 +266,10 @@ async fn the_kubelet_runs_what_the_charts_installer_put_on_the_node() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    common::wait_for(std::time::Duration::from_secs(60), "the installer's config", || config.exists().then_some(()))
-        .await;
+    common::wait_for(std::time::Duration::from_secs(60), "the installer's config", async || {
+        config.exists().then_some(())
+    })
+    .await;
 
     // The kubelet's own plugin code, with the config and bin dir the
     // installer wrote (no hand-written config, no symlink).

@@ -219,11 +219,11 @@ async fn stays_running_puts_removed_files_back_and_exits_0_on_sigterm() {
     let node = Node::new();
     let child = node.command(&["--recheck-interval=1s"]).spawn().unwrap();
     let config = node.config();
-    common::wait_for(Duration::from_secs(30), "the config", || config.exists().then_some(())).await;
+    common::wait_for(Duration::from_secs(30), "the config", async || config.exists().then_some(())).await;
     let bin = node.bin().join("regcred");
     std::fs::remove_file(&bin).unwrap();
     std::fs::remove_file(&config).unwrap();
-    common::wait_for(Duration::from_secs(30), "the files to come back", || {
+    common::wait_for(Duration::from_secs(30), "the files to come back", async || {
         (bin.exists() && config.exists()).then_some(())
     })
     .await;
