@@ -33,6 +33,10 @@ pub enum HttpError {
     },
     #[error("cannot load the system's CA certificates for HTTPS: {0}")]
     Tls(std::io::Error),
+    /// The URL, or a header value, is not something HTTP can carry (the
+    /// value is not repeated: a header may be a credential).
+    #[error("cannot send a request to {url:?}: not an http(s) URL, or a header value HTTP does not allow")]
+    Invalid { url: String },
 }
 
 /// Shared client with a per-request timeout.
@@ -53,6 +57,36 @@ impl HttpClient {
             .build();
         let inner = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
         Ok(Self { inner, timeout })
+    }
+
+    /// GET with extra headers: the metadata server, a subject-token URL.
+    pub(crate) async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Response, HttpError> {
+        let request = headers.iter().fold(Request::get(url), |r, (name, value)| r.header(*name, *value));
+        self.send(finish(url, request, Bytes::new())?).await
+    }
+
+    /// POST of an `application/x-www-form-urlencoded` body ([`form`]), as
+    /// OAuth token endpoints and STS take; `authorization` is a whole
+    /// `Authorization` header value.
+    pub(crate) async fn post_form(
+        &self,
+        url: &str,
+        form: String,
+        authorization: Option<&str>,
+    ) -> Result<Response, HttpError> {
+        let mut request = Request::post(url).header(hyper::header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(value) = authorization {
+            request = request.header(hyper::header::AUTHORIZATION, value);
+        }
+        self.send(finish(url, request, Bytes::from(form))?).await
+    }
+
+    /// POST of a JSON body with a bearer token: IAM Credentials.
+    pub(crate) async fn post_json(&self, url: &str, bearer: &str, body: String) -> Result<Response, HttpError> {
+        let request = Request::post(url)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {bearer}"));
+        self.send(finish(url, request, Bytes::from(body))?).await
     }
 
     /// Sends a request and reads the whole body, all within the timeout.
@@ -76,6 +110,33 @@ impl HttpClient {
     }
 }
 
+/// The request, or [`HttpError::Invalid`] if the URL or a header would not
+/// make one. Only http(s) URLs are sent: the client would refuse others later,
+/// with a less helpful message.
+fn finish(url: &str, builder: hyper::http::request::Builder, body: Bytes) -> Result<Request<Full<Bytes>>, HttpError> {
+    let invalid = || HttpError::Invalid { url: redact_query(url) };
+    if !is_http_url(url) {
+        return Err(invalid());
+    }
+    builder.body(Full::new(body)).map_err(|_| invalid())
+}
+
+/// Whether `s` starts like a URL this client can send to.
+pub(crate) fn is_http_url(s: &str) -> bool {
+    s.starts_with("https://") || s.starts_with("http://")
+}
+
+/// An `application/x-www-form-urlencoded` body, as Google's token endpoints take.
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+}
+
+/// One form-encoded component (also what OAuth's client authentication
+/// header expects of the client id and secret, RFC 6749 section 2.3.1).
+pub(crate) fn form_escape(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 /// URLs go into error messages; their query strings are dropped in case a
 /// caller ever puts something sensitive there.
 fn redact_query(url: &str) -> String {
@@ -96,4 +157,26 @@ pub(crate) fn is_retryable_status(code: u16) -> bool {
 /// Kubernetes API send with 429 and 503 answers.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     headers.get(hyper::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_http_cannot_carry_is_refused_without_repeating_its_headers() {
+        let client = HttpClient::new(Duration::from_secs(1)).unwrap();
+        let secret_header = "Bearer ya29.secret\nInjected: yes";
+        let err = client.get("http://127.0.0.1:9/x", &[("Authorization", secret_header)]).await.unwrap_err();
+        assert!(matches!(&err, HttpError::Invalid { url } if url == "http://127.0.0.1:9/x"), "{err:?}");
+        assert!(!err.to_string().contains("ya29"), "{err}");
+        for url in ["sts.googleapis.com/v1/token", "ftp://h/x", "http://bad host/"] {
+            let err = client.post_form(url, form(&[("a", "b")]), None).await.unwrap_err();
+            assert!(matches!(err, HttpError::Invalid { .. }), "{url}: {err:?}");
+        }
+        // A valid request is sent (nothing listens on port 9), and its error
+        // names the URL without the query.
+        let err = client.post_json("http://127.0.0.1:9/x?key=abc", "t", "{}".into()).await.unwrap_err();
+        assert!(matches!(&err, HttpError::Transport { url, .. } if url == "http://127.0.0.1:9/x?…"), "{err:?}");
+    }
 }

@@ -3,13 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Request;
 use serde::Deserialize;
 
-use super::service_account::form_urlencoded;
 use super::{key_problem, oauth_token_from, read_key_file, Credential, CredentialSource, SourceError};
+use crate::http::form;
 use crate::http::HttpClient;
 use crate::secret::Secret;
 
@@ -63,7 +60,7 @@ impl AuthorizedUser {
             client_id: need(f.client_id, "client_id")?,
             client_secret: Secret::new(need(f.client_secret, "client_secret")?),
             refresh_token: Secret::new(need(f.refresh_token, "refresh_token")?),
-            token_uri: f.token_uri.filter(|s| !s.is_empty()).unwrap_or_else(|| super::GOOGLE_TOKEN_URI.into()),
+            token_uri: super::token_uri(path, f.token_uri)?,
             http,
         })
     }
@@ -86,17 +83,17 @@ impl CredentialSource for AuthorizedUser {
         } else {
             self
         };
-        let body = form_urlencoded(&[
+        let body = form(&[
             ("grant_type", "refresh_token"),
             ("client_id", &current.client_id),
             ("client_secret", current.client_secret.expose()),
             ("refresh_token", current.refresh_token.expose()),
         ]);
-        let req = Request::post(&current.token_uri)
-            .header(hyper::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|_| key_problem(&self.path, "field `token_uri` is not a valid URL".into()))?;
-        let resp = self.http.send(req).await.map_err(|source| SourceError::Http { step: STEP, source })?;
+        let resp = self
+            .http
+            .post_form(&current.token_uri, body, None)
+            .await
+            .map_err(|source| SourceError::Http { step: STEP, source })?;
         oauth_token_from(STEP, &current.token_uri, resp)
     }
 }

@@ -16,15 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Request;
 use serde::Deserialize;
 
 use super::impersonate::{Impersonated, MAX_TOKEN_LIFETIME};
-use super::service_account::{form_escape, form_urlencoded};
 use super::{key_problem, oauth_token_from, Credential, CredentialSource, SourceError, CLOUD_PLATFORM_SCOPE};
 use crate::http::HttpClient;
+use crate::http::{form, form_escape, is_http_url};
 use crate::secret::Secret;
 
 /// Google's Security Token Service, when the file names none.
@@ -303,14 +300,9 @@ impl ExternalAccount {
             SubjectSource::Given(token) => return Ok(token.clone()),
             SubjectSource::Url { url, headers } => (url, headers),
         };
-        let mut req = Request::get(url);
-        for (name, value) in headers {
-            req = req.header(name.as_str(), value.expose().as_str());
-        }
-        let req = req.body(Full::new(Bytes::new())).map_err(|_| {
-            key_problem(&self.path, "credential_source.headers has a header that is not valid HTTP".into())
-        })?;
-        let resp = self.http.send(req).await.map_err(|source| SourceError::Http { step: FETCH_STEP, source })?;
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.expose().as_str())).collect();
+        let resp =
+            self.http.get(url, &headers).await.map_err(|source| SourceError::Http { step: FETCH_STEP, source })?;
         if !resp.status.is_success() {
             return Err(SourceError::endpoint(FETCH_STEP, url, &resp));
         }
@@ -336,7 +328,7 @@ impl ExternalAccount {
         if let Some(o) = &options {
             pairs.push(("options", o.as_str()));
         }
-        form_urlencoded(&pairs)
+        form(&pairs)
     }
 
     /// `Authorization: Basic` for files that carry a client id and secret.
@@ -345,10 +337,6 @@ impl ExternalAccount {
         let plain = Secret::new(format!("{}:{}", form_escape(id), form_escape(secret.expose())));
         Some(Secret::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(plain.expose()))))
     }
-}
-
-fn is_http_url(s: &str) -> bool {
-    s.starts_with("https://") || s.starts_with("http://")
 }
 
 /// Workforce pool audiences: `//iam.googleapis.com/locations/LOCATION/workforcePools/...`.
@@ -372,15 +360,12 @@ impl CredentialSource for ExternalAccount {
 
     async fn credential(&self) -> Result<Credential, SourceError> {
         let subject_token = self.subject_token().await?;
-        let mut req =
-            Request::post(&self.token_url).header(hyper::header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        if let Some(auth) = self.basic_auth() {
-            req = req.header(hyper::header::AUTHORIZATION, auth.expose().as_str());
-        }
-        let req = req.body(Full::new(Bytes::from(self.sts_body(&subject_token)))).map_err(|_| {
-            key_problem(&self.path, format!("field `token_url` {:?} is not a valid URL", self.token_url))
-        })?;
-        let resp = self.http.send(req).await.map_err(|source| SourceError::Http { step: STS_STEP, source })?;
+        let auth = self.basic_auth();
+        let resp = self
+            .http
+            .post_form(&self.token_url, self.sts_body(&subject_token), auth.as_ref().map(|a| a.expose().as_str()))
+            .await
+            .map_err(|source| SourceError::Http { step: STS_STEP, source })?;
         oauth_token_from(STS_STEP, &self.token_url, resp)
     }
 }

@@ -12,9 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Request;
 use serde::Deserialize;
 
 use super::{
@@ -230,14 +227,12 @@ impl CredentialSource for Impersonated {
                 source.username
             )));
         }
-        let req = Request::post(&self.url)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::AUTHORIZATION, format!("Bearer {}", source.password.expose()))
-            .body(Full::new(Bytes::from(request_body(&self.delegates, self.lifetime))))
-            .map_err(|_| {
-                SourceError::Unsupported(format!("the impersonation URL {:?} is not a valid URL", self.url))
-            })?;
-        let resp = self.http.send(req).await.map_err(|source| SourceError::Http { step: STEP, source })?;
+        let body = request_body(&self.delegates, self.lifetime);
+        let resp = self
+            .http
+            .post_json(&self.url, source.password.expose(), body)
+            .await
+            .map_err(|source| SourceError::Http { step: STEP, source })?;
         token_from(&self.url, &resp)
     }
 }

@@ -5,10 +5,6 @@
 //! uses the link-local address rather than `metadata.google.internal`, as
 //! Google's Go library does, so that no DNS lookup stands in the way.
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Request;
-
 use super::{oauth_token_from, Credential, CredentialSource, SourceError, CLOUD_PLATFORM_SCOPE};
 use crate::http::HttpClient;
 
@@ -59,11 +55,11 @@ impl CredentialSource for MetadataServer {
 
     async fn credential(&self) -> Result<Credential, SourceError> {
         let url = self.token_url();
-        let req =
-            Request::get(&url).header("Metadata-Flavor", "Google").body(Full::new(Bytes::new())).map_err(|_| {
-                SourceError::NotFound(format!("GCE_METADATA_HOST {:?} is not a valid host:port", self.host))
-            })?;
-        let resp = self.http.send(req).await.map_err(|source| SourceError::Http { step: self.step, source })?;
+        let resp = self
+            .http
+            .get(&url, &[("Metadata-Flavor", "Google")])
+            .await
+            .map_err(|source| SourceError::Http { step: self.step, source })?;
         // The metadata server caches tokens and hands out the same one until
         // about five minutes before expiry; the schedule copes with that
         // because it keys on the returned expiry, not on a fixed period.

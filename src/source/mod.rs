@@ -269,6 +269,16 @@ pub(crate) fn key_problem(path: &Path, problem: String) -> SourceError {
     SourceError::KeyFile { path: path.to_path_buf(), problem, origin: None }
 }
 
+/// A credentials file's `token_uri`: Google's when absent or empty, else
+/// an http(s) URL (checked here, so that the error names the file).
+pub(crate) fn token_uri(path: &Path, value: Option<String>) -> Result<String, SourceError> {
+    match value.filter(|s| !s.is_empty()) {
+        None => Ok(GOOGLE_TOKEN_URI.into()),
+        Some(uri) if crate::http::is_http_url(&uri) => Ok(uri),
+        Some(uri) => Err(key_problem(path, format!("field `token_uri` {uri:?} is not an http(s) URL"))),
+    }
+}
+
 /// Names the environment variable a credentials file path came from.
 fn from_env(var: &'static str) -> impl Fn(SourceError) -> SourceError {
     move |e| match e {
@@ -330,6 +340,16 @@ mod properties;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_uri_is_googles_by_default_and_else_an_http_url() {
+        let path = Path::new("/k.json");
+        assert_eq!(token_uri(path, None).unwrap(), GOOGLE_TOKEN_URI);
+        assert_eq!(token_uri(path, Some(String::new())).unwrap(), GOOGLE_TOKEN_URI);
+        assert_eq!(token_uri(path, Some("http://127.0.0.1:1/t".into())).unwrap(), "http://127.0.0.1:1/t");
+        let err = token_uri(path, Some("oauth2.googleapis.com/token".into())).unwrap_err().to_string();
+        assert!(err.contains("/k.json") && err.contains("field `token_uri`"), "{err}");
+    }
 
     #[test]
     fn google_errors_are_summarised() {

@@ -11,14 +11,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Request;
 use serde::Deserialize;
 
 use super::{
     key_problem, oauth_token_from, read_key_file, Credential, CredentialSource, SourceError, CLOUD_PLATFORM_SCOPE,
 };
+use crate::http::form;
 use crate::http::HttpClient;
 use crate::secret::Secret;
 
@@ -88,7 +86,7 @@ fn parse_key(path: &Path, text: &str) -> Result<Key, SourceError> {
     Ok(Key {
         client_email,
         private_key_id: fields.private_key_id,
-        token_uri: fields.token_uri.filter(|s| !s.is_empty()).unwrap_or_else(|| super::GOOGLE_TOKEN_URI.into()),
+        token_uri: super::token_uri(path, fields.token_uri)?,
         signer,
     })
 }
@@ -130,28 +128,14 @@ impl CredentialSource for ServiceAccountKey {
         };
         let key = parse_key(&self.path, &text)?;
         let jwt = assertion(&key, &self.path)?;
-        let body =
-            form_urlencoded(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &jwt)]);
-        let req = Request::post(&key.token_uri)
-            .header(hyper::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|_| {
-                key_problem(&self.path, format!("field `token_uri` {:?} is not a valid URL", key.token_uri))
-            })?;
-        let resp = self.http.send(req).await.map_err(|source| SourceError::Http { step: STEP, source })?;
+        let body = form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &jwt)]);
+        let resp = self
+            .http
+            .post_form(&key.token_uri, body, None)
+            .await
+            .map_err(|source| SourceError::Http { step: STEP, source })?;
         oauth_token_from(STEP, &key.token_uri, resp)
     }
-}
-
-/// An `application/x-www-form-urlencoded` body, as Google's token endpoints take.
-pub(crate) fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
-}
-
-/// One form-encoded component (also what OAuth's client authentication
-/// header expects of the client id and secret, RFC 6749 section 2.3.1).
-pub(crate) fn form_escape(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[cfg(test)]
@@ -160,8 +144,8 @@ mod tests {
 
     #[test]
     fn form_encoding_escapes_reserved_characters() {
-        assert_eq!(form_urlencoded(&[("a", "x y"), ("b", "c:d/e=f&")]), "a=x+y&b=c%3Ad%2Fe%3Df%26");
-        assert_eq!(form_escape("id:with secret*"), "id%3Awith+secret*");
+        assert_eq!(crate::http::form(&[("a", "x y"), ("b", "c:d/e=f&")]), "a=x+y&b=c%3Ad%2Fe%3Df%26");
+        assert_eq!(crate::http::form_escape("id:with secret*"), "id%3Awith+secret*");
     }
 
     #[test]
