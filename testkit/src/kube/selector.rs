@@ -254,23 +254,9 @@ impl FieldSelector {
 
 /// The fields each resource's storage strategy exposes to field selectors.
 fn supported_fields(res: &Resource) -> &'static [&'static str] {
-    if res.plural == "events" && res.group.is_empty() {
-        return super::core_events::FIELDS;
-    }
     match res.plural {
         "secrets" => &["metadata.name", "metadata.namespace", "type"],
         "namespaces" => &["metadata.name", "status.phase"],
-        "events" => &[
-            "metadata.name",
-            "metadata.namespace",
-            "reason",
-            "reportingController",
-            "type",
-            "regarding.kind",
-            "regarding.name",
-            "regarding.namespace",
-            "regarding.uid",
-        ],
         _ => &["metadata.name", "metadata.namespace"],
     }
 }
