@@ -57,7 +57,8 @@ impl Cause {
         }
     }
 
-    fn full(&self) -> String {
+    /// `field: message`, as `field.Error` prints itself.
+    pub fn full(&self) -> String {
         format!("{}: {}", self.field, self.message)
     }
 }

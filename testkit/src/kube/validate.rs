@@ -27,7 +27,7 @@ const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric charact
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 
 /// `validation.IsDNS1123Subdomain` without the length check.
-pub(crate) fn is_dns1123_subdomain(s: &str) -> bool {
+fn is_dns1123_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label_any_len)
 }
 
@@ -51,7 +51,7 @@ fn subdomain_errors(field: &str, s: &str) -> Vec<Cause> {
 }
 
 /// The name part of a qualified name (label keys and values use the same rule).
-pub(crate) fn is_qualified_name_part(s: &str) -> bool {
+fn is_qualified_name_part(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
@@ -60,8 +60,19 @@ pub(crate) fn is_qualified_name_part(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
+/// `validation.IsValidLabelValue`.
+pub(crate) fn label_value_errors(field: &str, v: &str) -> Vec<Cause> {
+    if v.len() > 63 {
+        vec![Cause::invalid(field, v, "must be no more than 63 characters")]
+    } else if !v.is_empty() && !is_qualified_name_part(v) {
+        vec![Cause::invalid(field, v, LABEL_VALUE_MSG)]
+    } else {
+        vec![]
+    }
+}
+
 /// `validation.IsQualifiedName`: `[dns-subdomain-prefix/]name`.
-fn qualified_name_errors(field: &str, s: &str) -> Vec<Cause> {
+pub(crate) fn qualified_name_errors(field: &str, s: &str) -> Vec<Cause> {
     let (prefix, name) = match s.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, s),
@@ -440,13 +451,7 @@ fn meta_errors(obj: &Value) -> Vec<Cause> {
     if let Some(Value::Object(labels)) = obj.pointer("/metadata/labels") {
         for (k, v) in labels {
             out.extend(qualified_name_errors("metadata.labels", k));
-            let v = v.as_str().unwrap_or("");
-            if v.len() > 63 {
-                out.push(Cause::invalid("metadata.labels", v, "must be no more than 63 characters"));
-            }
-            if !v.is_empty() && !is_qualified_name_part(v) && v.len() <= 63 {
-                out.push(Cause::invalid("metadata.labels", v, LABEL_VALUE_MSG));
-            }
+            out.extend(label_value_errors("metadata.labels", v.as_str().unwrap_or("")));
         }
     }
     if let Some(Value::Object(ann)) = obj.pointer("/metadata/annotations") {
