@@ -28,6 +28,22 @@ async fn jwt_grant(g: &Google, assertion: &str) -> Resp {
     .await
 }
 
+/// An RFC 8693 exchange of a JWT subject token at the emulator's STS.
+async fn sts_exchange(g: &Google, audience: &str, subject: &str) -> Resp {
+    post_form(
+        &g.sts_uri(),
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("audience", audience),
+            ("scope", SCOPE),
+            ("requested_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+            ("subject_token", subject),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ],
+    )
+    .await
+}
+
 fn assert_oauth_error(r: &Resp, code: u16, error: &str, description: &str) {
     assert_eq!(r.status, code, "{}", r.body);
     let v = r.json();
@@ -244,21 +260,8 @@ async fn sts_token_exchange() {
     g.accept_subject_token("k8s-sa-token");
     let aud = g.sts_audience();
     let exchange = |aud: String, subject: &'static str| {
-        let url = g.sts_uri();
-        async move {
-            post_form(
-                &url,
-                &[
-                    ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
-                    ("audience", &aud),
-                    ("scope", SCOPE),
-                    ("requested_token_type", "urn:ietf:params:oauth:token-type:access_token"),
-                    ("subject_token", subject),
-                    ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                ],
-            )
-            .await
-        }
+        let g = &g;
+        async move { sts_exchange(g, &aud, subject).await }
     };
     let r = exchange(aud.clone(), "k8s-sa-token").await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -348,21 +351,8 @@ async fn sts_verifies_oidc_subject_tokens() {
     g.trust_oidc_issuer("https://issuer.example", &issuer.jwks(), &[]);
     let allowed = format!("https:{}", g.sts_audience());
     let exchange = |subject: String| {
-        let (url, aud) = (g.sts_uri(), g.sts_audience());
-        async move {
-            post_form(
-                &url,
-                &[
-                    ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
-                    ("audience", &aud),
-                    ("scope", SCOPE),
-                    ("requested_token_type", "urn:ietf:params:oauth:token-type:access_token"),
-                    ("subject_token", &subject),
-                    ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                ],
-            )
-            .await
-        }
+        let g = &g;
+        async move { sts_exchange(g, &g.sts_audience(), &subject).await }
     };
     let claims = |iss: &str, aud: &str, exp: u64| json!({"iss": iss, "sub": "system:serviceaccount:ns:sa", "aud": [aud], "exp": exp});
 

@@ -63,11 +63,14 @@ async fn secrets_crud_and_errors() {
     let (code, reason, _) = api_err(api.get("missing").await.unwrap_err());
     assert_eq!((code, reason.as_str()), (404, "NotFound"));
 
-    let mut next = got.clone();
-    next.data = Some([(".dockerconfigjson".to_string(), ByteString(br#"{"auths":{"gcr.io":{}}}"#.to_vec()))].into());
-    let replaced = api.replace("gcr-pull", &pp, &next).await.unwrap();
-    assert_ne!(replaced.metadata.resource_version, got.metadata.resource_version);
-    let (code, reason, message) = api_err(api.replace("gcr-pull", &pp, &next).await.unwrap_err());
+    // regcred's write: a merge patch conditional on the resourceVersion it saw.
+    let pp_merge = PatchParams::default();
+    let doc = ByteString(br#"{"auths":{"gcr.io":{}}}"#.to_vec());
+    let write = Patch::Merge(json!({"metadata": {"resourceVersion": rv}, "data": {".dockerconfigjson": doc}}));
+    let patched = api.patch("gcr-pull", &pp_merge, &write).await.unwrap();
+    assert_ne!(patched.metadata.resource_version, got.metadata.resource_version);
+    assert_eq!(patched.data.unwrap()[".dockerconfigjson"], doc);
+    let (code, reason, message) = api_err(api.patch("gcr-pull", &pp_merge, &write).await.unwrap_err());
     assert_eq!((code, reason.as_str()), (409, "Conflict"));
     assert!(message.contains("the object has been modified"));
 
@@ -75,42 +78,27 @@ async fn secrets_crud_and_errors() {
     assert_eq!((code, reason.as_str()), (422, "Invalid"));
     assert!(message.contains("<secret contents redacted>"), "{message}");
 
-    let mut opaque = replaced.clone();
-    opaque.type_ = Some("Opaque".into());
-    let (code, reason, message) = api_err(api.replace("gcr-pull", &pp, &opaque).await.unwrap_err());
+    let opaque = Patch::Merge(json!({"type": "Opaque"}));
+    let (code, reason, message) = api_err(api.patch("gcr-pull", &pp_merge, &opaque).await.unwrap_err());
     assert_eq!((code, reason.as_str()), (422, "Invalid"));
     assert_eq!(message, "Secret \"gcr-pull\" is invalid: type: Invalid value: \"Opaque\": field is immutable");
 
-    let patched = api
-        .patch(
-            "gcr-pull",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"regcred.dev/expires-at": "2030-01-01T00:00:00Z"}}})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(patched.metadata.annotations.unwrap()["regcred.dev/expires-at"], "2030-01-01T00:00:00Z");
+    let (code, reason, _) = api_err(api.replace("gcr-pull", &pp, &got).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (405, "MethodNotAllowed"), "PUT is not emulated");
+    let apply = Patch::Apply(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gcr-pull"}}));
+    let (code, reason, _) = api_err(api.patch("gcr-pull", &PatchParams::apply("regcred"), &apply).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (415, "UnsupportedMediaType"), "server-side apply is not emulated");
 
-    let applied = api
-        .patch(
-            "applied",
-            &PatchParams::apply("regcred").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "applied"},
-                "type": "kubernetes.io/dockerconfigjson",
-                "data": {".dockerconfigjson": "e30="},
-            })),
-        )
-        .await
-        .unwrap();
-    assert_eq!(applied.metadata.managed_fields.unwrap()[0].manager.as_deref(), Some("regcred"));
-
+    api.create(&pp, &pull_secret("other", b"{}")).await.unwrap();
     let list = api.list(&ListParams::default()).await.unwrap();
     assert_eq!(list.items.len(), 2);
-    let deleted = api.delete("applied", &DeleteParams::default()).await.unwrap();
+    let stale = DeleteParams::default()
+        .preconditions(kube::api::Preconditions { resource_version: got.metadata.resource_version.clone(), uid: None });
+    let (code, reason, _) = api_err(api.delete("gcr-pull", &stale).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    let deleted = api.delete("other", &DeleteParams::default()).await.unwrap();
     assert!(deleted.is_right(), "secrets delete answers a Status");
-    assert!(k.secret("default", "applied").is_none());
+    assert!(k.secret("default", "other").is_none());
 }
 
 #[tokio::test]
@@ -128,9 +116,7 @@ async fn namespaces_by_label_and_deletion() {
     secrets.create(&PostParams::default(), &pull_secret("s", b"{}")).await.unwrap();
     let all: Api<Secret> = Api::all(c.clone());
     assert_eq!(all.list(&ListParams::default()).await.unwrap().items.len(), 1);
-    let deleted = ns.delete("a", &DeleteParams::default()).await.unwrap();
-    let terminating = deleted.left().expect("namespace delete answers the object");
-    assert_eq!(terminating.status.unwrap().phase.as_deref(), Some("Terminating"));
+    k.delete_namespace("a");
     assert!(secrets.get_opt("s").await.unwrap().is_none());
     let (code, _, _) = api_err(secrets.create(&PostParams::default(), &pull_secret("t", b"{}")).await.unwrap_err());
     assert_eq!(code, 404);

@@ -64,26 +64,20 @@ pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, headers: &Hea
     let email = email.replace("%40", "@");
     let bearer =
         headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let caller = match bearer {
-        None => {
-            return google_api_error_details(
-                401,
-                "UNAUTHENTICATED",
-                "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
-                Some(error_info("CREDENTIALS_MISSING", json!({}))),
-            )
+    let unauthenticated = |what: &str, reason: &str| {
+        google_api_error_details(
+            401,
+            "UNAUTHENTICATED",
+            &format!("Request {what}. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."),
+            Some(error_info(reason, json!({}))),
+        )
+    };
+    let caller = match bearer.map(|t| shared.valid_token(t.trim())) {
+        None => return unauthenticated("is missing required authentication credential", "CREDENTIALS_MISSING"),
+        Some(None) => {
+            return unauthenticated("had invalid authentication credentials", "ACCESS_TOKEN_TYPE_UNSUPPORTED")
         }
-        Some(t) => match shared.valid_token(t.trim()) {
-            Some(c) => c,
-            None => {
-                return google_api_error_details(
-                    401,
-                    "UNAUTHENTICATED",
-                    "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
-                    Some(error_info("ACCESS_TOKEN_TYPE_UNSUPPORTED", json!({}))),
-                )
-            }
-        },
+        Some(Some(c)) => c,
     };
     let req: Value = match serde_json::from_slice(body) {
         Ok(v @ Value::Object(_)) => v,

@@ -288,11 +288,6 @@ impl Google {
         self.shared.project_id.clone()
     }
 
-    /// The key's `private_key_id` (the `kid` Google expects in assertions).
-    pub fn private_key_id(&self) -> String {
-        self.shared.key_id.clone()
-    }
-
     /// Signs arbitrary claims with the service account key (RS256, with `kid`),
     /// for tests that build their own assertions.
     pub fn sign_jwt(&self, claims: &Value) -> String {
@@ -341,12 +336,8 @@ impl Google {
         self.recorder.clear();
     }
 
-    /// The workload identity provider STS accepts as `audience` (a default
-    /// provider of the kit's project is preset).
-    pub fn set_sts_audience(&self, aud: &str) {
-        self.shared.state().sts_audience = aud.to_string();
-    }
-
+    /// The workload identity provider STS accepts as `audience` (a provider
+    /// of the kit's project).
     pub fn sts_audience(&self) -> String {
         self.shared.state().sts_audience.clone()
     }

@@ -45,12 +45,9 @@ pub(crate) fn token(shared: &Shared, method: &Method, headers: &HeaderMap, body:
             &format!("The provided grant_type is not supported. Supported grant types are [{TOKEN_EXCHANGE}]."),
         );
     }
-    let Some(audience) = get(&p, "audience") else {
+    let Some(audience) = get(&p, "audience").filter(|a| a.starts_with("//iam.googleapis.com/")) else {
         return oauth_error(400, "invalid_request", "Invalid value for \"audience\". This value should be the full resource name of the Identity Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.");
     };
-    if !audience.starts_with("//iam.googleapis.com/") {
-        return oauth_error(400, "invalid_request", "Invalid value for \"audience\". This value should be the full resource name of the Identity Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.");
-    }
     if get(&p, "requested_token_type") != Some(ACCESS_TOKEN_TYPE) {
         return oauth_error(
             400,

@@ -1,9 +1,9 @@
-//! HTTP surface of the Kubernetes emulator: URL routing, verbs, LIST, WATCH
-//! and discovery.
+//! HTTP surface of the Kubernetes emulator: URL routing, verbs, LIST and WATCH.
 //!
 //! One fallback handler parses the path itself (rather than an axum route
 //! table) so that every miss, wrong verb or wrong content type is answered with
-//! the apiserver's `Status` body and code, not axum's defaults.
+//! the apiserver's `Status` body and code, not axum's defaults. Discovery is
+//! not served: regcred's typed kube-rs clients never ask for it.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::resources::{self, Resource, CORE, EVENTS_GROUP};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{json_response, success_status, ApiError};
-use super::store::{Change, ChangeType, PatchKind, WriteOpts};
+use super::store::{Change, ChangeType};
 use super::validate::go_json_syntax_error;
 use super::view::View;
 use super::Shared;
@@ -101,102 +101,36 @@ impl Req {
             .to_ascii_lowercase()
     }
 
-    /// The field manager of a write: the `fieldManager` parameter, else the
-    /// user agent up to its first `/` (what the apiserver derives).
-    fn field_manager(&self) -> String {
-        if let Some(m) = self.query.get("fieldManager").filter(|m| !m.is_empty()) {
-            return m.to_string();
-        }
-        self.headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|ua| ua.split('/').next())
-            .filter(|s| !s.is_empty())
-            .unwrap_or("unknown")
-            .to_string()
-    }
-
-    fn write_opts(&self) -> Result<WriteOpts, ApiError> {
-        let dry_run = match self.query.get("dryRun") {
-            None | Some("") => false,
-            Some("All") => true,
-            Some(other) => {
-                return Err(ApiError::invalid(
-                    "meta.k8s.io",
-                    "CreateOptions",
-                    "",
-                    vec![super::status::Cause::not_supported("dryRun", other, &["All"])],
-                ))
-            }
-        };
-        let field_manager = self.field_manager();
-        if field_manager.len() > 128 {
-            return Err(ApiError::invalid(
-                "meta.k8s.io",
-                "CreateOptions",
-                "",
-                vec![super::status::Cause::invalid(
-                    "fieldManager",
-                    &field_manager,
-                    "must be no more than 128 characters",
-                )],
-            ));
-        }
-        Ok(WriteOpts { field_manager, dry_run, force: matches!(self.query.get("force"), Some("true") | Some("1")) })
-    }
-
-    /// Decodes a POST/PUT body: JSON (or YAML that is JSON), or protobuf for
-    /// the kinds kubectl's generators send (see [`super::protobuf`]).
-    fn json_body(&self) -> Result<Value, ApiError> {
+    /// Decodes a body of content type `accepted`; anything else is a 415
+    /// (JSON only: no YAML, protobuf or CBOR; for PATCH, merge patches only).
+    fn json_body(&self, accepted: &str) -> Result<Value, ApiError> {
         let ct = self.content_type();
-        if ct == "application/vnd.kubernetes.protobuf" {
-            return super::protobuf::decode(&self.body).map_err(|e| match e {
-                super::protobuf::DecodeError::Malformed(m) => ApiError::bad_request(m),
-                // What the emulator does not decode: it says what it takes.
-                super::protobuf::DecodeError::Unsupported(what) => ApiError::unsupported_media_type(
-                    &format!("{ct} ({what}: the emulator decodes protobuf only for v1 Namespace, Secret, ConfigMap and ServiceAccount)"),
-                    &["application/json", "application/yaml"],
-                ),
-            });
+        // A PATCH type kube-apiserver does not know never reaches its handler.
+        const PATCH_TYPES: [&str; 5] = [
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/strategic-merge-patch+json",
+            "application/apply-patch+yaml",
+            "application/apply-patch+cbor",
+        ];
+        if self.method == Method::PATCH && !PATCH_TYPES.contains(&ct.as_str()) {
+            return Err(
+                ApiError::new(415, "UnsupportedMediaType", "415: Unsupported Media Type").with_details(json!({}))
+            );
         }
-        if ct != "application/json" && ct != "application/yaml" {
-            return Err(ApiError::unsupported_media_type(
-                &ct,
-                &["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"],
-            ));
+        if ct != accepted {
+            return Err(ApiError::unsupported_media_type(accepted));
         }
         serde_json::from_slice(&self.body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "couldn't get version/kind; json parse error: {}",
-                go_json_syntax_error(&self.body, &e)
-            ))
+            let what =
+                if accepted == "application/json" { "couldn't get version/kind; json parse" } else { "decoding patch" };
+            ApiError::bad_request(format!("{what} error: {}", go_json_syntax_error(&self.body, &e)))
         })
     }
 }
 
 async fn route(req: &Req, segs: &[&str]) -> Result<Response, ApiError> {
-    let get_only = |r: Response| -> Result<Response, ApiError> {
-        if req.method == Method::GET {
-            Ok(r)
-        } else {
-            Err(ApiError::method_not_allowed())
-        }
-    };
     match segs {
-        ["api"] => get_only(discovery_api(req)),
-        ["apis"] => get_only(json_response(StatusCode::OK, &api_group_list())),
-        ["apis", "events.k8s.io"] => get_only(json_response(StatusCode::OK, &events_group())),
-        ["api", "v1"] => get_only(json_response(StatusCode::OK, &resource_list("v1", CORE))),
-        ["apis", "events.k8s.io", "v1"] => {
-            get_only(json_response(StatusCode::OK, &resource_list("events.k8s.io/v1", EVENTS_GROUP)))
-        }
-        ["version"] => get_only(json_response(StatusCode::OK, &version())),
-        ["healthz"] | ["livez"] | ["readyz"] => get_only(
-            Response::builder()
-                .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                .body(Body::from("ok"))
-                .expect("valid"),
-        ),
         ["api", "v1", rest @ ..] => resource_route(req, CORE, rest).await,
         ["apis", "events.k8s.io", "v1", rest @ ..] => resource_route(req, EVENTS_GROUP, rest).await,
         _ => Err(ApiError::path_not_found()),
@@ -218,9 +152,7 @@ async fn resource_route(req: &Req, group: &'static [&'static Resource], rest: &[
                 collection(req, res, "").await
             }
         }
-        ["namespaces", name] if group.iter().any(|r| r.plural == "namespaces") => {
-            item(req, &resources::NAMESPACES, "", name)
-        }
+        ["namespaces", name] if std::ptr::eq(group, CORE) => item(req, &resources::NAMESPACES, "", name),
         ["namespaces", ns, plural] => {
             let res = find(plural)?;
             if !res.namespaced {
@@ -246,9 +178,8 @@ async fn collection(req: &Req, res: &'static Resource, ns: &str) -> Result<Respo
     match req.method {
         Method::GET => collection_get(req, res, res.namespaced.then_some(ns)).await,
         Method::POST => {
-            let obj = req.json_body()?;
-            let opts = req.write_opts()?;
-            let created = req.store().create(res, ns, obj, &opts)?;
+            let obj = req.json_body("application/json")?;
+            let created = req.store().create(res, ns, obj)?;
             Ok(json_response(StatusCode::CREATED, &req.view.object(res, created)?))
         }
         _ => Err(ApiError::method_not_allowed()),
@@ -263,92 +194,30 @@ fn item(req: &Req, res: &'static Resource, ns: &str, name: &str) -> Result<Respo
         Method::GET => {
             let store = req.store();
             let obj = store.get(res, ns, name).ok_or_else(|| ApiError::not_found(res, name))?;
-            let obj = present(res, obj).into_owned();
+            let obj = obj.clone();
             drop(store);
             Ok(json_response(StatusCode::OK, &req.view.object(res, obj)?))
         }
-        Method::PUT => {
-            let obj = req.json_body()?;
-            let opts = req.write_opts()?;
-            let updated = req.store().replace(res, ns, name, obj, &opts)?;
-            Ok(json_response(StatusCode::OK, &req.view.object(res, updated)?))
+        Method::PATCH => {
+            let patch = req.json_body("application/merge-patch+json")?;
+            if !patch.is_object() {
+                return Err(ApiError::bad_request(
+                    "json: cannot unmarshal into Go value of type map[string]interface {}",
+                ));
+            }
+            let patched = req.store().merge_patch(res, ns, name, &patch)?;
+            Ok(json_response(StatusCode::OK, &req.view.object(res, patched)?))
         }
-        Method::PATCH => patch(req, res, ns, name),
         Method::DELETE => {
-            let opts: Value = if req.body.is_empty() {
-                json!({})
-            } else {
-                serde_json::from_slice(&req.body).map_err(|e| {
-                    ApiError::bad_request(format!(
-                        "couldn't get version/kind; json parse error: {}",
-                        go_json_syntax_error(&req.body, &e)
-                    ))
-                })?
-            };
-            let dry_run = req.query.get("dryRun") == Some("All")
-                || opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+            let opts = if req.body.is_empty() { json!({}) } else { req.json_body("application/json")? };
             let uid = opts.pointer("/preconditions/uid").and_then(Value::as_str);
             let rv = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str);
-            let deleted = req.store().delete(res, ns, name, uid, rv, dry_run)?;
-            if res.plural == "namespaces" {
-                // Namespaces are finalized asynchronously: DELETE answers with
-                // the object in its Terminating phase.
-                return Ok(json_response(StatusCode::OK, &req.view.object(res, deleted)?));
-            }
+            let deleted = req.store().delete(res, ns, name, uid, rv)?;
             let uid = deleted.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
             Ok(json_response(StatusCode::OK, &success_status(res, name, uid)))
         }
         _ => Err(ApiError::method_not_allowed()),
     }
-}
-
-fn patch(req: &Req, res: &'static Resource, ns: &str, name: &str) -> Result<Response, ApiError> {
-    let kind = match req.content_type().as_str() {
-        "application/json-patch+json" => PatchKind::Json,
-        "application/merge-patch+json" => PatchKind::Merge,
-        "application/strategic-merge-patch+json" => PatchKind::Strategic,
-        "application/apply-patch+yaml" | "application/apply-patch+cbor" => PatchKind::Apply,
-        other => {
-            return Err(ApiError::unsupported_media_type(
-                other,
-                &[
-                    "application/json-patch+json",
-                    "application/merge-patch+json",
-                    "application/apply-patch+yaml",
-                    "application/strategic-merge-patch+json",
-                ],
-            ))
-        }
-    };
-    let mut opts = req.write_opts()?;
-    let force = req.query.get("force");
-    let mut causes = Vec::new();
-    if kind == PatchKind::Apply {
-        if req.query.get("fieldManager").unwrap_or("").is_empty() {
-            causes.push(super::status::Cause::required("fieldManager", "is required for apply patch"));
-        }
-    } else if force.is_some() {
-        causes.push(super::status::Cause::forbidden("force", "may not be specified for non-apply patch"));
-    }
-    if !causes.is_empty() {
-        return Err(ApiError::invalid("meta.k8s.io", "PatchOptions", "", causes));
-    }
-    if kind == PatchKind::Apply {
-        opts.field_manager = req.query.get("fieldManager").unwrap_or("").to_string();
-    }
-    let body: Value = serde_json::from_slice(&req.body).map_err(|e| {
-        if kind == PatchKind::Apply {
-            ApiError::bad_request(format!("error decoding YAML: the test kit accepts JSON apply bodies only: {e}"))
-        } else {
-            ApiError::bad_request(format!("error decoding patch: {}", go_json_syntax_error(&req.body, &e)))
-        }
-    })?;
-    if kind != PatchKind::Json && !body.is_object() {
-        return Err(ApiError::bad_request("json: cannot unmarshal into Go value of type map[string]interface {}"));
-    }
-    let (obj, created) = req.store().patch(res, ns, name, kind, &body, &opts)?;
-    let code = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok(json_response(code, &req.view.object(res, obj)?))
 }
 
 /// Which objects a LIST or WATCH selects.
@@ -370,8 +239,7 @@ impl Filter {
     }
 
     fn matches(&self, obj: &Value) -> bool {
-        let obj = present(self.res, obj);
-        self.labels.matches_object(&obj) && self.fields.matches(&obj)
+        self.labels.matches_object(obj) && self.fields.matches(obj)
     }
 
     /// Translates a stored change into the watch event this watcher sees, if any:
@@ -396,15 +264,6 @@ impl Filter {
                 (false, false) => None,
             },
         }
-    }
-}
-
-/// An object as `res` shows it: stored events become core/v1 ones under `/api/v1`.
-fn present<'o>(res: &Resource, obj: &'o Value) -> Cow<'o, Value> {
-    if res.read_only && res.plural == "events" {
-        Cow::Owned(super::core_events::to_core(obj))
-    } else {
-        Cow::Borrowed(obj)
     }
 }
 
@@ -463,7 +322,7 @@ fn list(req: &Req, filter: Filter) -> Result<Response, ApiError> {
         .list(filter.res, filter.ns.as_deref())
         .filter(|o| after.as_ref().is_none_or(|a| key_of(o) > *a))
         .filter(|o| filter.matches(o))
-        .map(|o| present(filter.res, o).into_owned())
+        .cloned()
         .collect();
     let mut metadata = json!({"resourceVersion": list_rv.to_string()});
     if limit > 0 && items.len() > limit {
@@ -500,8 +359,8 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
 
 /// The line of an ADDED/MODIFIED/DELETED event as `view` shows it; `None`
 /// when it cannot (see [`View::event_object`]).
-fn object_line(view: View, res: &Resource, kind: &str, obj: &Value) -> Option<Bytes> {
-    view.event_object(&present(res, obj)).map(|o| event_line(kind, &o))
+fn object_line(view: View, kind: &str, obj: &Value) -> Option<Bytes> {
+    view.event_object(obj).map(|o| event_line(kind, &o))
 }
 
 fn bookmark(view: View, res: &Resource, rv: u64, initial_end: bool) -> Bytes {
@@ -561,7 +420,7 @@ fn watch(req: &Req, filter: Filter) -> Result<Response, ApiError> {
             store.resource_version()
         };
         for o in store.list(filter.res, filter.ns.as_deref()).filter(|o| filter.matches(o)) {
-            match object_line(req.view, filter.res, "ADDED", o) {
+            match object_line(req.view, "ADDED", o) {
                 Some(line) => pending.push_back(line),
                 None => {
                     unencodable = true;
@@ -615,7 +474,7 @@ fn watch(req: &Req, filter: Filter) -> Result<Response, ApiError> {
                 }
                 for c in store.changes_after(st.cursor) {
                     if let Some((kind, obj)) = st.filter.event(c) {
-                        match object_line(st.view, st.filter.res, kind.as_str(), &obj) {
+                        match object_line(st.view, kind.as_str(), &obj) {
                             Some(line) => st.pending.push_back(line),
                             None => {
                                 st.done = true;
@@ -650,81 +509,4 @@ fn watch(req: &Req, filter: Filter) -> Result<Response, ApiError> {
         .header(http::header::CACHE_CONTROL, "no-cache, private")
         .body(Body::from_stream(stream))
         .expect("valid response"))
-}
-
-fn discovery_api(req: &Req) -> Response {
-    let host = req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_string();
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "kind": "APIVersions",
-            "versions": ["v1"],
-            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
-        }),
-    )
-}
-
-fn events_group() -> Value {
-    json!({
-        "kind": "APIGroup",
-        "apiVersion": "v1",
-        "name": "events.k8s.io",
-        "versions": [{"groupVersion": "events.k8s.io/v1", "version": "v1"}],
-        "preferredVersion": {"groupVersion": "events.k8s.io/v1", "version": "v1"},
-    })
-}
-
-fn api_group_list() -> Value {
-    let mut g = events_group();
-    let m = g.as_object_mut().expect("object");
-    m.remove("kind");
-    m.remove("apiVersion");
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [g]})
-}
-
-fn resource_list(group_version: &str, list: &[&Resource]) -> Value {
-    let resources: Vec<Value> = list
-        .iter()
-        .map(|r| {
-            let mut v = json!({
-                "name": r.plural,
-                "singularName": r.singular,
-                "namespaced": r.namespaced,
-                "kind": r.kind,
-                "verbs": if r.read_only {
-                    json!(["get", "list", "watch"])
-                } else {
-                    json!(["create", "delete", "get", "list", "patch", "update", "watch"])
-                },
-            });
-            if !r.short_names.is_empty() {
-                v["shortNames"] = json!(r.short_names);
-            }
-            v
-        })
-        .collect();
-    json!({
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": group_version,
-        "resources": resources,
-    })
-}
-
-fn version() -> Value {
-    json!({
-        "major": "1",
-        "minor": "33",
-        "emulationMajor": "1",
-        "emulationMinor": "33",
-        "minCompatibilityMajor": "1",
-        "minCompatibilityMinor": "32",
-        "gitVersion": "v1.33.0",
-        "gitCommit": "60a317eadfcb839692a68eab88b2096f4d708f4f",
-        "gitTreeState": "clean",
-        "buildDate": "2025-04-23T13:00:00Z",
-        "goVersion": "go1.24.2",
-        "compiler": "gc",
-        "platform": "linux/amd64",
-    })
 }

@@ -1,30 +1,28 @@
 //! An in-process emulator of the Kubernetes API server, over real HTTP.
 //!
-//! It serves the slice of the API that regcred uses (namespaces, secrets,
-//! service accounts, config maps, `events.k8s.io/v1` events, discovery) with
-//! the apiserver's observable behaviour: JSON objects with server-set
+//! It serves the slice of the API that regcred and its tests use, with the
+//! apiserver's observable behaviour for that slice: secrets and service
+//! accounts (create, get, merge patch, delete with preconditions),
+//! `events.k8s.io/v1` events (create), namespaces (read: the test writes them
+//! through the helpers below), JSON objects with server-set
 //! `uid`/`resourceVersion`/`creationTimestamp`, one global resourceVersion
 //! counter, optimistic concurrency (409 Conflict), validation errors as
 //! `422 Invalid` `Status` bodies with `details.causes`, label and field
 //! selectors, chunked LIST, WATCH streams that resume from a resourceVersion,
 //! and metadata-only responses (`PartialObjectMetadata[List]`, see
 //! [`view`](self::view)). The test drives "the rest of the cluster" through the
-//! synchronous helpers (`create_namespace`, `put_object`, ...), which produce the
-//! same watch events an external writer would.
+//! synchronous helpers (`create_namespace`, `put_object`, ...), which produce
+//! the same watch events an external writer would.
 //!
-//! Deliberate simplifications (each documented where implemented): namespace
-//! deletion completes at once instead of lingering in `Terminating`;
-//! strategic-merge and server-side apply are approximations (see
-//! [`patch`](self::patch) docs); JSON is spoken, and protobuf request bodies
-//! are decoded only for what kubectl's generators send (see
-//! [`protobuf`](self::protobuf); no YAML/CBOR);
-//! core/v1 events are a read-only view of the `events.k8s.io/v1` ones (see
-//! [`core_events`](self::core_events)).
+//! What it does not serve is refused the way the apiserver refuses what it
+//! does not support, never silently accepted: other patch types and body
+//! encodings (415), PUT and namespace writes (405), other resources and
+//! discovery (404), YAML/protobuf/Table responses (406). No `managedFields`
+//! are kept. Namespace deletion completes at once instead of lingering in
+//! `Terminating`. The real API server tests in `tests/e2e_*.rs` guard the
+//! rest.
 
-mod core_events;
 mod handlers;
-mod patch;
-mod protobuf;
 mod resources;
 mod selector;
 mod status;
@@ -107,10 +105,9 @@ impl KubeApi {
     /// `KUBECONFIG`.
     pub fn write_kubeconfig(&self, path: &Path, namespace: &str) {
         let user = match &self.shared.token {
-            Some(t) => format!("    token: {}\n", serde_json::to_string(t).expect("json")),
-            None => "    {}\n".to_string(),
+            Some(t) => format!("  user:\n    token: {}\n", serde_json::to_string(t).expect("json")),
+            None => "  user: {}\n".to_string(),
         };
-        let user = if self.shared.token.is_some() { format!("  user:\n{user}") } else { "  user: {}\n".to_string() };
         let text = format!(
             "apiVersion: v1\n\
              kind: Config\n\
@@ -178,18 +175,11 @@ impl KubeApi {
     }
 
     /// Any stored object (`kind_plural`: `secrets`, `serviceaccounts`,
-    /// `configmaps`, `events`, `namespaces`).
+    /// `events`, `namespaces`).
     pub fn object(&self, ns: &str, kind_plural: &str, name: &str) -> Option<Value> {
         let res = Self::resource(kind_plural);
         let ns = if res.namespaced { ns } else { "" };
         self.store().get(res, ns, name).cloned()
-    }
-
-    /// All stored objects of a kind in a namespace, in name order.
-    pub fn objects(&self, ns: &str, kind_plural: &str) -> Vec<Value> {
-        let res = Self::resource(kind_plural);
-        let ns = if res.namespaced { Some(ns) } else { None };
-        self.store().list(res, ns).cloned().collect()
     }
 
     /// Seeds or overwrites an object directly, as "someone else" would: no
@@ -232,8 +222,8 @@ impl KubeApi {
         &self.faults
     }
 
-    /// The stored `events.k8s.io/v1` Events of a namespace.
+    /// The stored `events.k8s.io/v1` Events of a namespace, in name order.
     pub fn events(&self, ns: &str) -> Vec<Value> {
-        self.objects(ns, "events")
+        self.store().list(&resources::EVENTS, Some(ns)).cloned().collect()
     }
 }

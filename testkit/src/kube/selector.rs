@@ -182,38 +182,13 @@ impl Parser {
     }
 }
 
-/// A qualified label key: `[prefix/]name`.
+/// A label key must be a qualified name; the first error, as the parser words it.
 fn validate_key(k: &str) -> Result<(), String> {
-    let (prefix, name) = match k.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, k),
-    };
-    if let Some(p) = prefix {
-        if !super::validate::is_dns1123_subdomain(p) {
-            return Err(format!(
-                "key: Invalid value: {}: prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-                super::status::go_quote(k)
-            ));
-        }
-    }
-    if !validate::is_qualified_name_part(name) {
-        return Err(format!(
-            "key: Invalid value: {}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
-            super::status::go_quote(k)
-        ));
-    }
-    Ok(())
+    validate::qualified_name_errors("key", k).first().map_or(Ok(()), |c| Err(c.full()))
 }
 
 fn validate_value(v: &str) -> Result<(), String> {
-    if v.is_empty() || validate::is_qualified_name_part(v) {
-        Ok(())
-    } else {
-        Err(format!(
-            "values[0][key]: Invalid value: {}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
-            super::status::go_quote(v)
-        ))
-    }
+    validate::label_value_errors("values[0][key]", v).first().map_or(Ok(()), |c| Err(c.full()))
 }
 
 /// A parsed field selector: `field=value`, `field==value`, `field!=value`, comma = AND.
@@ -254,23 +229,9 @@ impl FieldSelector {
 
 /// The fields each resource's storage strategy exposes to field selectors.
 fn supported_fields(res: &Resource) -> &'static [&'static str] {
-    if res.plural == "events" && res.group.is_empty() {
-        return super::core_events::FIELDS;
-    }
     match res.plural {
         "secrets" => &["metadata.name", "metadata.namespace", "type"],
         "namespaces" => &["metadata.name", "status.phase"],
-        "events" => &[
-            "metadata.name",
-            "metadata.namespace",
-            "reason",
-            "reportingController",
-            "type",
-            "regarding.kind",
-            "regarding.name",
-            "regarding.namespace",
-            "regarding.uid",
-        ],
         _ => &["metadata.name", "metadata.namespace"],
     }
 }
@@ -305,6 +266,13 @@ mod tests {
         for bad in ["app=a=b", "app in front", "=x", "app==x y", "a in (b", "ap p"] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad}");
         }
+        let e = LabelSelector::parse("-a=x").unwrap_err();
+        assert!(
+            e.message.starts_with(r#"unable to parse requirement: key: Invalid value: "-a": name part must"#),
+            "{e:?}"
+        );
+        let e = LabelSelector::parse("a=-x").unwrap_err();
+        assert!(e.message.starts_with(r#"unable to parse requirement: values[0][key]: Invalid value: "-x""#), "{e:?}");
     }
 
     #[test]

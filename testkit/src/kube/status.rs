@@ -57,17 +57,8 @@ impl Cause {
         }
     }
 
-    /// `field.NotSupported(path, value, valid)`.
-    pub fn not_supported(field: impl Into<String>, value: &str, valid: &[&str]) -> Cause {
-        let valid: Vec<String> = valid.iter().map(|v| go_quote(v)).collect();
-        Cause {
-            reason: "FieldValueNotSupported",
-            field: field.into(),
-            message: format!("Unsupported value: {}: supported values: {}", go_quote(value), valid.join(", ")),
-        }
-    }
-
-    fn full(&self) -> String {
+    /// `field: message`, as `field.Error` prints itself.
+    pub fn full(&self) -> String {
         format!("{}: {}", self.field, self.message)
     }
 }
@@ -91,7 +82,7 @@ impl ApiError {
         ApiError { code, reason, message: message.into(), details: None }
     }
 
-    fn with_details(mut self, d: Value) -> ApiError {
+    pub fn with_details(mut self, d: Value) -> ApiError {
         self.details = Some(d);
         self
     }
@@ -140,50 +131,6 @@ impl ApiError {
         .with_details(Self::resource_details(res, name))
     }
 
-    /// Server-side apply conflicts: `(manager, field path)` pairs.
-    pub fn apply_conflict(res: &Resource, name: &str, conflicts: &[(String, String)]) -> ApiError {
-        let n = conflicts.len();
-        let mut by_mgr: Vec<(&str, Vec<&str>)> = Vec::new();
-        for (m, f) in conflicts {
-            match by_mgr.iter_mut().find(|(mm, _)| mm == m) {
-                Some((_, fs)) => fs.push(f),
-                None => by_mgr.push((m, vec![f])),
-            }
-        }
-        let body = if n == 1 {
-            format!("conflict with {} using {}: {}", go_quote(&conflicts[0].0), res.api_version, conflicts[0].1)
-        } else {
-            by_mgr
-                .iter()
-                .map(|(m, fs)| {
-                    let mut s = format!("conflicts with {} using {}:", go_quote(m), res.api_version);
-                    for f in fs {
-                        s.push_str("\n- ");
-                        s.push_str(f);
-                    }
-                    s
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        let causes: Vec<Value> = conflicts
-            .iter()
-            .map(|(m, f)| {
-                json!({"reason": "FieldManagerConflict",
-                       "message": format!("conflict with {} using {}", go_quote(m), res.api_version),
-                       "field": f})
-            })
-            .collect();
-        let mut d = Self::resource_details(res, name);
-        d["causes"] = Value::Array(causes);
-        ApiError::new(
-            409,
-            "Conflict",
-            format!("Apply failed with {} conflict{}: {}", n, if n == 1 { "" } else { "s" }, body),
-        )
-        .with_details(d)
-    }
-
     /// `errors.NewInvalid(kind, name, errs)`: 422 with one cause per field error.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
         let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
@@ -212,12 +159,6 @@ impl ApiError {
         Self::invalid(res.group, res.kind, name, causes)
     }
 
-    /// `errors.NewGenericServerResponse(422, ...)`, used for JSON patches that do not apply.
-    pub fn unprocessable(detail: impl Into<String>) -> ApiError {
-        ApiError::new(422, "Invalid", "the server rejected our request due to an error in our request")
-            .with_details(json!({"causes": [{"message": detail.into()}]}))
-    }
-
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(400, "BadRequest", message)
     }
@@ -235,16 +176,13 @@ impl ApiError {
             .with_details(json!({}))
     }
 
-    pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> ApiError {
+    /// A body in a format the handler does not take, naming the ones it does.
+    pub fn unsupported_media_type(accepted: &str) -> ApiError {
         ApiError::new(
             415,
             "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: {}",
-                accepted.join(", ")
-            ),
+            format!("the body of the request was in an unknown format - accepted media types include: {accepted}"),
         )
-        .with_details(json!({"causes": [{"reason": "UnexpectedServerResponse", "message": content_type}]}))
     }
 
     pub fn path_not_found() -> ApiError {
