@@ -20,7 +20,17 @@ pub async fn locate(release: bool, progress: fn(&str)) -> Result<PathBuf, String
     // Not --quiet: a first build takes minutes, and cargo's own progress
     // (on stderr) shows that something is happening.
     progress(&format!("building regcred ({what}; the first build takes a few minutes) ..."));
-    let status = tokio::process::Command::new(&cargo)
+    let mut command = tokio::process::Command::new(&cargo);
+    // Not the package variables `cargo run` gave this process: build scripts
+    // (ring's) watch some of them, and the nested build would rebuild them
+    // and everything above, and the next `cargo run` again.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_") || key.starts_with("CARGO_MANIFEST_") || key.starts_with("CARGO_BIN_") {
+            command.env_remove(&*key);
+        }
+    }
+    let status = command
         .args(&args)
         .current_dir(root)
         .status()
