@@ -112,8 +112,8 @@ struct SizeResult {
     first: Cycle,
     startup_requests: Counts,
     rotations: Vec<Cycle>,
-    /// Requests from the end of the previous cycle to the end of the last
-    /// rotation (the wait for the refresh point, the mint, the cycle).
+    /// Requests from the end of the first cycle to the end of the last
+    /// rotation (the waits for the refresh point, the mints, the cycles).
     rotation_requests: Counts,
     /// CPU from the mint's log line to the cycle's, in the last rotation.
     rotation_cpu: CpuUse,
@@ -239,12 +239,12 @@ impl Bench {
         rc: &mut Regcred,
         fan_out: Option<usize>,
     ) -> Result<(Vec<Cycle>, Counts, Option<CpuUse>), String> {
-        let (mut cycles, mut requests, mut cpu) = (Vec::new(), Counts::new(), None);
+        let (mut cycles, mut cpu) = (Vec::new(), None);
+        self.cluster.mark();
         for k in 1..=self.opts.rotations {
             if k == self.opts.rotations {
                 self.google.set_token_lifetime(LONG_LIFETIME);
             }
-            self.cluster.mark();
             // The cycle starts right after the mint is logged: CPU is sampled
             // from there to the cycle's own log line.
             rc.expect("minted a credential").await?;
@@ -254,7 +254,6 @@ impl Bench {
                 None => rc.expect("wrote credential").await.map(|_| None)?,
             };
             cpu = Some(before.until(CpuSample::take(rc.pid, self.cluster.cpu_ticks())));
-            requests = self.cluster.requests().await?;
             if let Some(c) = c {
                 progress(&format!(
                     "{} namespaces: rotation {k}: {} ({} changed, {} failed)",
@@ -266,7 +265,7 @@ impl Bench {
                 cycles.push(c);
             }
         }
-        Ok((cycles, requests, cpu))
+        Ok((cycles, self.cluster.requests().await?, cpu))
     }
 
     /// An idle window: nothing is due, nothing changes in the cluster.
@@ -365,14 +364,16 @@ impl SizeResult {
         report::median(&self.rotations.iter().map(|c| c.took).collect::<Vec<_>>())
     }
 
-    /// Non-watch requests per namespace in the last rotation.
+    /// Non-watch requests per namespace and rotation.
     fn requests_per_namespace(&self) -> f64 {
         let n: usize = self.rotation_requests.iter().filter(|(k, _)| !is_watch(k)).map(|(_, n)| n).sum();
-        n as f64 / self.namespaces as f64
+        n as f64 / (self.namespaces * self.rotations.len()) as f64
     }
 
-    fn rotation_watches(&self) -> usize {
-        self.rotation_requests.iter().filter(|(k, _)| is_watch(k)).map(|(_, n)| n).sum()
+    /// Watches opened per rotation.
+    fn rotation_watches(&self) -> f64 {
+        let n: usize = self.rotation_requests.iter().filter(|(k, _)| is_watch(k)).map(|(_, n)| n).sum();
+        n as f64 / self.rotations.len() as f64
     }
 }
 

@@ -171,9 +171,10 @@ pub async fn print(bench: &Bench, results: &[SizeResult], single: &SingleResult,
     println!(
         "- \"CPU in the last rotation\" is utime+stime (from `/proc/PID/stat`, {} ms ticks) from regcred's `minted a \
          credential` line to its `fan-out cycle` line. {whose}; \"machine busy\" is both together over {cpus} CPUs × \
-         the wall time. Rotation requests are counted from the end of the previous cycle{}.",
+         the wall time. Rotation requests are all the rotations' ({}), counted from the end of the first cycle{}.",
         1000 / clk_tck(),
-        if emulator { "" } else { ", by the API server (its audit log)" }
+        opts.rotations,
+        if emulator { "" } else { " by the API server (its audit log)" }
     );
     let big = largest.rotation_cpu;
     if big.server_ms > big.regcred_ms && big.busy(cpus) >= 80.0 {
