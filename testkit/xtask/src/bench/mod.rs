@@ -364,25 +364,20 @@ impl SizeResult {
         report::median(&self.rotations.iter().map(|c| c.took).collect::<Vec<_>>())
     }
 
-    /// Non-watch requests per namespace and rotation.
-    fn requests_per_namespace(&self) -> f64 {
-        let n: usize = self.rotation_requests.iter().filter(|(k, _)| !is_watch(k)).map(|(_, n)| n).sum();
-        n as f64 / (self.namespaces * self.rotations.len()) as f64
-    }
-
-    /// Watches opened per rotation.
-    fn rotation_watches(&self) -> f64 {
-        let n: usize = self.rotation_requests.iter().filter(|(k, _)| is_watch(k)).map(|(_, n)| n).sum();
-        n as f64 / self.rotations.len() as f64
-    }
-}
-
-fn is_watch(label: &str) -> bool {
-    label.starts_with("WATCH ")
-}
-
-impl Idle {
-    fn per_minute_ms(&self) -> f64 {
-        self.cpu.regcred_ms as f64 * 60.0 / self.cpu.wall.as_secs_f64()
+    /// Requests (but watches) per namespace and rotation, and watches opened per rotation.
+    fn per_rotation(&self) -> (f64, f64) {
+        let (watches, others) =
+            self.rotation_requests.iter().fold(
+                (0, 0),
+                |(w, o), (k, n)| {
+                    if k.starts_with("WATCH ") {
+                        (w + n, o)
+                    } else {
+                        (w, o + n)
+                    }
+                },
+            );
+        let rotations = self.rotations.len() as f64;
+        (others as f64 / rotations / self.namespaces as f64, watches as f64 / rotations)
     }
 }

@@ -106,12 +106,9 @@ impl CpuUse {
 
 /// Restricts the calling process's existing threads to `cpus`.
 pub fn pin_self(cpus: &[usize]) -> std::io::Result<()> {
-    let set = cpu_set(cpus);
     for t in std::fs::read_dir("/proc/self/task")?.flatten() {
-        let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<libc::pid_t>().ok()) else { continue };
-        // SAFETY: `set` is a valid cpu_set_t of the size passed.
-        if unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
-            return Err(std::io::Error::last_os_error());
+        if let Some(tid) = t.file_name().to_str().and_then(|s| s.parse().ok()) {
+            set_affinity(tid, cpus)?;
         }
     }
     Ok(())
@@ -119,27 +116,24 @@ pub fn pin_self(cpus: &[usize]) -> std::io::Result<()> {
 
 /// Makes `cmd`'s process run on CPU 0 only.
 pub fn pin_child_to_cpu0(cmd: &mut tokio::process::Command) {
-    // SAFETY: sched_setaffinity is async-signal-safe and touches only the
-    // cpu_set_t built here.
-    unsafe {
-        cmd.pre_exec(|| {
-            let set = cpu_set(&[0]);
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // SAFETY: sched_setaffinity is async-signal-safe; `set_affinity` touches
+    // only a cpu_set_t on its own stack.
+    unsafe { cmd.pre_exec(|| set_affinity(0, &[0])) };
 }
 
-fn cpu_set(cpus: &[usize]) -> libc::cpu_set_t {
+/// sched_setaffinity(2) of thread `tid` (0: the calling one) to `cpus`.
+fn set_affinity(tid: libc::pid_t, cpus: &[usize]) -> std::io::Result<()> {
     // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &c in cpus {
         // SAFETY: CPU_SET writes one bit of `set`; `c` is below the CPU count.
         unsafe { libc::CPU_SET(c, &mut set) };
     }
-    set
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    if unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// "N CPUs (model), X GiB RAM, Linux V; rustc V".

@@ -79,7 +79,8 @@ pub async fn print(bench: &Bench, results: &[SizeResult], single: &SingleResult,
         row("Fan-out cycle, rotation (patches)", r.namespaces, &fmt_dur(took), target);
     }
     for r in results {
-        let measured = format!("{:.2} (+{} watch)", r.requests_per_namespace(), r.rotation_watches());
+        let (requests, watches) = r.per_rotation();
+        let measured = format!("{requests:.2} (+{watches} watch)");
         row("Requests per namespace per rotation cycle", r.namespaces, &measured, None);
     }
     if let Some((lat, _)) = &largest.new_namespaces {
@@ -107,7 +108,7 @@ pub async fn print(bench: &Bench, results: &[SizeResult], single: &SingleResult,
         let ok = idle.requests.is_empty() && idle.warnings.is_empty() && idle.cpu.regcred_ms <= 1000 / clk_tck();
         println!(
             "| {label} | {n} | {:.0} ms/min ({} ms in {:.0} s; {} wake-ups; API requests: {}) | no CPU beyond timers | {} |",
-            idle.per_minute_ms(),
+            idle.cpu.regcred_ms as f64 * 60.0 / idle.cpu.wall.as_secs_f64(),
             idle.cpu.regcred_ms,
             idle.cpu.wall.as_secs_f64(),
             idle.cpu.switches,
@@ -129,22 +130,19 @@ pub async fn print(bench: &Bench, results: &[SizeResult], single: &SingleResult,
     );
 
     // Details per size.
-    let floor = if emulator { format!(" Floor ⌈N/{conc}⌉ × {latency} |") } else { String::new() };
     println!(
-        "| Namespaces | Start-up → first cycle done | First cycle (Secrets it changed) | Rotation cycles |{floor} \
-         CPU in the last rotation: regcred / {server} (machine busy) | \
+        "| Namespaces | Start-up → first cycle done | First cycle (Secrets it changed) | Rotation cycles | \
+         Floor ⌈N/{conc}⌉ × {latency} | CPU in the last rotation: regcred / {server} (machine busy) | \
          VmHWM after first cycle / after rotations / at end (VmRSS at end) | Rotation requests | Start-up requests |"
     );
-    println!("| ---: | ---: | ---: | --- |{} --- | --- | --- | --- |", if emulator { " ---: |" } else { "" });
+    println!("| ---: | ---: | ---: | --- | ---: | --- | --- | --- | --- |");
     for r in results {
-        let floor = if emulator {
-            format!(" {} |", fmt_dur(opts.latency * r.namespaces.div_ceil(conc.max(1)) as u32))
-        } else {
-            String::new()
-        };
+        // The floor is set by the emulator's added latency.
+        let floor =
+            if emulator { fmt_dur(opts.latency * r.namespaces.div_ceil(conc.max(1)) as u32) } else { "—".into() };
         let cpu = r.rotation_cpu;
         println!(
-            "| {} | {} | {} ({}) | {} |{floor} {} ms / {} ms in {} ({:.0}%) | {:.1} / {:.1} / {:.1} MiB ({:.1} MiB) | {} | {} |",
+            "| {} | {} | {} ({}) | {} | {floor} | {} ms / {} ms in {} ({:.0}%) | {:.1} / {:.1} / {:.1} MiB ({:.1} MiB) | {} | {} |",
             thousands(r.namespaces),
             fmt_dur(r.startup_to_first),
             fmt_dur(r.first.took),
