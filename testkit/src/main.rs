@@ -1,16 +1,8 @@
 //! `regcred-testkit`: run the emulators by hand.
 //!
-//! * `serve` starts the Kubernetes and Google emulators and prints the
-//!   environment a regcred (or kubectl, or curl) session needs to use them.
-//! * `demo` is a newcomer's first command: it starts the emulators, runs a
-//!   real `regcred run` against them with short-lived tokens, and narrates each
-//!   credential rotation as it lands in the Secret.
-//! * `bench` measures the release `regcred` against the emulators (fan-out
-//!   cycle time, requests per namespace, new-namespace latency, peak RSS,
-//!   idle CPU) and prints a Markdown report.
-
-mod bench;
-mod demo;
+//! `serve` starts the Kubernetes and Google emulators and prints the
+//! environment a regcred (or kubectl, or curl) session needs to use them. The
+//! demo and the benchmark are `xtask` commands (testkit/xtask).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,20 +44,6 @@ enum Command {
         #[arg(long)]
         allow_impersonation: Vec<String>,
     },
-    /// Run regcred against the emulators and show it keeping a Secret fresh.
-    Demo {
-        /// How long to let regcred run.
-        #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
-        duration: Duration,
-        /// Lifetime of the access tokens, short so that rotations happen quickly.
-        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
-        token_lifetime: Duration,
-        /// Keep the temporary directory (kubeconfig, key, regcred's log) afterwards.
-        #[arg(long)]
-        keep: bool,
-    },
-    /// Benchmark the release regcred against the emulators; prints a Markdown report.
-    Bench(bench::Options),
 }
 
 fn init_logging() {
@@ -95,8 +73,6 @@ async fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Command::Demo { duration, token_lifetime, keep } => demo::run(duration, token_lifetime, keep).await,
-        Command::Bench(opts) => bench::run(opts).await,
     }
 }
 

@@ -1,18 +1,19 @@
-//! `regcred-testkit demo`: watch regcred keep a Secret fresh.
+//! `xtask demo`: watch regcred keep a Secret fresh.
 //!
 //! The demo runs the real `regcred` binary against the emulators with tokens
 //! that live seconds instead of an hour, and prints every write of the Secret
 //! as it happens. Tokens are shown only as a fingerprint (the first hex digits
 //! of their SHA-256), enough to see that they change, never the token itself.
 
-use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use regcred_testkit::{Google, KubeApi};
-use rsa::sha2::{Digest, Sha256};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::regcred::{locate, sigterm};
 
 const NAMESPACE: &str = "default";
 const SECRET: &str = "gcr-pull";
@@ -59,61 +60,6 @@ fn snapshot(secret: &Value) -> Snapshot {
     }
 }
 
-/// `$REGCRED_BIN`, or `cargo build [--release] --bin regcred` in the workspace
-/// and its output (`target/debug/regcred` or `target/release/regcred`).
-/// `progress` says what is being built (the demo prints it on stdout, the
-/// benchmark on stderr, keeping its stdout for the report).
-pub(crate) async fn locate_regcred(release: bool, progress: fn(&str)) -> Result<PathBuf, String> {
-    if let Some(bin) = std::env::var_os("REGCRED_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testkit lives in the workspace").to_path_buf();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut args = vec!["build", "--bin", "regcred"];
-    if release {
-        args.insert(1, "--release");
-    }
-    let what = format!("cargo {}", args.join(" "));
-    // Not --quiet: a first build takes minutes, and cargo's own progress
-    // (on stderr) shows that something is happening.
-    progress(&format!("building regcred ({what}; the first build takes a few minutes) ..."));
-    let status = tokio::process::Command::new(&cargo)
-        .args(&args)
-        .current_dir(&root)
-        .status()
-        .await
-        .map_err(|e| format!("cannot run {}: {e}", cargo.to_string_lossy()))?;
-    if !status.success() {
-        return Err(format!("{what} failed ({status})"));
-    }
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(t) => {
-            let t = PathBuf::from(t);
-            if t.is_absolute() {
-                t
-            } else {
-                root.join(t)
-            }
-        }
-        None => root.join("target"),
-    };
-    let bin = target.join(if release { "release" } else { "debug" }).join("regcred");
-    if bin.exists() {
-        Ok(bin)
-    } else {
-        Err(format!("built regcred but found no binary at {}", bin.display()))
-    }
-}
-
-pub(crate) fn sigterm(child: &tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
-        }
-    }
-}
-
 /// "200×5 (read or updated), 201×1 (created)" — how the emulator answered
 /// regcred's requests, each status with what it means here, so that the one
 /// expected 404 (the Secret does not exist until regcred creates it) does not
@@ -136,17 +82,7 @@ fn status_counts(reqs: &[regcred_testkit::RecordedRequest]) -> String {
     counts.iter().map(|(s, n)| format!("{s}×{n}{}", meaning(*s))).collect::<Vec<_>>().join(", ")
 }
 
-pub async fn run(duration: Duration, token_lifetime: Duration, keep: bool) -> ExitCode {
-    match demo(duration, token_lifetime, keep).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("demo failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn demo(duration: Duration, token_lifetime: Duration, keep: bool) -> Result<ExitCode, String> {
+pub async fn run(duration: Duration, token_lifetime: Duration, keep: bool) -> Result<ExitCode, String> {
     let tmp = tempfile::Builder::new()
         .prefix("regcred-demo-")
         .tempdir()
@@ -167,7 +103,7 @@ async fn demo(duration: Duration, token_lifetime: Duration, keep: bool) -> Resul
         "Tokens live {}; regcred refreshes 10s (+ up to 1s jitter) before expiry.",
         humantime::format_duration(token_lifetime)
     );
-    let bin = locate_regcred(false, |m| println!("{m}")).await?;
+    let bin = locate(false, |m| println!("{m}")).await?;
     let log_file = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
     let args = [
