@@ -1,7 +1,7 @@
 //! `regcred-testkit`: run the emulators by hand.
 //!
 //! `serve` starts the Kubernetes and Google emulators and prints the
-//! environment a regcred (or kubectl, or curl) session needs to use them. The
+//! environment a regcred (or curl) session needs to use them. The
 //! demo and the benchmark are `xtask` commands (testkit/xtask).
 
 use std::path::PathBuf;
