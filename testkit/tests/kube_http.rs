@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use regcred_testkit::KubeApi;
@@ -352,6 +352,70 @@ async fn watch_without_resource_version_and_label_transitions() {
     assert_eq!(evs[3]["object"]["status"]["phase"], "Terminating");
 }
 
+/// Watch bookmarks come when kube-apiserver v1.34's watch cache sends them
+/// (`cacheWatcher.nextBookmarkTime`, and what a real server did): about once
+/// a minute and 2 s before the watch's timeout, only if something was written
+/// since the watch began, never as soon as the watch opens. An early bookmark
+/// would keep a watcher's resourceVersion fresh and hide its 410 path.
+#[tokio::test]
+async fn watch_bookmarks_come_when_the_api_server_sends_them() {
+    let k = KubeApi::start().await;
+    let namespaces = format!("{}/api/v1/namespaces", k.url());
+    let watch = |timeout: u64| {
+        format!(
+            "{namespaces}?watch=true&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout}",
+            k.resource_version()
+        )
+    };
+    let started = Instant::now();
+    let (_, mut busy) = open_stream(&watch(4)).await;
+    let (_, mut short) = open_stream(&watch(2)).await;
+    let (_, mut long) = open_stream(&watch(30)).await;
+    k.create_namespace("x", &[]);
+    // Opened after the last write: nothing to bookmark.
+    let (_, mut idle) = open_stream(&watch(3)).await;
+
+    let (mut buf, mut buf_short, mut buf_long, mut buf_idle) =
+        (String::new(), String::new(), String::new(), String::new());
+    let evs = read_events(&mut busy, &mut buf, 1, Duration::from_secs(2)).await;
+    assert_eq!(evs[0]["type"], "ADDED");
+    let evs = read_events(&mut busy, &mut buf, 1, Duration::from_secs(5)).await;
+    let at = started.elapsed();
+    let bookmark = json!({"kind": "Namespace", "apiVersion": "v1", "spec": {}, "status": {},
+                          "metadata": {"resourceVersion": k.resource_version().to_string()}});
+    assert_eq!(evs, [json!({"type": "BOOKMARK", "object": bookmark})]);
+    assert!(at > Duration::from_millis(1500) && at < Duration::from_millis(3500), "2 s before the timeout, not {at:?}");
+    assert!(read_events(&mut busy, &mut buf, 1, Duration::from_secs(5)).await.is_empty(), "then only the end");
+
+    // A watch of 2 s has no time left for one; a long watch none yet; an idle one none.
+    let evs = read_events(&mut short, &mut buf_short, 2, Duration::from_secs(5)).await;
+    assert_eq!(evs.iter().map(|e| e["type"].as_str().unwrap()).collect::<Vec<_>>(), ["ADDED"]);
+    let evs = read_events(&mut idle, &mut buf_idle, 1, Duration::from_secs(5)).await;
+    assert!(evs.is_empty(), "{evs:?}");
+    let evs = read_events(&mut long, &mut buf_long, 2, Duration::from_millis(200)).await;
+    assert_eq!(evs.iter().map(|e| e["type"].as_str().unwrap()).collect::<Vec<_>>(), ["ADDED"]);
+}
+
+/// The test-only knob brings periodic bookmarks sooner; they still wait a period.
+#[tokio::test]
+async fn bookmark_frequency_can_be_shortened_for_tests() {
+    let k = KubeApi::start().await;
+    k.set_bookmark_frequency(Duration::from_millis(300));
+    let url = format!(
+        "{}/api/v1/namespaces?watch=true&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds=30",
+        k.url(),
+        k.resource_version()
+    );
+    let started = Instant::now();
+    let (_, mut body) = open_stream(&url).await;
+    k.create_namespace("x", &[]);
+    let mut buf = String::new();
+    let evs = read_events(&mut body, &mut buf, 3, Duration::from_secs(5)).await;
+    let types: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ADDED", "BOOKMARK", "BOOKMARK"]);
+    assert!(started.elapsed() >= Duration::from_millis(600), "{:?}", started.elapsed());
+}
+
 const METADATA: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
 const METADATA_LIST: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
 
@@ -400,9 +464,11 @@ async fn metadata_only_views() {
     assert_eq!(s["message"], "only the following media types are accepted: application/json");
     assert_eq!(k.namespace("apps").unwrap()["metadata"]["labels"]["team"], "ci");
 
-    // Watch events and bookmarks carry metadata only.
+    // Watch events and bookmarks carry metadata only. (The bookmark is the
+    // one sent 2 s before the timeout: a real server sends none to a watch
+    // of 2 s or less.)
     let rv = k.resource_version();
-    let url = format!("{namespaces}?watch=true&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=1");
+    let url = format!("{namespaces}?watch=true&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=3");
     let (status, mut body) = open_stream_with(&url, &[("accept", METADATA)]).await;
     assert_eq!(status, 200);
     k.label_namespace("apps", &[("team", "cd")]);
