@@ -546,6 +546,67 @@ async fn events_are_validated() {
     assert_eq!(r["apiVersion"], "events.k8s.io/v1");
 }
 
+/// A DELETE whose preconditions do not hold, as `rest.BeforeDelete` words
+/// it: the object's kind (not its resource), UID checked first.
+#[tokio::test]
+async fn delete_preconditions_conflict_in_the_api_servers_words() {
+    let k = KubeApi::start().await;
+    let url = secrets_url(&k, "default");
+    let created = json_req("POST", &url, &dockerconfig_secret("x", "{}")).await.json();
+    let (uid, rv) =
+        (created["metadata"]["uid"].as_str().unwrap(), created["metadata"]["resourceVersion"].as_str().unwrap());
+    let item = format!("{url}/x");
+
+    let r = json_req("DELETE", &item, &json!({"preconditions": {"resourceVersion": "1"}})).await;
+    let s = assert_status(&r, 409, "Conflict");
+    assert_eq!(
+        s["message"],
+        format!("Operation cannot be fulfilled on Secret \"x\": the ResourceVersion in the precondition (1) does not match the ResourceVersion in record ({rv}). The object might have been modified")
+    );
+    assert_eq!(s["details"], json!({"name": "x", "kind": "Secret"}));
+
+    let r = json_req("DELETE", &item, &json!({"preconditions": {"uid": "abc", "resourceVersion": "1"}})).await;
+    let s = assert_status(&r, 409, "Conflict");
+    assert_eq!(
+        s["message"],
+        format!("Operation cannot be fulfilled on Secret \"x\": the UID in the precondition (abc) does not match the UID in record ({uid}). The object might have been deleted and then recreated")
+    );
+    assert!(k.secret("default", "x").is_some());
+
+    // Other kinds, including events.k8s.io Events, are named the same way.
+    let sa_url = format!("{}/api/v1/namespaces/default/serviceaccounts", k.url());
+    assert_eq!(json_req("POST", &sa_url, &json!({"metadata": {"name": "sa"}})).await.status, 201);
+    let r = json_req("DELETE", &format!("{sa_url}/sa"), &json!({"preconditions": {"uid": "u"}})).await;
+    let s = assert_status(&r, 409, "Conflict");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Operation cannot be fulfilled on ServiceAccount \"sa\": the UID in the precondition (u)"),
+        "{s}"
+    );
+    assert_eq!(s["details"], json!({"name": "sa", "kind": "ServiceAccount"}));
+    let ev_url = format!("{}/apis/events.k8s.io/v1/namespaces/default/events", k.url());
+    let ev = json!({"metadata": {"name": "e0"}, "eventTime": "2025-01-01T00:00:00.000000Z",
+                    "reportingController": "a.b/c", "reportingInstance": "i", "action": "A", "reason": "R",
+                    "type": "Normal", "regarding": {"kind": "Secret", "namespace": "default", "name": "x"}});
+    assert_eq!(json_req("POST", &ev_url, &ev).await.status, 201);
+    let r = json_req("DELETE", &format!("{ev_url}/e0"), &json!({"preconditions": {"resourceVersion": "1"}})).await;
+    let s = assert_status(&r, 409, "Conflict");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Operation cannot be fulfilled on Event \"e0\": the ResourceVersion"),
+        "{s}"
+    );
+    assert_eq!(s["details"], json!({"name": "e0", "kind": "Event"}));
+
+    // Matching preconditions delete.
+    let r = json_req("DELETE", &item, &json!({"preconditions": {"uid": uid, "resourceVersion": rv}})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 #[tokio::test]
 async fn auth_and_unknown_paths() {
     let k = KubeApi::start_with_token("s3cret").await;

@@ -131,6 +131,28 @@ impl ApiError {
         .with_details(Self::resource_details(res, name))
     }
 
+    /// A failed `preconditions` check of a DELETE (`rest.BeforeDelete`). Unlike
+    /// the update conflict it names the object's kind, not its resource, and
+    /// the kind of the apiserver's internal type (see [`Resource::internal_kind`]):
+    /// `Operation cannot be fulfilled on Secret "x": the ResourceVersion in the
+    /// precondition (1) does not match ...`, `details: {name, kind: "Secret"}`.
+    pub fn precondition_conflict(res: &Resource, name: &str, detail: &str) -> ApiError {
+        let (group, kind) = res.internal_kind();
+        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let mut d = Map::new();
+        d.insert("name".into(), json!(name));
+        if !group.is_empty() {
+            d.insert("group".into(), json!(group));
+        }
+        d.insert("kind".into(), json!(kind));
+        ApiError::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {qualified} {}: {detail}", go_quote(name)),
+        )
+        .with_details(Value::Object(d))
+    }
+
     /// `errors.NewInvalid(kind, name, errs)`: 422 with one cause per field error.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
         let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };

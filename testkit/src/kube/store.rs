@@ -309,17 +309,18 @@ impl Store {
         let Some(current) = self.get(res, ns, name).cloned() else {
             return Err(ApiError::not_found(res, name));
         };
-        for (field, label, wanted) in
-            [("uid", "UID", precondition_uid), ("resourceVersion", "ResourceVersion", precondition_rv)]
-        {
+        // `rest.BeforeDelete`: UID first, then resourceVersion, each in its own words.
+        for (field, label, wanted, why) in [
+            ("uid", "UID", precondition_uid, "deleted and then recreated"),
+            ("resourceVersion", "ResourceVersion", precondition_rv, "modified"),
+        ] {
             let actual = meta_str(&current, field);
             if let Some(wanted) = wanted.filter(|w| *w != actual) {
-                return Err(ApiError::new(
-                    409,
-                    "Conflict",
-                    format!(
-                        "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {actual}",
-                        res.plural
+                return Err(ApiError::precondition_conflict(
+                    res,
+                    name,
+                    &format!(
+                        "the {label} in the precondition ({wanted}) does not match the {label} in record ({actual}). The object might have been {why}"
                     ),
                 ));
             }
