@@ -507,18 +507,60 @@ async fn namespace_deletion_deletes_contents() {
     assert_status(&r, 404, "NotFound");
 }
 
+fn causes(s: &Value) -> Vec<(String, String)> {
+    s["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["field"].as_str().unwrap().to_string(), c["message"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// `events.k8s.io/v1` validation in kube-apiserver v1.34's words and order:
+/// an Event is the core group's `Event` inside the apiserver, so errors name
+/// it without a group and report the core field names.
 #[tokio::test]
 async fn events_are_validated() {
     let k = KubeApi::start().await;
+    k.create_namespace("apps", &[]);
     let url = format!("{}/apis/events.k8s.io/v1/namespaces/default/events", k.url());
+    let apps_url = format!("{}/apis/events.k8s.io/v1/namespaces/apps/events", k.url());
+
+    // Without an eventTime it is taken for an old-style Event: only the
+    // eventTime and the type are reported, not the reporting fields.
     let r = json_req("POST", &url, &json!({"metadata": {"name": "e1"}})).await;
     let s = assert_status(&r, 422, "Invalid");
-    assert_eq!(s["details"]["group"], "events.k8s.io");
-    let fields: Vec<&str> =
-        s["details"]["causes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
-    for f in ["eventTime", "type", "reportingController", "reportingInstance", "action", "reason"] {
-        assert!(fields.contains(&f), "{f} missing from {fields:?}");
-    }
+    assert_eq!(
+        s["message"],
+        "Event \"e1\" is invalid: [eventTime: Required value, type: Invalid value: \"\": has invalid value: ]"
+    );
+    assert_eq!(
+        s["details"],
+        json!({"name": "e1", "kind": "Event", "causes": [
+            {"reason": "FieldValueRequired", "message": "Required value", "field": "eventTime"},
+            {"reason": "FieldValueInvalid", "message": "Invalid value: \"\": has invalid value: ", "field": "type"},
+        ]})
+    );
+
+    // With one, the reporting fields are required; an empty controller is
+    // also not a qualified name (both messages, as apimachinery gives them).
+    let r =
+        json_req("POST", &url, &json!({"metadata": {"name": "e1"}, "eventTime": "2025-01-01T00:00:00.000000Z"})).await;
+    let s = assert_status(&r, 422, "Invalid");
+    let required = "Required value".to_string();
+    assert_eq!(
+        causes(&s),
+        [
+            ("reportingController".into(), required.clone()),
+            ("reportingController".into(), "Invalid value: \"\": name part must be non-empty".into()),
+            ("reportingController".into(), "Invalid value: \"\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into()),
+            ("reportingInstance".into(), required.clone()),
+            ("action".into(), required.clone()),
+            ("reason".into(), required),
+            ("type".into(), "Invalid value: \"\": has invalid value: ".into()),
+        ]
+    );
+
     let ev = json!({
         "apiVersion": "events.k8s.io/v1", "kind": "Event",
         "metadata": {"name": "gcr-pull.1"},
@@ -531,16 +573,61 @@ async fn events_are_validated() {
     });
     let r = json_req("POST", &url, &ev).await;
     assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(k.events("default").len(), 1);
+    // What Go's encoder writes for the fields left unset.
+    let created = r.json();
+    assert_eq!(created["deprecatedSource"], json!({}));
+    assert_eq!(created["deprecatedFirstTimestamp"], Value::Null);
+    assert_eq!(created["deprecatedLastTimestamp"], Value::Null);
+    assert!(created.get("deprecatedCount").is_none() && created.get("series").is_none(), "{created}");
+    assert_eq!(k.events("default"), [created]);
     assert_eq!(k.events("default")[0]["reason"], "Refreshed");
+
     let mut bad = ev.clone();
     bad["metadata"]["name"] = json!("gcr-pull.2");
     bad["type"] = json!("Info");
     let s = assert_status(&json_req("POST", &url, &bad).await, 422, "Invalid");
+    assert_eq!(s["message"], "Event \"gcr-pull.2\" is invalid: type: Invalid value: \"\": has invalid value: Info");
+
+    // The deprecated fields must be unset, under their core names.
+    let mut bad = ev.clone();
+    bad["note"] = json!("n".repeat(1025));
+    bad["deprecatedFirstTimestamp"] = json!("2025-01-01T00:00:00Z");
+    bad["deprecatedLastTimestamp"] = json!("2025-01-01T00:00:00Z");
+    bad["deprecatedCount"] = json!(3);
+    bad["deprecatedSource"] = json!({"component": "c"});
+    let s = assert_status(&json_req("POST", &url, &bad).await, 422, "Invalid");
+    let unset = "Invalid value: \"\": needs to be unset".to_string();
+    assert_eq!(
+        causes(&s),
+        [
+            ("message".into(), "Invalid value: \"\": can have at most 1024 characters".into()),
+            ("firstTimestamp".into(), unset.clone()),
+            ("lastTimestamp".into(), unset.clone()),
+            ("count".into(), unset.clone()),
+            ("source".into(), unset),
+        ]
+    );
+
+    // With an eventTime, the regarding object may be in another namespace;
+    // without a namespace it is only allowed in default and kube-system.
+    let mut elsewhere = ev.clone();
+    elsewhere["metadata"]["name"] = json!("e3");
+    assert_eq!(json_req("POST", &apps_url, &elsewhere).await.status, 201);
+    elsewhere["metadata"]["name"] = json!("e4");
+    elsewhere["regarding"] = json!({"kind": "Secret", "name": "x"});
+    let s = assert_status(&json_req("POST", &apps_url, &elsewhere).await, 422, "Invalid");
     assert_eq!(
         s["message"],
-        "Event.events.k8s.io \"gcr-pull.2\" is invalid: type: Invalid value: \"\": has invalid value: Info"
+        "Event \"e4\" is invalid: involvedObject.namespace: Invalid value: \"\": does not match event.namespace"
     );
+    let old_style = json!({"metadata": {"name": "e5"}, "type": "Normal",
+                           "regarding": {"kind": "Secret", "namespace": "default", "name": "x"}});
+    let s = assert_status(&json_req("POST", &apps_url, &old_style).await, 422, "Invalid");
+    assert_eq!(
+        s["message"],
+        "Event \"e5\" is invalid: [involvedObject.namespace: Invalid value: \"default\": does not match event.namespace, eventTime: Required value]"
+    );
+
     let r = get(&url).await.json();
     assert_eq!(r["kind"], "EventList");
     assert_eq!(r["apiVersion"], "events.k8s.io/v1");

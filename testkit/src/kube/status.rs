@@ -177,8 +177,11 @@ impl ApiError {
             .with_details(Value::Object(d))
     }
 
+    /// A write that failed validation: named by the kind of the apiserver's
+    /// internal type (`Event "e1" is invalid`, not `Event.events.k8s.io`).
     pub fn invalid_resource(res: &Resource, name: &str, causes: Vec<Cause>) -> ApiError {
-        Self::invalid(res.group, res.kind, name, causes)
+        let (group, kind) = res.internal_kind();
+        Self::invalid(group, kind, name, causes)
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
