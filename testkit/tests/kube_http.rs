@@ -694,6 +694,50 @@ async fn delete_preconditions_conflict_in_the_api_servers_words() {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
+/// A merge patch whose result does not decode is an invalid patch (422) whose
+/// one cause holds the patched document, not a bad request (400) as a create is.
+#[tokio::test]
+async fn a_patch_that_does_not_decode_is_an_invalid_patch() {
+    let k = KubeApi::start().await;
+    let url = secrets_url(&k, "default");
+    let r = json_req("POST", &url, &json!({"metadata": {"name": "x"}, "stringData": {"a": "b"}})).await;
+    assert_eq!(r.status, 201);
+    let item = format!("{url}/x");
+    for (patch_body, detail) in [
+        (json!({"data": {"a": "abc!"}}), "illegal base64 data at input byte 3"),
+        (json!({"data": {"a": 5}}), "json: cannot unmarshal number into Go struct field Secret.data of type []uint8"),
+        (
+            json!({"data": "x"}),
+            "json: cannot unmarshal string into Go struct field Secret.data of type map[string][]uint8",
+        ),
+        (
+            json!({"metadata": {"labels": {"a": 5}}}),
+            "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.labels of type string",
+        ),
+    ] {
+        let s = assert_status(&patch(&item, "application/merge-patch+json", &patch_body).await, 422, "Invalid");
+        let causes = s["details"]["causes"].as_array().unwrap();
+        assert_eq!(s["details"].as_object().unwrap().len(), 1, "no name or kind: {s}");
+        assert_eq!(causes.len(), 1, "{s}");
+        assert_eq!(
+            (causes[0]["reason"].as_str(), causes[0]["field"].as_str()),
+            (Some("FieldValueInvalid"), Some("patch"))
+        );
+        let message = causes[0]["message"].as_str().unwrap();
+        assert_eq!(s["message"], format!(" \"\" is invalid: patch: {message}"));
+        // `Invalid value: "<patched document>": <decoder's error>`
+        let quoted = message.strip_prefix("Invalid value: ").unwrap().strip_suffix(&format!(": {detail}")).unwrap();
+        let patched: Value = serde_json::from_str(&serde_json::from_str::<String>(quoted).unwrap()).unwrap();
+        assert_eq!(patched["metadata"]["name"], "x");
+        assert_eq!(patched["kind"], "Secret");
+        let key = patch_body.as_object().unwrap().keys().next().unwrap();
+        if key == "data" {
+            assert_eq!(patched["data"], patch_body["data"], "{patched}");
+        }
+    }
+    assert_eq!(k.secret("default", "x").unwrap()["data"]["a"], b64("b"));
+}
+
 #[tokio::test]
 async fn auth_and_unknown_paths() {
     let k = KubeApi::start_with_token("s3cret").await;

@@ -154,6 +154,8 @@ impl ApiError {
     }
 
     /// `errors.NewInvalid(kind, name, errs)`: 422 with one cause per field error.
+    /// Empty `name`, `group` and `kind` are left out of `details`, as Go's
+    /// `omitempty` leaves them out (a failed patch: `" \"\" is invalid: ..."`).
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
         let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
         let joined = if causes.len() == 1 {
@@ -162,11 +164,11 @@ impl ApiError {
             format!("[{}]", causes.iter().map(Cause::full).collect::<Vec<_>>().join(", "))
         };
         let mut d = Map::new();
-        d.insert("name".into(), json!(name));
-        if !group.is_empty() {
-            d.insert("group".into(), json!(group));
+        for (k, v) in [("name", name), ("group", group), ("kind", kind)] {
+            if !v.is_empty() {
+                d.insert(k.into(), json!(v));
+            }
         }
-        d.insert("kind".into(), json!(kind));
         d.insert(
             "causes".into(),
             Value::Array(

@@ -222,7 +222,7 @@ impl Store {
 
     /// POST: create.
     pub fn create(&mut self, res: &'static Resource, ns: &str, mut obj: Value) -> Result<Value, ApiError> {
-        validate::normalize(res, &mut obj)?;
+        validate::normalize(res, &mut obj).map_err(|e| e.on_create(res))?;
         check_namespace(res, ns, &mut obj)?;
         if !meta_str(&obj, "resourceVersion").is_empty() {
             return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
@@ -259,7 +259,10 @@ impl Store {
         };
         let mut obj = current.clone();
         merge(&mut obj, patch);
-        validate::normalize(res, &mut obj)?;
+        // The patched document is decoded like a new body, but a failure is
+        // reported as an invalid patch (422), not as a bad request.
+        let patched = obj.clone();
+        validate::normalize(res, &mut obj).map_err(|e| e.on_patch(&patched))?;
         if meta_str(&obj, "name") != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",

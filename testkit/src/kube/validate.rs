@@ -1,8 +1,10 @@
 //! Decoding and validation of written objects, mirroring the apiserver.
 //!
 //! The apiserver rejects a write at two stages, with different errors:
-//! * decoding (`400 BadRequest`, "... cannot be handled as a Secret: ..."): the
-//!   body is not the right JSON shape, e.g. a `data` value that is not base64;
+//! * decoding: the body is not the right JSON shape, e.g. a `data` value that
+//!   is not base64. A create answers `400 BadRequest` ("... cannot be handled
+//!   as a Secret: ..."), a merge patch `422 Invalid` on the field `patch`
+//!   ([`DecodeError`]);
 //! * validation (`422 Invalid` with `details.causes[]`): the object is well
 //!   formed but breaks a rule of `pkg/apis/core/validation` (names, keys, secret
 //!   types, sizes, immutability) or `pkg/apis/events/validation`.
@@ -256,20 +258,56 @@ fn parse_micro_time(text: &str) -> Result<String, String> {
     Ok(humantime::format_rfc3339_micros(utc).to_string())
 }
 
-fn cannot_handle(res: &Resource, detail: &str) -> ApiError {
-    let version = res.api_version.rsplit('/').next().unwrap_or("v1");
-    ApiError::bad_request(format!(
-        "{} in version \"{}\" cannot be handled as a {}: {}",
-        res.kind, version, res.kind, detail
-    ))
+/// Why a written body could not be decoded into the resource's Go type.
+#[derive(Debug)]
+pub(crate) enum DecodeError {
+    /// Go's decoder failed on a value of the wrong shape (not base64, a number
+    /// where a string belongs, a bad time); the text is its error message.
+    Shape(String),
+    /// Refused before decoding (not an object, a kind or apiVersion of another
+    /// resource): answered the same way on every path.
+    Refused(ApiError),
 }
 
-/// Go's `encoding/json` error for a value of the wrong type, as a decoding error.
-fn unmarshal_error(res: &Resource, v: &Value, go_field: &str, go_type: &str) -> ApiError {
-    cannot_handle(
-        res,
-        &format!("json: cannot unmarshal {} into Go struct field {go_field} of type {go_type}", json_type(v)),
-    )
+impl DecodeError {
+    /// The answer to a create (`POST`): `400 BadRequest`,
+    /// `Secret in version "v1" cannot be handled as a Secret: <detail>`.
+    pub fn on_create(self, res: &Resource) -> ApiError {
+        match self {
+            DecodeError::Shape(detail) => {
+                let version = res.api_version.rsplit('/').next().unwrap_or("v1");
+                ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: {}",
+                    res.kind, version, res.kind, detail
+                ))
+            }
+            DecodeError::Refused(e) => e,
+        }
+    }
+
+    /// The answer to a merge patch whose result cannot be decoded
+    /// (`jsonPatcher.applyPatchToCurrentObject`): `422 Invalid` with no kind
+    /// or name, one cause on the field `patch` whose value is the patched
+    /// document. kube-apiserver prints that document as evanphx/json-patch
+    /// re-encodes it, with `managedFields`; here it is the emulator's own
+    /// object with sorted keys and without them.
+    pub fn on_patch(self, patched: &Value) -> ApiError {
+        match self {
+            DecodeError::Shape(detail) => {
+                let doc = serde_json::to_string(patched).expect("json");
+                ApiError::invalid("", "", "", vec![Cause::invalid("patch", &doc, detail)])
+            }
+            DecodeError::Refused(e) => e,
+        }
+    }
+}
+
+/// Go's `encoding/json` error for a value of the wrong type.
+fn unmarshal_error(v: &Value, go_field: &str, go_type: &str) -> DecodeError {
+    DecodeError::Shape(format!(
+        "json: cannot unmarshal {} into Go struct field {go_field} of type {go_type}",
+        json_type(v)
+    ))
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -304,63 +342,63 @@ fn decode_go_base64(s: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Checks a `map[string]string` field (labels, annotations, stringData, ConfigMap data).
-fn check_string_map(res: &Resource, v: Option<&Value>, go_field: &str) -> Result<(), ApiError> {
+fn check_string_map(v: Option<&Value>, go_field: &str) -> Result<(), DecodeError> {
     match v {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Object(m)) => {
             for val in m.values() {
                 if !val.is_string() && !val.is_null() {
-                    return Err(unmarshal_error(res, val, go_field, "string"));
+                    return Err(unmarshal_error(val, go_field, "string"));
                 }
             }
             Ok(())
         }
-        Some(other) => Err(unmarshal_error(res, other, go_field, "map[string]string")),
+        Some(other) => Err(unmarshal_error(other, go_field, "map[string]string")),
     }
 }
 
 /// Checks a `map[string][]byte` field: every value a base64 string.
-fn check_bytes_map(res: &Resource, v: Option<&Value>, go_field: &str) -> Result<(), ApiError> {
+fn check_bytes_map(v: Option<&Value>, go_field: &str) -> Result<(), DecodeError> {
     match v {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Object(m)) => {
             for val in m.values() {
                 match val {
                     Value::String(s) => {
-                        decode_go_base64(s).map_err(|e| cannot_handle(res, &e))?;
+                        decode_go_base64(s).map_err(DecodeError::Shape)?;
                     }
                     Value::Null => {}
-                    other => return Err(unmarshal_error(res, other, go_field, "[]uint8")),
+                    other => return Err(unmarshal_error(other, go_field, "[]uint8")),
                 }
             }
             Ok(())
         }
-        Some(other) => Err(unmarshal_error(res, other, go_field, "map[string][]uint8")),
+        Some(other) => Err(unmarshal_error(other, go_field, "map[string][]uint8")),
     }
 }
 
 /// Decoding checks and write-time defaulting. `obj` must already be a JSON object.
-pub(crate) fn normalize(res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
+pub(crate) fn normalize(res: &Resource, obj: &mut Value) -> Result<(), DecodeError> {
     let Some(map) = obj.as_object_mut() else {
-        return Err(ApiError::bad_request(format!(
+        return Err(DecodeError::Refused(ApiError::bad_request(format!(
             "json: cannot unmarshal {} into Go value of type struct",
             json_type(obj)
-        )));
+        ))));
     };
     if let Some(k) = map.get("kind").and_then(Value::as_str) {
         if !k.is_empty() && k != res.kind {
-            return Err(ApiError::bad_request(format!(
+            return Err(DecodeError::Refused(ApiError::bad_request(format!(
                 "the kind in the body ({k}) does not match the kind on the URL ({})",
                 res.kind
-            )));
+            ))));
         }
     }
     if let Some(v) = map.get("apiVersion").and_then(Value::as_str) {
         if !v.is_empty() && v != res.api_version {
-            return Err(ApiError::bad_request(format!(
+            return Err(DecodeError::Refused(ApiError::bad_request(format!(
                 "the API version in the data ({v}) does not match the expected API version ({})",
                 res.api_version
-            )));
+            ))));
         }
     }
     map.insert("kind".into(), json!(res.kind));
@@ -370,10 +408,10 @@ pub(crate) fn normalize(res: &Resource, obj: &mut Value) -> Result<(), ApiError>
             map.insert("metadata".into(), json!({}));
         }
         Some(Value::Object(_)) => {}
-        Some(other) => return Err(unmarshal_error(res, other, &format!("{}.metadata", res.kind), "v1.ObjectMeta")),
+        Some(other) => return Err(unmarshal_error(other, &format!("{}.metadata", res.kind), "v1.ObjectMeta")),
     }
-    check_string_map(res, map.get("metadata").and_then(|m| m.get("labels")), "ObjectMeta.metadata.labels")?;
-    check_string_map(res, map.get("metadata").and_then(|m| m.get("annotations")), "ObjectMeta.metadata.annotations")?;
+    check_string_map(map.get("metadata").and_then(|m| m.get("labels")), "ObjectMeta.metadata.labels")?;
+    check_string_map(map.get("metadata").and_then(|m| m.get("annotations")), "ObjectMeta.metadata.annotations")?;
     // Null-valued map entries are dropped by Go's decoder for map[string]string,
     // and an empty map is not stored or returned (`json:",omitempty"`).
     for field in ["labels", "annotations"] {
@@ -388,11 +426,11 @@ pub(crate) fn normalize(res: &Resource, obj: &mut Value) -> Result<(), ApiError>
 
     match res.plural {
         "secrets" => {
-            check_bytes_map(res, map.get("data"), "Secret.data")?;
-            check_string_map(res, map.get("stringData"), "Secret.stringData")?;
+            check_bytes_map(map.get("data"), "Secret.data")?;
+            check_string_map(map.get("stringData"), "Secret.stringData")?;
             if let Some(t) = map.get("type") {
                 if !t.is_string() && !t.is_null() {
-                    return Err(unmarshal_error(res, t, "Secret.type", "v1.SecretType"));
+                    return Err(unmarshal_error(t, "Secret.type", "v1.SecretType"));
                 }
             }
             // stringData is write-only: merged into data, never stored or returned.
@@ -428,7 +466,7 @@ pub(crate) fn normalize(res: &Resource, obj: &mut Value) -> Result<(), ApiError>
                     continue;
                 }
                 let utc = parse_micro_time(text).map_err(|detail| {
-                    cannot_handle(res, &format!("parsing time \"{text}\" as \"{RFC3339_MICRO}\": {detail}"))
+                    DecodeError::Shape(format!("parsing time \"{text}\" as \"{RFC3339_MICRO}\": {detail}"))
                 })?;
                 *field = json!(utc);
             }
