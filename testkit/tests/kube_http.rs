@@ -738,6 +738,43 @@ async fn a_patch_that_does_not_decode_is_an_invalid_patch() {
     assert_eq!(k.secret("default", "x").unwrap()["data"]["a"], b64("b"));
 }
 
+/// ServiceAccount references as Go's decoder and the strategy leave them:
+/// `name` is omitempty, unknown keys and everything but the name of a
+/// `secrets` entry are dropped, an empty list is not kept.
+#[tokio::test]
+async fn service_account_references_are_stored_as_the_api_server_stores_them() {
+    let k = KubeApi::start().await;
+    let url = format!("{}/api/v1/namespaces/default/serviceaccounts", k.url());
+    assert_eq!(json_req("POST", &url, &json!({"metadata": {"name": "sa"}})).await.status, 201);
+    let item = format!("{url}/sa");
+    let body = json!({
+        "imagePullSecrets": [{"name": ""}, {"name": "a", "extra": 1}, null, {"name": null}],
+        "secrets": [{"name": "s", "kind": "Secret", "namespace": "default", "uid": "u"}, {"name": ""}],
+    });
+    let r = patch(&item, "application/merge-patch+json", &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sa = r.json();
+    assert_eq!(sa["imagePullSecrets"], json!([{}, {"name": "a"}, {}, {}]));
+    assert_eq!(sa["secrets"], json!([{"name": "s"}, {}]));
+    assert_eq!(k.object("default", "serviceaccounts", "sa").unwrap(), sa);
+
+    let r = patch(&item, "application/merge-patch+json", &json!({"imagePullSecrets": [], "secrets": null})).await;
+    let sa = r.json();
+    assert!(sa.get("imagePullSecrets").is_none() && sa.get("secrets").is_none(), "{sa}");
+
+    for (body, detail) in [
+        (json!({"imagePullSecrets": [{"name": 5}]}), "json: cannot unmarshal number into Go struct field LocalObjectReference.imagePullSecrets.name of type string"),
+        (json!({"imagePullSecrets": "x"}), "json: cannot unmarshal string into Go struct field ServiceAccount.imagePullSecrets of type []v1.LocalObjectReference"),
+        (json!({"imagePullSecrets": [5]}), "json: cannot unmarshal number into Go struct field ServiceAccount.imagePullSecrets of type v1.LocalObjectReference"),
+        (json!({"secrets": [{"name": 5}]}), "json: cannot unmarshal number into Go struct field ObjectReference.secrets.name of type string"),
+    ] {
+        let mut body = body;
+        body["metadata"] = json!({"name": "s3"});
+        let s = assert_status(&json_req("POST", &url, &body).await, 400, "BadRequest");
+        assert_eq!(s["message"], format!("ServiceAccount in version \"v1\" cannot be handled as a ServiceAccount: {detail}"));
+    }
+}
+
 #[tokio::test]
 async fn auth_and_unknown_paths() {
     let k = KubeApi::start_with_token("s3cret").await;

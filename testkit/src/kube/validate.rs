@@ -503,6 +503,58 @@ pub(crate) fn normalize(res: &Resource, obj: &mut Value) -> Result<(), DecodeErr
                 map.entry(field).or_insert(Value::Null);
             }
         }
+        "serviceaccounts" => {
+            // `secrets` ([]ObjectReference, reduced to the name by the
+            // strategy's cleanSecretReferences) and `imagePullSecrets`
+            // ([]LocalObjectReference): `name` is `omitempty`, so `{"name": ""}`
+            // is stored as `{}`; other keys are dropped; an empty list is not kept.
+            for (field, item_type) in [("secrets", "ObjectReference"), ("imagePullSecrets", "LocalObjectReference")] {
+                let items = match map.get(field) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Array(items)) => Some(items),
+                    Some(other) => {
+                        return Err(unmarshal_error(
+                            other,
+                            &format!("ServiceAccount.{field}"),
+                            &format!("[]v1.{item_type}"),
+                        ))
+                    }
+                };
+                let Some(items) = items else {
+                    map.remove(field);
+                    continue;
+                };
+                let mut kept = Vec::with_capacity(items.len());
+                for item in items {
+                    let name = match item {
+                        Value::Null => None,
+                        Value::Object(m) => match m.get("name") {
+                            None | Some(Value::Null) => None,
+                            Some(Value::String(n)) => Some(n.clone()),
+                            Some(other) => {
+                                return Err(unmarshal_error(other, &format!("{item_type}.{field}.name"), "string"))
+                            }
+                        },
+                        other => {
+                            return Err(unmarshal_error(
+                                other,
+                                &format!("ServiceAccount.{field}"),
+                                &format!("v1.{item_type}"),
+                            ))
+                        }
+                    };
+                    kept.push(match name.filter(|n| !n.is_empty()) {
+                        Some(n) => json!({"name": n}),
+                        None => json!({}),
+                    });
+                }
+                if kept.is_empty() {
+                    map.remove(field);
+                } else {
+                    map.insert(field.into(), Value::Array(kept));
+                }
+            }
+        }
         "namespaces" => {
             let name =
                 map.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
