@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use regcred_testkit::KubeApi;
@@ -352,6 +352,70 @@ async fn watch_without_resource_version_and_label_transitions() {
     assert_eq!(evs[3]["object"]["status"]["phase"], "Terminating");
 }
 
+/// Watch bookmarks come when kube-apiserver v1.34's watch cache sends them
+/// (`cacheWatcher.nextBookmarkTime`, and what a real server did): about once
+/// a minute and 2 s before the watch's timeout, only if something was written
+/// since the watch began, never as soon as the watch opens. An early bookmark
+/// would keep a watcher's resourceVersion fresh and hide its 410 path.
+#[tokio::test]
+async fn watch_bookmarks_come_when_the_api_server_sends_them() {
+    let k = KubeApi::start().await;
+    let namespaces = format!("{}/api/v1/namespaces", k.url());
+    let watch = |timeout: u64| {
+        format!(
+            "{namespaces}?watch=true&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout}",
+            k.resource_version()
+        )
+    };
+    let started = Instant::now();
+    let (_, mut busy) = open_stream(&watch(4)).await;
+    let (_, mut short) = open_stream(&watch(2)).await;
+    let (_, mut long) = open_stream(&watch(30)).await;
+    k.create_namespace("x", &[]);
+    // Opened after the last write: nothing to bookmark.
+    let (_, mut idle) = open_stream(&watch(3)).await;
+
+    let (mut buf, mut buf_short, mut buf_long, mut buf_idle) =
+        (String::new(), String::new(), String::new(), String::new());
+    let evs = read_events(&mut busy, &mut buf, 1, Duration::from_secs(2)).await;
+    assert_eq!(evs[0]["type"], "ADDED");
+    let evs = read_events(&mut busy, &mut buf, 1, Duration::from_secs(5)).await;
+    let at = started.elapsed();
+    let bookmark = json!({"kind": "Namespace", "apiVersion": "v1", "spec": {}, "status": {},
+                          "metadata": {"resourceVersion": k.resource_version().to_string()}});
+    assert_eq!(evs, [json!({"type": "BOOKMARK", "object": bookmark})]);
+    assert!(at > Duration::from_millis(1500) && at < Duration::from_millis(3500), "2 s before the timeout, not {at:?}");
+    assert!(read_events(&mut busy, &mut buf, 1, Duration::from_secs(5)).await.is_empty(), "then only the end");
+
+    // A watch of 2 s has no time left for one; a long watch none yet; an idle one none.
+    let evs = read_events(&mut short, &mut buf_short, 2, Duration::from_secs(5)).await;
+    assert_eq!(evs.iter().map(|e| e["type"].as_str().unwrap()).collect::<Vec<_>>(), ["ADDED"]);
+    let evs = read_events(&mut idle, &mut buf_idle, 1, Duration::from_secs(5)).await;
+    assert!(evs.is_empty(), "{evs:?}");
+    let evs = read_events(&mut long, &mut buf_long, 2, Duration::from_millis(200)).await;
+    assert_eq!(evs.iter().map(|e| e["type"].as_str().unwrap()).collect::<Vec<_>>(), ["ADDED"]);
+}
+
+/// The test-only knob brings periodic bookmarks sooner; they still wait a period.
+#[tokio::test]
+async fn bookmark_frequency_can_be_shortened_for_tests() {
+    let k = KubeApi::start().await;
+    k.set_bookmark_frequency(Duration::from_millis(300));
+    let url = format!(
+        "{}/api/v1/namespaces?watch=true&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds=30",
+        k.url(),
+        k.resource_version()
+    );
+    let started = Instant::now();
+    let (_, mut body) = open_stream(&url).await;
+    k.create_namespace("x", &[]);
+    let mut buf = String::new();
+    let evs = read_events(&mut body, &mut buf, 3, Duration::from_secs(5)).await;
+    let types: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ADDED", "BOOKMARK", "BOOKMARK"]);
+    assert!(started.elapsed() >= Duration::from_millis(600), "{:?}", started.elapsed());
+}
+
 const METADATA: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
 const METADATA_LIST: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
 
@@ -400,9 +464,11 @@ async fn metadata_only_views() {
     assert_eq!(s["message"], "only the following media types are accepted: application/json");
     assert_eq!(k.namespace("apps").unwrap()["metadata"]["labels"]["team"], "ci");
 
-    // Watch events and bookmarks carry metadata only.
+    // Watch events and bookmarks carry metadata only. (The bookmark is the
+    // one sent 2 s before the timeout: a real server sends none to a watch
+    // of 2 s or less.)
     let rv = k.resource_version();
-    let url = format!("{namespaces}?watch=true&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=1");
+    let url = format!("{namespaces}?watch=true&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=3");
     let (status, mut body) = open_stream_with(&url, &[("accept", METADATA)]).await;
     assert_eq!(status, 200);
     k.label_namespace("apps", &[("team", "cd")]);
@@ -441,18 +507,60 @@ async fn namespace_deletion_deletes_contents() {
     assert_status(&r, 404, "NotFound");
 }
 
+fn causes(s: &Value) -> Vec<(String, String)> {
+    s["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["field"].as_str().unwrap().to_string(), c["message"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// `events.k8s.io/v1` validation in kube-apiserver v1.34's words and order:
+/// an Event is the core group's `Event` inside the apiserver, so errors name
+/// it without a group and report the core field names.
 #[tokio::test]
 async fn events_are_validated() {
     let k = KubeApi::start().await;
+    k.create_namespace("apps", &[]);
     let url = format!("{}/apis/events.k8s.io/v1/namespaces/default/events", k.url());
+    let apps_url = format!("{}/apis/events.k8s.io/v1/namespaces/apps/events", k.url());
+
+    // Without an eventTime it is taken for an old-style Event: only the
+    // eventTime and the type are reported, not the reporting fields.
     let r = json_req("POST", &url, &json!({"metadata": {"name": "e1"}})).await;
     let s = assert_status(&r, 422, "Invalid");
-    assert_eq!(s["details"]["group"], "events.k8s.io");
-    let fields: Vec<&str> =
-        s["details"]["causes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
-    for f in ["eventTime", "type", "reportingController", "reportingInstance", "action", "reason"] {
-        assert!(fields.contains(&f), "{f} missing from {fields:?}");
-    }
+    assert_eq!(
+        s["message"],
+        "Event \"e1\" is invalid: [eventTime: Required value, type: Invalid value: \"\": has invalid value: ]"
+    );
+    assert_eq!(
+        s["details"],
+        json!({"name": "e1", "kind": "Event", "causes": [
+            {"reason": "FieldValueRequired", "message": "Required value", "field": "eventTime"},
+            {"reason": "FieldValueInvalid", "message": "Invalid value: \"\": has invalid value: ", "field": "type"},
+        ]})
+    );
+
+    // With one, the reporting fields are required; an empty controller is
+    // also not a qualified name (both messages, as apimachinery gives them).
+    let r =
+        json_req("POST", &url, &json!({"metadata": {"name": "e1"}, "eventTime": "2025-01-01T00:00:00.000000Z"})).await;
+    let s = assert_status(&r, 422, "Invalid");
+    let required = "Required value".to_string();
+    assert_eq!(
+        causes(&s),
+        [
+            ("reportingController".into(), required.clone()),
+            ("reportingController".into(), "Invalid value: \"\": name part must be non-empty".into()),
+            ("reportingController".into(), "Invalid value: \"\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into()),
+            ("reportingInstance".into(), required.clone()),
+            ("action".into(), required.clone()),
+            ("reason".into(), required),
+            ("type".into(), "Invalid value: \"\": has invalid value: ".into()),
+        ]
+    );
+
     let ev = json!({
         "apiVersion": "events.k8s.io/v1", "kind": "Event",
         "metadata": {"name": "gcr-pull.1"},
@@ -465,19 +573,206 @@ async fn events_are_validated() {
     });
     let r = json_req("POST", &url, &ev).await;
     assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(k.events("default").len(), 1);
+    // What Go's encoder writes for the fields left unset.
+    let created = r.json();
+    assert_eq!(created["deprecatedSource"], json!({}));
+    assert_eq!(created["deprecatedFirstTimestamp"], Value::Null);
+    assert_eq!(created["deprecatedLastTimestamp"], Value::Null);
+    assert!(created.get("deprecatedCount").is_none() && created.get("series").is_none(), "{created}");
+    assert_eq!(k.events("default"), [created]);
     assert_eq!(k.events("default")[0]["reason"], "Refreshed");
+
     let mut bad = ev.clone();
     bad["metadata"]["name"] = json!("gcr-pull.2");
     bad["type"] = json!("Info");
     let s = assert_status(&json_req("POST", &url, &bad).await, 422, "Invalid");
+    assert_eq!(s["message"], "Event \"gcr-pull.2\" is invalid: type: Invalid value: \"\": has invalid value: Info");
+
+    // The deprecated fields must be unset, under their core names.
+    let mut bad = ev.clone();
+    bad["note"] = json!("n".repeat(1025));
+    bad["deprecatedFirstTimestamp"] = json!("2025-01-01T00:00:00Z");
+    bad["deprecatedLastTimestamp"] = json!("2025-01-01T00:00:00Z");
+    bad["deprecatedCount"] = json!(3);
+    bad["deprecatedSource"] = json!({"component": "c"});
+    let s = assert_status(&json_req("POST", &url, &bad).await, 422, "Invalid");
+    let unset = "Invalid value: \"\": needs to be unset".to_string();
+    assert_eq!(
+        causes(&s),
+        [
+            ("message".into(), "Invalid value: \"\": can have at most 1024 characters".into()),
+            ("firstTimestamp".into(), unset.clone()),
+            ("lastTimestamp".into(), unset.clone()),
+            ("count".into(), unset.clone()),
+            ("source".into(), unset),
+        ]
+    );
+
+    // With an eventTime, the regarding object may be in another namespace;
+    // without a namespace it is only allowed in default and kube-system.
+    let mut elsewhere = ev.clone();
+    elsewhere["metadata"]["name"] = json!("e3");
+    assert_eq!(json_req("POST", &apps_url, &elsewhere).await.status, 201);
+    elsewhere["metadata"]["name"] = json!("e4");
+    elsewhere["regarding"] = json!({"kind": "Secret", "name": "x"});
+    let s = assert_status(&json_req("POST", &apps_url, &elsewhere).await, 422, "Invalid");
     assert_eq!(
         s["message"],
-        "Event.events.k8s.io \"gcr-pull.2\" is invalid: type: Invalid value: \"\": has invalid value: Info"
+        "Event \"e4\" is invalid: involvedObject.namespace: Invalid value: \"\": does not match event.namespace"
     );
+    let old_style = json!({"metadata": {"name": "e5"}, "type": "Normal",
+                           "regarding": {"kind": "Secret", "namespace": "default", "name": "x"}});
+    let s = assert_status(&json_req("POST", &apps_url, &old_style).await, 422, "Invalid");
+    assert_eq!(
+        s["message"],
+        "Event \"e5\" is invalid: [involvedObject.namespace: Invalid value: \"default\": does not match event.namespace, eventTime: Required value]"
+    );
+
     let r = get(&url).await.json();
     assert_eq!(r["kind"], "EventList");
     assert_eq!(r["apiVersion"], "events.k8s.io/v1");
+}
+
+/// A DELETE whose preconditions do not hold, as `rest.BeforeDelete` words
+/// it: the object's kind (not its resource), UID checked first.
+#[tokio::test]
+async fn delete_preconditions_conflict_in_the_api_servers_words() {
+    let k = KubeApi::start().await;
+    let url = secrets_url(&k, "default");
+    let created = json_req("POST", &url, &dockerconfig_secret("x", "{}")).await.json();
+    let (uid, rv) =
+        (created["metadata"]["uid"].as_str().unwrap(), created["metadata"]["resourceVersion"].as_str().unwrap());
+    let item = format!("{url}/x");
+
+    let r = json_req("DELETE", &item, &json!({"preconditions": {"resourceVersion": "1"}})).await;
+    let s = assert_status(&r, 409, "Conflict");
+    assert_eq!(
+        s["message"],
+        format!("Operation cannot be fulfilled on Secret \"x\": the ResourceVersion in the precondition (1) does not match the ResourceVersion in record ({rv}). The object might have been modified")
+    );
+    assert_eq!(s["details"], json!({"name": "x", "kind": "Secret"}));
+
+    let r = json_req("DELETE", &item, &json!({"preconditions": {"uid": "abc", "resourceVersion": "1"}})).await;
+    let s = assert_status(&r, 409, "Conflict");
+    assert_eq!(
+        s["message"],
+        format!("Operation cannot be fulfilled on Secret \"x\": the UID in the precondition (abc) does not match the UID in record ({uid}). The object might have been deleted and then recreated")
+    );
+    assert!(k.secret("default", "x").is_some());
+
+    // Other kinds, including events.k8s.io Events, are named the same way.
+    let sa_url = format!("{}/api/v1/namespaces/default/serviceaccounts", k.url());
+    assert_eq!(json_req("POST", &sa_url, &json!({"metadata": {"name": "sa"}})).await.status, 201);
+    let r = json_req("DELETE", &format!("{sa_url}/sa"), &json!({"preconditions": {"uid": "u"}})).await;
+    let s = assert_status(&r, 409, "Conflict");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Operation cannot be fulfilled on ServiceAccount \"sa\": the UID in the precondition (u)"),
+        "{s}"
+    );
+    assert_eq!(s["details"], json!({"name": "sa", "kind": "ServiceAccount"}));
+    let ev_url = format!("{}/apis/events.k8s.io/v1/namespaces/default/events", k.url());
+    let ev = json!({"metadata": {"name": "e0"}, "eventTime": "2025-01-01T00:00:00.000000Z",
+                    "reportingController": "a.b/c", "reportingInstance": "i", "action": "A", "reason": "R",
+                    "type": "Normal", "regarding": {"kind": "Secret", "namespace": "default", "name": "x"}});
+    assert_eq!(json_req("POST", &ev_url, &ev).await.status, 201);
+    let r = json_req("DELETE", &format!("{ev_url}/e0"), &json!({"preconditions": {"resourceVersion": "1"}})).await;
+    let s = assert_status(&r, 409, "Conflict");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Operation cannot be fulfilled on Event \"e0\": the ResourceVersion"),
+        "{s}"
+    );
+    assert_eq!(s["details"], json!({"name": "e0", "kind": "Event"}));
+
+    // Matching preconditions delete.
+    let r = json_req("DELETE", &item, &json!({"preconditions": {"uid": uid, "resourceVersion": rv}})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// A merge patch whose result does not decode is an invalid patch (422) whose
+/// one cause holds the patched document, not a bad request (400) as a create is.
+#[tokio::test]
+async fn a_patch_that_does_not_decode_is_an_invalid_patch() {
+    let k = KubeApi::start().await;
+    let url = secrets_url(&k, "default");
+    let r = json_req("POST", &url, &json!({"metadata": {"name": "x"}, "stringData": {"a": "b"}})).await;
+    assert_eq!(r.status, 201);
+    let item = format!("{url}/x");
+    for (patch_body, detail) in [
+        (json!({"data": {"a": "abc!"}}), "illegal base64 data at input byte 3"),
+        (json!({"data": {"a": 5}}), "json: cannot unmarshal number into Go struct field Secret.data of type []uint8"),
+        (
+            json!({"data": "x"}),
+            "json: cannot unmarshal string into Go struct field Secret.data of type map[string][]uint8",
+        ),
+        (
+            json!({"metadata": {"labels": {"a": 5}}}),
+            "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.labels of type string",
+        ),
+    ] {
+        let s = assert_status(&patch(&item, "application/merge-patch+json", &patch_body).await, 422, "Invalid");
+        let causes = s["details"]["causes"].as_array().unwrap();
+        assert_eq!(s["details"].as_object().unwrap().len(), 1, "no name or kind: {s}");
+        assert_eq!(causes.len(), 1, "{s}");
+        assert_eq!(
+            (causes[0]["reason"].as_str(), causes[0]["field"].as_str()),
+            (Some("FieldValueInvalid"), Some("patch"))
+        );
+        let message = causes[0]["message"].as_str().unwrap();
+        assert_eq!(s["message"], format!(" \"\" is invalid: patch: {message}"));
+        // `Invalid value: "<patched document>": <decoder's error>`
+        let quoted = message.strip_prefix("Invalid value: ").unwrap().strip_suffix(&format!(": {detail}")).unwrap();
+        let patched: Value = serde_json::from_str(&serde_json::from_str::<String>(quoted).unwrap()).unwrap();
+        assert_eq!(patched["metadata"]["name"], "x");
+        assert_eq!(patched["kind"], "Secret");
+        let key = patch_body.as_object().unwrap().keys().next().unwrap();
+        if key == "data" {
+            assert_eq!(patched["data"], patch_body["data"], "{patched}");
+        }
+    }
+    assert_eq!(k.secret("default", "x").unwrap()["data"]["a"], b64("b"));
+}
+
+/// ServiceAccount references as Go's decoder and the strategy leave them:
+/// `name` is omitempty, unknown keys and everything but the name of a
+/// `secrets` entry are dropped, an empty list is not kept.
+#[tokio::test]
+async fn service_account_references_are_stored_as_the_api_server_stores_them() {
+    let k = KubeApi::start().await;
+    let url = format!("{}/api/v1/namespaces/default/serviceaccounts", k.url());
+    assert_eq!(json_req("POST", &url, &json!({"metadata": {"name": "sa"}})).await.status, 201);
+    let item = format!("{url}/sa");
+    let body = json!({
+        "imagePullSecrets": [{"name": ""}, {"name": "a", "extra": 1}, null, {"name": null}],
+        "secrets": [{"name": "s", "kind": "Secret", "namespace": "default", "uid": "u"}, {"name": ""}],
+    });
+    let r = patch(&item, "application/merge-patch+json", &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sa = r.json();
+    assert_eq!(sa["imagePullSecrets"], json!([{}, {"name": "a"}, {}, {}]));
+    assert_eq!(sa["secrets"], json!([{"name": "s"}, {}]));
+    assert_eq!(k.object("default", "serviceaccounts", "sa").unwrap(), sa);
+
+    let r = patch(&item, "application/merge-patch+json", &json!({"imagePullSecrets": [], "secrets": null})).await;
+    let sa = r.json();
+    assert!(sa.get("imagePullSecrets").is_none() && sa.get("secrets").is_none(), "{sa}");
+
+    for (body, detail) in [
+        (json!({"imagePullSecrets": [{"name": 5}]}), "json: cannot unmarshal number into Go struct field LocalObjectReference.imagePullSecrets.name of type string"),
+        (json!({"imagePullSecrets": "x"}), "json: cannot unmarshal string into Go struct field ServiceAccount.imagePullSecrets of type []v1.LocalObjectReference"),
+        (json!({"imagePullSecrets": [5]}), "json: cannot unmarshal number into Go struct field ServiceAccount.imagePullSecrets of type v1.LocalObjectReference"),
+        (json!({"secrets": [{"name": 5}]}), "json: cannot unmarshal number into Go struct field ObjectReference.secrets.name of type string"),
+    ] {
+        let mut body = body;
+        body["metadata"] = json!({"name": "s3"});
+        let s = assert_status(&json_req("POST", &url, &body).await, 400, "BadRequest");
+        assert_eq!(s["message"], format!("ServiceAccount in version \"v1\" cannot be handled as a ServiceAccount: {detail}"));
+    }
 }
 
 #[tokio::test]

@@ -29,6 +29,24 @@ use super::Shared;
 /// a random value in [minRequestTimeout, 2*minRequestTimeout], 30-60 min).
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 
+/// How long before its timeout a watch gets its last bookmark (the cacher's
+/// `nextBookmarkTime`: "for now we simply set it 2s before the deadline").
+const BOOKMARK_BEFORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// When a watch's next periodic bookmark is due, as k8s.io/apiserver's cacher
+/// (`cacheWatcher.nextBookmarkTime`) schedules it: `every` from now (a minute
+/// there), or 2 s before the deadline if that is sooner; none if that moment
+/// has passed (a watch of `timeoutSeconds` 2 or less never gets one).
+fn next_bookmark(
+    now: tokio::time::Instant,
+    every: Duration,
+    deadline: tokio::time::Instant,
+) -> Option<tokio::time::Instant> {
+    let before_timeout = deadline.checked_sub(BOOKMARK_BEFORE_TIMEOUT)?;
+    let at = (now + every).min(before_timeout);
+    (at > now).then_some(at)
+}
+
 struct Query(Vec<(String, String)>);
 
 impl Query {
@@ -369,7 +387,14 @@ fn bookmark(view: View, res: &Resource, rv: u64, initial_end: bool) -> Bytes {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
     let (kind, api_version) = view.bookmark_type(res);
-    event_line("BOOKMARK", &json!({"kind": kind, "apiVersion": api_version, "metadata": meta}))
+    let mut object = json!({"kind": kind, "apiVersion": api_version, "metadata": meta});
+    // The cacher sends an empty object of the resource's Go type: a
+    // Namespace's struct-typed `spec` and `status` come out as `{}`.
+    if view == View::Full && res.plural == "namespaces" {
+        object["spec"] = json!({});
+        object["status"] = json!({});
+    }
+    event_line("BOOKMARK", &object)
 }
 
 struct WatchState {
@@ -379,14 +404,26 @@ struct WatchState {
     cursor: u64,
     pending: VecDeque<Bytes>,
     deadline: tokio::time::Instant,
-    bookmarks: bool,
+    /// When the next periodic bookmark is due; `None` without
+    /// `allowWatchBookmarks` or once none is left before the deadline.
+    next_bookmark: Option<tokio::time::Instant>,
+    bookmark_every: Duration,
+    /// Set when `next_bookmark` has passed; the bookmark is written once the
+    /// changes up to that moment have been.
+    bookmark_due: bool,
+    /// The resourceVersion the watch started from: a bookmark must be newer.
+    start_rv: u64,
     view: View,
     done: bool,
 }
 
 /// WATCH: a chunked stream of newline-delimited events, from the requested
 /// resourceVersion (or the current state as synthetic ADDED events when none
-/// or "0" is given), until `timeoutSeconds`.
+/// or "0" is given), until `timeoutSeconds`. With `allowWatchBookmarks`, a
+/// BOOKMARK comes when the cacher would send one: about once a minute and 2 s
+/// before the timeout (see [`next_bookmark`]), never right away, so a test
+/// sees one only if it waits for it or asks for a shorter period
+/// ([`KubeApi::set_bookmark_frequency`](super::KubeApi::set_bookmark_frequency)).
 fn watch(req: &Req, filter: Filter) -> Result<Response, ApiError> {
     let timeout = match req.query.get("timeoutSeconds") {
         None | Some("") => DEFAULT_WATCH_TIMEOUT,
@@ -444,14 +481,20 @@ fn watch(req: &Req, filter: Filter) -> Result<Response, ApiError> {
     };
     let expired = rv_param.parse::<u64>().is_ok_and(|rv| rv < store.compacted()) && !send_initial;
     drop(store);
+    let now = tokio::time::Instant::now();
+    let deadline = now + timeout;
+    let bookmark_every = req.shared.bookmark_every();
     let state = WatchState {
         shared: req.shared.clone(),
         rx,
         filter,
         cursor,
         pending,
-        deadline: tokio::time::Instant::now() + timeout,
-        bookmarks,
+        deadline,
+        next_bookmark: if bookmarks { next_bookmark(now, bookmark_every, deadline) } else { None },
+        bookmark_every,
+        bookmark_due: false,
+        start_rv: cursor,
         view: req.view,
         done: expired || unencodable,
     };
@@ -485,20 +528,31 @@ fn watch(req: &Req, filter: Filter) -> Result<Response, ApiError> {
                 }
                 st.cursor = st.cursor.max(store.resource_version());
             }
+            if st.bookmark_due && !st.done {
+                st.bookmark_due = false;
+                // The cacher drops a bookmark no newer than where the watch
+                // started: an idle watch gets none. (Its bookmark carries the
+                // newest resourceVersion the resource's cache has seen, which
+                // etcd's progress notifications keep close to the newest
+                // revision; the global counter stands in for that here.)
+                if st.cursor > st.start_rv {
+                    st.pending.push_back(bookmark(st.view, st.filter.res, st.cursor, false));
+                }
+                st.next_bookmark = next_bookmark(tokio::time::Instant::now(), st.bookmark_every, st.deadline);
+            }
             if st.done || !st.pending.is_empty() {
                 continue;
             }
+            let next_bookmark = st.next_bookmark;
             tokio::select! {
                 changed = st.rx.changed() => {
                     if changed.is_err() {
                         st.done = true;
                     }
                 }
-                _ = tokio::time::sleep_until(st.deadline) => {
-                    if st.bookmarks {
-                        st.pending.push_back(bookmark(st.view, st.filter.res, st.cursor, false));
-                    }
-                    st.done = true;
+                _ = tokio::time::sleep_until(st.deadline) => st.done = true,
+                _ = async { tokio::time::sleep_until(next_bookmark.expect("guarded")).await }, if next_bookmark.is_some() => {
+                    st.bookmark_due = true;
                 }
             }
         }

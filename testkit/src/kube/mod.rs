@@ -31,7 +31,9 @@ mod validate;
 mod view;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::response::IntoResponse;
 use axum::Router;
@@ -49,6 +51,18 @@ pub(crate) struct Shared {
     /// Bumped to the newest resourceVersion after every write; watches wait on it.
     changes: tokio::sync::watch::Receiver<u64>,
     token: Option<String>,
+    /// The period of watch bookmarks, in milliseconds (see
+    /// [`KubeApi::set_bookmark_frequency`]).
+    bookmark_every_ms: AtomicU64,
+}
+
+/// kube-apiserver's `defaultBookmarkFrequency` (storage/cacher): a minute.
+const DEFAULT_BOOKMARK_FREQUENCY: Duration = Duration::from_secs(60);
+
+impl Shared {
+    fn bookmark_every(&self) -> Duration {
+        Duration::from_millis(self.bookmark_every_ms.load(Ordering::Relaxed))
+    }
 }
 
 /// A running Kubernetes API emulator bound to `127.0.0.1:<random port>`.
@@ -75,7 +89,12 @@ impl KubeApi {
 
     async fn start_inner(token: Option<String>) -> KubeApi {
         let (tx, rx) = tokio::sync::watch::channel(0);
-        let shared = Arc::new(Shared { store: Mutex::new(Store::new(tx)), changes: rx, token });
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::new(tx)),
+            changes: rx,
+            token,
+            bookmark_every_ms: AtomicU64::new(DEFAULT_BOOKMARK_FREQUENCY.as_millis() as u64),
+        });
         let faults = Faults::default();
         let recorder = Arc::new(Recorder::default());
         let router = Router::new().fallback(handlers::dispatch).with_state(shared.clone());
@@ -207,6 +226,16 @@ impl KubeApi {
     /// continue tokens from older resourceVersions get `410 Expired`.
     pub fn compact(&self) {
         self.store().compact();
+    }
+
+    /// Test-only: the period of watch bookmarks for watches opened from now
+    /// on, instead of kube-apiserver's minute. Bookmarks still never come
+    /// before the first period has passed, only when something has been
+    /// written since the watch began, and also 2 s before a watch's timeout. A test that calls this should say why it needs bookmarks
+    /// sooner than a real server sends them: an early bookmark keeps a
+    /// watcher's resourceVersion fresh and can hide a 410-and-relist path.
+    pub fn set_bookmark_frequency(&self, every: Duration) {
+        self.shared.bookmark_every_ms.store(every.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Every request received, in arrival order.

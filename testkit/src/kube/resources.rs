@@ -19,6 +19,15 @@ pub(crate) struct Resource {
 }
 
 impl Resource {
+    /// The group and kind of the apiserver's internal type for this resource,
+    /// which validation (`X "name" is invalid`) and delete preconditions name.
+    /// Every resource served here is a core type inside the apiserver:
+    /// `events.k8s.io/v1` Events are converted to and stored as core Events,
+    /// so their errors say `Event`, with no group (checked against v1.34).
+    pub fn internal_kind(&self) -> (&'static str, &'static str) {
+        ("", self.kind)
+    }
+
     const fn namespaced(plural: &'static str, kind: &'static str, list_kind: &'static str) -> Resource {
         Resource { plural, kind, list_kind, group: "", api_version: "v1", namespaced: true, read_only: false }
     }

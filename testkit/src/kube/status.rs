@@ -131,7 +131,31 @@ impl ApiError {
         .with_details(Self::resource_details(res, name))
     }
 
+    /// A failed `preconditions` check of a DELETE (`rest.BeforeDelete`). Unlike
+    /// the update conflict it names the object's kind, not its resource, and
+    /// the kind of the apiserver's internal type (see [`Resource::internal_kind`]):
+    /// `Operation cannot be fulfilled on Secret "x": the ResourceVersion in the
+    /// precondition (1) does not match ...`, `details: {name, kind: "Secret"}`.
+    pub fn precondition_conflict(res: &Resource, name: &str, detail: &str) -> ApiError {
+        let (group, kind) = res.internal_kind();
+        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let mut d = Map::new();
+        d.insert("name".into(), json!(name));
+        if !group.is_empty() {
+            d.insert("group".into(), json!(group));
+        }
+        d.insert("kind".into(), json!(kind));
+        ApiError::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {qualified} {}: {detail}", go_quote(name)),
+        )
+        .with_details(Value::Object(d))
+    }
+
     /// `errors.NewInvalid(kind, name, errs)`: 422 with one cause per field error.
+    /// Empty `name`, `group` and `kind` are left out of `details`, as Go's
+    /// `omitempty` leaves them out (a failed patch: `" \"\" is invalid: ..."`).
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
         let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
         let joined = if causes.len() == 1 {
@@ -140,11 +164,11 @@ impl ApiError {
             format!("[{}]", causes.iter().map(Cause::full).collect::<Vec<_>>().join(", "))
         };
         let mut d = Map::new();
-        d.insert("name".into(), json!(name));
-        if !group.is_empty() {
-            d.insert("group".into(), json!(group));
+        for (k, v) in [("name", name), ("group", group), ("kind", kind)] {
+            if !v.is_empty() {
+                d.insert(k.into(), json!(v));
+            }
         }
-        d.insert("kind".into(), json!(kind));
         d.insert(
             "causes".into(),
             Value::Array(
@@ -155,8 +179,11 @@ impl ApiError {
             .with_details(Value::Object(d))
     }
 
+    /// A write that failed validation: named by the kind of the apiserver's
+    /// internal type (`Event "e1" is invalid`, not `Event.events.k8s.io`).
     pub fn invalid_resource(res: &Resource, name: &str, causes: Vec<Cause>) -> ApiError {
-        Self::invalid(res.group, res.kind, name, causes)
+        let (group, kind) = res.internal_kind();
+        Self::invalid(group, kind, name, causes)
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {

@@ -222,7 +222,7 @@ impl Store {
 
     /// POST: create.
     pub fn create(&mut self, res: &'static Resource, ns: &str, mut obj: Value) -> Result<Value, ApiError> {
-        validate::normalize(res, &mut obj)?;
+        validate::normalize(res, &mut obj).map_err(|e| e.on_create(res))?;
         check_namespace(res, ns, &mut obj)?;
         if !meta_str(&obj, "resourceVersion").is_empty() {
             return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
@@ -259,7 +259,10 @@ impl Store {
         };
         let mut obj = current.clone();
         merge(&mut obj, patch);
-        validate::normalize(res, &mut obj)?;
+        // The patched document is decoded like a new body, but a failure is
+        // reported as an invalid patch (422), not as a bad request.
+        let patched = obj.clone();
+        validate::normalize(res, &mut obj).map_err(|e| e.on_patch(&patched))?;
         if meta_str(&obj, "name") != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
@@ -309,17 +312,18 @@ impl Store {
         let Some(current) = self.get(res, ns, name).cloned() else {
             return Err(ApiError::not_found(res, name));
         };
-        for (field, label, wanted) in
-            [("uid", "UID", precondition_uid), ("resourceVersion", "ResourceVersion", precondition_rv)]
-        {
+        // `rest.BeforeDelete`: UID first, then resourceVersion, each in its own words.
+        for (field, label, wanted, why) in [
+            ("uid", "UID", precondition_uid, "deleted and then recreated"),
+            ("resourceVersion", "ResourceVersion", precondition_rv, "modified"),
+        ] {
             let actual = meta_str(&current, field);
             if let Some(wanted) = wanted.filter(|w| *w != actual) {
-                return Err(ApiError::new(
-                    409,
-                    "Conflict",
-                    format!(
-                        "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {actual}",
-                        res.plural
+                return Err(ApiError::precondition_conflict(
+                    res,
+                    name,
+                    &format!(
+                        "the {label} in the precondition ({wanted}) does not match the {label} in record ({actual}). The object might have been {why}"
                     ),
                 ));
             }

@@ -1,15 +1,18 @@
 //! Decoding and validation of written objects, mirroring the apiserver.
 //!
 //! The apiserver rejects a write at two stages, with different errors:
-//! * decoding (`400 BadRequest`, "... cannot be handled as a Secret: ..."): the
-//!   body is not the right JSON shape, e.g. a `data` value that is not base64;
+//! * decoding: the body is not the right JSON shape, e.g. a `data` value that
+//!   is not base64. A create answers `400 BadRequest` ("... cannot be handled
+//!   as a Secret: ..."), a merge patch `422 Invalid` on the field `patch`
+//!   ([`DecodeError`]);
 //! * validation (`422 Invalid` with `details.causes[]`): the object is well
 //!   formed but breaks a rule of `pkg/apis/core/validation` (names, keys, secret
 //!   types, sizes, immutability) or `pkg/apis/events/validation`.
 //!
-//! [`normalize`] performs the decoding checks plus the defaulting that the
-//! apiserver applies on write (`stringData` folded into `data`, `type: Opaque`,
-//! the namespace name label), and the `validate_*` functions return the causes.
+//! [`normalize`] performs the decoding checks plus what decoding, defaulting
+//! and the strategies do to a written object (`stringData` folded into
+//! `data`, `type: Opaque`, the namespace name label, `omitempty` fields
+//! dropped), and the `validate_*` functions return the causes.
 
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
@@ -25,11 +28,6 @@ const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist
 const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
 const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
-
-/// `validation.IsDNS1123Subdomain` without the length check.
-fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label_any_len)
-}
 
 fn is_dns1123_label_any_len(s: &str) -> bool {
     let b = s.as_bytes();
@@ -50,42 +48,68 @@ fn subdomain_errors(field: &str, s: &str) -> Vec<Cause> {
     out
 }
 
-/// The name part of a qualified name (label keys and values use the same rule).
-fn is_qualified_name_part(s: &str) -> bool {
+/// `qualifiedNameRegexp` (and the label value regexp, which also allows ""):
+/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`, with no length limit of its own.
+fn matches_qualified_name_part(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
         && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
-/// `validation.IsValidLabelValue`.
+/// `validation.IsValidLabelValue`: the length and the pattern are separate
+/// checks, so a long value with a bad character gets both messages.
 pub(crate) fn label_value_errors(field: &str, v: &str) -> Vec<Cause> {
+    let mut out = Vec::new();
     if v.len() > 63 {
-        vec![Cause::invalid(field, v, "must be no more than 63 characters")]
-    } else if !v.is_empty() && !is_qualified_name_part(v) {
-        vec![Cause::invalid(field, v, LABEL_VALUE_MSG)]
-    } else {
-        vec![]
+        out.push(Cause::invalid(field, v, "must be no more than 63 characters"));
     }
+    if !v.is_empty() && !matches_qualified_name_part(v) {
+        out.push(Cause::invalid(field, v, LABEL_VALUE_MSG));
+    }
+    out
 }
 
-/// `validation.IsQualifiedName`: `[dns-subdomain-prefix/]name`.
+/// `validation.IsQualifiedName`: `[dns-subdomain-prefix/]name`, each check
+/// reported on its own as apimachinery does (an empty name part is both
+/// "must be non-empty" and a pattern failure).
 pub(crate) fn qualified_name_errors(field: &str, s: &str) -> Vec<Cause> {
-    let (prefix, name) = match s.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, s),
-    };
+    let parts: Vec<&str> = s.split('/').collect();
     let mut out = Vec::new();
-    if let Some(p) = prefix {
-        if !is_dns1123_subdomain(p) {
-            out.push(Cause::invalid(field, s, format!("prefix part {DNS1123_SUBDOMAIN_MSG}")));
+    let name = match parts[..] {
+        [name] => name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                out.push(Cause::invalid(field, s, "prefix part must be non-empty"));
+            } else {
+                if prefix.len() > 253 {
+                    out.push(Cause::invalid(field, s, "prefix part must be no more than 253 characters"));
+                }
+                if !prefix.split('.').all(is_dns1123_label_any_len) {
+                    out.push(Cause::invalid(field, s, format!("prefix part {DNS1123_SUBDOMAIN_MSG}")));
+                }
+            }
+            name
         }
-    }
+        _ => {
+            out.push(Cause::invalid(
+                field,
+                s,
+                format!(
+                    "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+                    QUALIFIED_NAME_MSG.trim_start_matches("name part ")
+                ),
+            ));
+            return out;
+        }
+    };
     if name.is_empty() {
         out.push(Cause::invalid(field, s, "name part must be non-empty"));
-    } else if !is_qualified_name_part(name) {
+    } else if name.len() > 63 {
+        out.push(Cause::invalid(field, s, "name part must be no more than 63 characters"));
+    }
+    if !matches_qualified_name_part(name) {
         out.push(Cause::invalid(field, s, QUALIFIED_NAME_MSG));
     }
     out
@@ -234,20 +258,56 @@ fn parse_micro_time(text: &str) -> Result<String, String> {
     Ok(humantime::format_rfc3339_micros(utc).to_string())
 }
 
-fn cannot_handle(res: &Resource, detail: &str) -> ApiError {
-    let version = res.api_version.rsplit('/').next().unwrap_or("v1");
-    ApiError::bad_request(format!(
-        "{} in version \"{}\" cannot be handled as a {}: {}",
-        res.kind, version, res.kind, detail
-    ))
+/// Why a written body could not be decoded into the resource's Go type.
+#[derive(Debug)]
+pub(crate) enum DecodeError {
+    /// Go's decoder failed on a value of the wrong shape (not base64, a number
+    /// where a string belongs, a bad time); the text is its error message.
+    Shape(String),
+    /// Refused before decoding (not an object, a kind or apiVersion of another
+    /// resource): answered the same way on every path.
+    Refused(ApiError),
 }
 
-/// Go's `encoding/json` error for a value of the wrong type, as a decoding error.
-fn unmarshal_error(res: &Resource, v: &Value, go_field: &str, go_type: &str) -> ApiError {
-    cannot_handle(
-        res,
-        &format!("json: cannot unmarshal {} into Go struct field {go_field} of type {go_type}", json_type(v)),
-    )
+impl DecodeError {
+    /// The answer to a create (`POST`): `400 BadRequest`,
+    /// `Secret in version "v1" cannot be handled as a Secret: <detail>`.
+    pub fn on_create(self, res: &Resource) -> ApiError {
+        match self {
+            DecodeError::Shape(detail) => {
+                let version = res.api_version.rsplit('/').next().unwrap_or("v1");
+                ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: {}",
+                    res.kind, version, res.kind, detail
+                ))
+            }
+            DecodeError::Refused(e) => e,
+        }
+    }
+
+    /// The answer to a merge patch whose result cannot be decoded
+    /// (`jsonPatcher.applyPatchToCurrentObject`): `422 Invalid` with no kind
+    /// or name, one cause on the field `patch` whose value is the patched
+    /// document. kube-apiserver prints that document as evanphx/json-patch
+    /// re-encodes it, with `managedFields`; here it is the emulator's own
+    /// object with sorted keys and without them.
+    pub fn on_patch(self, patched: &Value) -> ApiError {
+        match self {
+            DecodeError::Shape(detail) => {
+                let doc = serde_json::to_string(patched).expect("json");
+                ApiError::invalid("", "", "", vec![Cause::invalid("patch", &doc, detail)])
+            }
+            DecodeError::Refused(e) => e,
+        }
+    }
+}
+
+/// Go's `encoding/json` error for a value of the wrong type.
+fn unmarshal_error(v: &Value, go_field: &str, go_type: &str) -> DecodeError {
+    DecodeError::Shape(format!(
+        "json: cannot unmarshal {} into Go struct field {go_field} of type {go_type}",
+        json_type(v)
+    ))
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -282,63 +342,63 @@ fn decode_go_base64(s: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Checks a `map[string]string` field (labels, annotations, stringData, ConfigMap data).
-fn check_string_map(res: &Resource, v: Option<&Value>, go_field: &str) -> Result<(), ApiError> {
+fn check_string_map(v: Option<&Value>, go_field: &str) -> Result<(), DecodeError> {
     match v {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Object(m)) => {
             for val in m.values() {
                 if !val.is_string() && !val.is_null() {
-                    return Err(unmarshal_error(res, val, go_field, "string"));
+                    return Err(unmarshal_error(val, go_field, "string"));
                 }
             }
             Ok(())
         }
-        Some(other) => Err(unmarshal_error(res, other, go_field, "map[string]string")),
+        Some(other) => Err(unmarshal_error(other, go_field, "map[string]string")),
     }
 }
 
 /// Checks a `map[string][]byte` field: every value a base64 string.
-fn check_bytes_map(res: &Resource, v: Option<&Value>, go_field: &str) -> Result<(), ApiError> {
+fn check_bytes_map(v: Option<&Value>, go_field: &str) -> Result<(), DecodeError> {
     match v {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Object(m)) => {
             for val in m.values() {
                 match val {
                     Value::String(s) => {
-                        decode_go_base64(s).map_err(|e| cannot_handle(res, &e))?;
+                        decode_go_base64(s).map_err(DecodeError::Shape)?;
                     }
                     Value::Null => {}
-                    other => return Err(unmarshal_error(res, other, go_field, "[]uint8")),
+                    other => return Err(unmarshal_error(other, go_field, "[]uint8")),
                 }
             }
             Ok(())
         }
-        Some(other) => Err(unmarshal_error(res, other, go_field, "map[string][]uint8")),
+        Some(other) => Err(unmarshal_error(other, go_field, "map[string][]uint8")),
     }
 }
 
 /// Decoding checks and write-time defaulting. `obj` must already be a JSON object.
-pub(crate) fn normalize(res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
+pub(crate) fn normalize(res: &Resource, obj: &mut Value) -> Result<(), DecodeError> {
     let Some(map) = obj.as_object_mut() else {
-        return Err(ApiError::bad_request(format!(
+        return Err(DecodeError::Refused(ApiError::bad_request(format!(
             "json: cannot unmarshal {} into Go value of type struct",
             json_type(obj)
-        )));
+        ))));
     };
     if let Some(k) = map.get("kind").and_then(Value::as_str) {
         if !k.is_empty() && k != res.kind {
-            return Err(ApiError::bad_request(format!(
+            return Err(DecodeError::Refused(ApiError::bad_request(format!(
                 "the kind in the body ({k}) does not match the kind on the URL ({})",
                 res.kind
-            )));
+            ))));
         }
     }
     if let Some(v) = map.get("apiVersion").and_then(Value::as_str) {
         if !v.is_empty() && v != res.api_version {
-            return Err(ApiError::bad_request(format!(
+            return Err(DecodeError::Refused(ApiError::bad_request(format!(
                 "the API version in the data ({v}) does not match the expected API version ({})",
                 res.api_version
-            )));
+            ))));
         }
     }
     map.insert("kind".into(), json!(res.kind));
@@ -348,10 +408,10 @@ pub(crate) fn normalize(res: &Resource, obj: &mut Value) -> Result<(), ApiError>
             map.insert("metadata".into(), json!({}));
         }
         Some(Value::Object(_)) => {}
-        Some(other) => return Err(unmarshal_error(res, other, &format!("{}.metadata", res.kind), "v1.ObjectMeta")),
+        Some(other) => return Err(unmarshal_error(other, &format!("{}.metadata", res.kind), "v1.ObjectMeta")),
     }
-    check_string_map(res, map.get("metadata").and_then(|m| m.get("labels")), "ObjectMeta.metadata.labels")?;
-    check_string_map(res, map.get("metadata").and_then(|m| m.get("annotations")), "ObjectMeta.metadata.annotations")?;
+    check_string_map(map.get("metadata").and_then(|m| m.get("labels")), "ObjectMeta.metadata.labels")?;
+    check_string_map(map.get("metadata").and_then(|m| m.get("annotations")), "ObjectMeta.metadata.annotations")?;
     // Null-valued map entries are dropped by Go's decoder for map[string]string,
     // and an empty map is not stored or returned (`json:",omitempty"`).
     for field in ["labels", "annotations"] {
@@ -366,11 +426,11 @@ pub(crate) fn normalize(res: &Resource, obj: &mut Value) -> Result<(), ApiError>
 
     match res.plural {
         "secrets" => {
-            check_bytes_map(res, map.get("data"), "Secret.data")?;
-            check_string_map(res, map.get("stringData"), "Secret.stringData")?;
+            check_bytes_map(map.get("data"), "Secret.data")?;
+            check_string_map(map.get("stringData"), "Secret.stringData")?;
             if let Some(t) = map.get("type") {
                 if !t.is_string() && !t.is_null() {
-                    return Err(unmarshal_error(res, t, "Secret.type", "v1.SecretType"));
+                    return Err(unmarshal_error(t, "Secret.type", "v1.SecretType"));
                 }
             }
             // stringData is write-only: merged into data, never stored or returned.
@@ -406,9 +466,93 @@ pub(crate) fn normalize(res: &Resource, obj: &mut Value) -> Result<(), ApiError>
                     continue;
                 }
                 let utc = parse_micro_time(text).map_err(|detail| {
-                    cannot_handle(res, &format!("parsing time \"{text}\" as \"{RFC3339_MICRO}\": {detail}"))
+                    DecodeError::Shape(format!("parsing time \"{text}\" as \"{RFC3339_MICRO}\": {detail}"))
                 })?;
                 *field = json!(utc);
+            }
+            // What Go's encoder writes back for an events.k8s.io/v1 Event:
+            // `omitempty` strings and counts are left out, the struct-typed
+            // `regarding` and `deprecatedSource` are always there (`{}` when
+            // empty), and the two `metav1.Time` fields are `null` when unset.
+            for field in ["reportingController", "reportingInstance", "action", "reason", "note", "type"] {
+                if map.get(field).is_some_and(|v| v.as_str() == Some("") || v.is_null()) {
+                    map.remove(field);
+                }
+            }
+            if map.get("deprecatedCount").is_some_and(|v| v.as_i64() == Some(0) || v.is_null()) {
+                map.remove("deprecatedCount");
+            }
+            for field in ["series", "related"] {
+                if map.get(field).is_some_and(Value::is_null) {
+                    map.remove(field);
+                }
+            }
+            for field in ["regarding", "deprecatedSource"] {
+                let value = map.entry(field).or_insert_with(|| json!({}));
+                if value.is_null() {
+                    *value = json!({});
+                }
+            }
+            // `related` is a pointer: absent stays absent.
+            for field in ["regarding", "deprecatedSource", "related"] {
+                if let Some(Value::Object(m)) = map.get_mut(field) {
+                    m.retain(|_, v| !(v.is_null() || v.as_str() == Some("")));
+                }
+            }
+            for field in ["deprecatedFirstTimestamp", "deprecatedLastTimestamp"] {
+                map.entry(field).or_insert(Value::Null);
+            }
+        }
+        "serviceaccounts" => {
+            // `secrets` ([]ObjectReference, reduced to the name by the
+            // strategy's cleanSecretReferences) and `imagePullSecrets`
+            // ([]LocalObjectReference): `name` is `omitempty`, so `{"name": ""}`
+            // is stored as `{}`; other keys are dropped; an empty list is not kept.
+            for (field, item_type) in [("secrets", "ObjectReference"), ("imagePullSecrets", "LocalObjectReference")] {
+                let items = match map.get(field) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Array(items)) => Some(items),
+                    Some(other) => {
+                        return Err(unmarshal_error(
+                            other,
+                            &format!("ServiceAccount.{field}"),
+                            &format!("[]v1.{item_type}"),
+                        ))
+                    }
+                };
+                let Some(items) = items else {
+                    map.remove(field);
+                    continue;
+                };
+                let mut kept = Vec::with_capacity(items.len());
+                for item in items {
+                    let name = match item {
+                        Value::Null => None,
+                        Value::Object(m) => match m.get("name") {
+                            None | Some(Value::Null) => None,
+                            Some(Value::String(n)) => Some(n.clone()),
+                            Some(other) => {
+                                return Err(unmarshal_error(other, &format!("{item_type}.{field}.name"), "string"))
+                            }
+                        },
+                        other => {
+                            return Err(unmarshal_error(
+                                other,
+                                &format!("ServiceAccount.{field}"),
+                                &format!("v1.{item_type}"),
+                            ))
+                        }
+                    };
+                    kept.push(match name.filter(|n| !n.is_empty()) {
+                        Some(n) => json!({"name": n}),
+                        None => json!({}),
+                    });
+                }
+                if kept.is_empty() {
+                    map.remove(field);
+                } else {
+                    map.insert(field.into(), Value::Array(kept));
+                }
             }
         }
         "namespaces" => {
@@ -511,66 +655,54 @@ fn secret_errors(obj: &Value) -> Vec<Cause> {
     out
 }
 
-/// `events.k8s.io/v1` strict validation (`ValidateEventCreate` for v1).
+/// `ValidateEventCreate` for `events.k8s.io/v1` (pkg/apis/core/validation/events.go),
+/// in its order: the legacy checks every Event passes, then the strict ones.
+/// Field paths are those of the internal core Event the apiserver validates:
+/// `note` is reported as `message`, `regarding` as `involvedObject`,
+/// `deprecatedSource` as `source`, `deprecatedFirstTimestamp` as `firstTimestamp`.
 fn event_errors(obj: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     let ns = str_at(obj, "/metadata/namespace");
-    if str_at(obj, "/eventTime").is_empty() {
-        out.push(Cause::required("eventTime", ""));
-    } else if humantime::parse_rfc3339_weak(str_at(obj, "/eventTime").trim_end_matches('Z')).is_err()
-        && humantime::parse_rfc3339(str_at(obj, "/eventTime")).is_err()
-    {
-        out.push(Cause::invalid(
-            "eventTime",
-            str_at(obj, "/eventTime"),
-            "must be an RFC 3339 timestamp with microseconds",
-        ));
-    }
-    let ty = str_at(obj, "/type");
-    if ty != "Normal" && ty != "Warning" {
-        out.push(Cause::invalid("type", "", format!("has invalid value: {ty}")));
-    }
-    if !str_at(obj, "/deprecatedFirstTimestamp").is_empty() {
-        out.push(Cause::invalid("deprecatedFirstTimestamp", "", "needs to be unset"));
-    }
-    if !str_at(obj, "/deprecatedLastTimestamp").is_empty() {
-        out.push(Cause::invalid("deprecatedLastTimestamp", "", "needs to be unset"));
-    }
-    if obj.get("deprecatedCount").and_then(Value::as_i64).unwrap_or(0) != 0 {
-        out.push(Cause::invalid("deprecatedCount", "", "needs to be unset"));
-    }
-    if obj.get("deprecatedSource").is_some_and(|s| s.as_object().is_some_and(|m| !m.is_empty())) {
-        out.push(Cause::invalid("deprecatedSource", "", "needs to be unset"));
-    }
-    // The legacy check, run for every Event: a regarding object without a
-    // namespace is only allowed for events in "default" or "kube-system".
     let regarding_ns = str_at(obj, "/regarding/namespace");
-    if regarding_ns.is_empty() {
-        if ns != "default" && ns != "kube-system" {
-            out.push(Cause::invalid("involvedObject.namespace", "", "does not match event.namespace"));
+    let mismatch = |value: &str| Cause::invalid("involvedObject.namespace", value, "does not match event.namespace");
+    // legacyValidateEvent: without an eventTime the Event is taken for an
+    // old-style one and only its namespace is checked; the reporting fields
+    // are checked only when eventTime is set.
+    if str_at(obj, "/eventTime").is_empty() {
+        if regarding_ns.is_empty() {
+            if !ns.is_empty() && ns != "default" {
+                out.push(mismatch(regarding_ns));
+            }
+        } else if ns != regarding_ns {
+            out.push(mismatch(regarding_ns));
         }
-    } else if regarding_ns != ns {
-        out.push(Cause::invalid("involvedObject.namespace", regarding_ns, "does not match event.namespace"));
-    }
-    let controller = str_at(obj, "/reportingController");
-    if controller.is_empty() {
-        out.push(Cause::required("reportingController", ""));
     } else {
+        if regarding_ns.is_empty() && ns != "default" && ns != "kube-system" {
+            out.push(mismatch(regarding_ns));
+        }
+        let controller = str_at(obj, "/reportingController");
+        if controller.is_empty() {
+            out.push(Cause::required("reportingController", ""));
+        }
         out.extend(qualified_name_errors("reportingController", controller));
+        for (field, path, max) in
+            [("reportingInstance", "/reportingInstance", 128), ("action", "/action", 128), ("reason", "/reason", 128)]
+        {
+            let v = str_at(obj, path);
+            if v.is_empty() {
+                out.push(Cause::required(field, ""));
+            }
+            if v.len() > max {
+                out.push(Cause::invalid(field, "", format!("can have at most {max} characters")));
+            }
+        }
+        if str_at(obj, "/note").len() > 1024 {
+            out.push(Cause::invalid("message", "", "can have at most 1024 characters"));
+        }
     }
-    let limited = |out: &mut Vec<Cause>, field: &str, max: usize, required: bool| {
-        let v = str_at(obj, &format!("/{field}"));
-        if required && v.is_empty() {
-            out.push(Cause::required(field, ""));
-        }
-        if v.len() > max {
-            out.push(Cause::invalid(field, "", format!("can have at most {max} characters")));
-        }
-    };
-    limited(&mut out, "reportingInstance", 128, true);
-    limited(&mut out, "action", 128, true);
-    limited(&mut out, "reason", 128, true);
-    limited(&mut out, "note", 1024, false);
+    out.extend(subdomain_errors("namespace", ns));
+    // The strict checks of events.k8s.io/v1.
+    out.extend(meta_errors(obj));
     if let Some(series) = obj.get("series").filter(|s| !s.is_null()) {
         if series.get("count").and_then(Value::as_i64).unwrap_or(0) < 2 {
             out.push(Cause::invalid("series.count", "", "should be at least 2"));
@@ -579,18 +711,37 @@ fn event_errors(obj: &Value) -> Vec<Cause> {
             out.push(Cause::required("series.lastObservedTime", ""));
         }
     }
+    if str_at(obj, "/eventTime").is_empty() {
+        out.push(Cause::required("eventTime", ""));
+    }
+    let ty = str_at(obj, "/type");
+    if ty != "Normal" && ty != "Warning" {
+        out.push(Cause::invalid("type", "", format!("has invalid value: {ty}")));
+    }
+    for (field, path) in
+        [("firstTimestamp", "/deprecatedFirstTimestamp"), ("lastTimestamp", "/deprecatedLastTimestamp")]
+    {
+        if !str_at(obj, path).is_empty() {
+            out.push(Cause::invalid(field, "", "needs to be unset"));
+        }
+    }
+    if obj.get("deprecatedCount").and_then(Value::as_i64).unwrap_or(0) != 0 {
+        out.push(Cause::invalid("count", "", "needs to be unset"));
+    }
+    if !str_at(obj, "/deprecatedSource/component").is_empty() || !str_at(obj, "/deprecatedSource/host").is_empty() {
+        out.push(Cause::invalid("source", "", "needs to be unset"));
+    }
     out
 }
 
 /// Validation of a new object (`strategy.Validate`).
 pub(crate) fn validate_create(res: &Resource, obj: &Value) -> Vec<Cause> {
-    let mut out = meta_errors(obj);
     match res.plural {
-        "secrets" => out.extend(secret_errors(obj)),
-        "events" => out.extend(event_errors(obj)),
-        _ => {}
+        "secrets" => meta_errors(obj).into_iter().chain(secret_errors(obj)).collect(),
+        // The Event checks place the metadata's among their own.
+        "events" => event_errors(obj),
+        _ => meta_errors(obj),
     }
-    out
 }
 
 /// Validation of an update (`strategy.ValidateUpdate`): the create rules plus
@@ -671,9 +822,9 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(is_dns1123_subdomain("gcr-pull.example"));
-        assert!(!is_dns1123_subdomain("Gcr"));
-        assert!(!is_dns1123_subdomain("-a"));
+        assert!(subdomain_errors("n", "gcr-pull.example").is_empty());
+        assert!(!subdomain_errors("n", "Gcr").is_empty());
+        assert!(!subdomain_errors("n", "-a").is_empty());
         assert!(config_key_errors("k", ".dockerconfigjson").is_empty());
         assert!(!config_key_errors("k", "a/b").is_empty());
         assert!(!config_key_errors("k", "..x").is_empty());
