@@ -36,6 +36,17 @@ async fn once_writes_every_namespace_with_one_token_skipping_excluded_ones() {
     for ns in ["kube-system", "kube-public", "kube-node-lease", "tmp-1"] {
         assert!(!has_secret(&kit, ns).await, "{ns} is excluded");
     }
+    // Names, labels and the deletion mark are all fan-out reads of a
+    // namespace: it asks for metadata only, never for whole objects.
+    let namespace_reads: Vec<_> =
+        kit.emulator().requests().into_iter().filter(|r| r.method == "GET" && r.path == "/api/v1/namespaces").collect();
+    assert!(!namespace_reads.is_empty());
+    for r in namespace_reads {
+        let accept = r.header("accept").unwrap_or_default().to_string();
+        let wanted =
+            if r.query.contains("watch=true") { "as=PartialObjectMetadata;" } else { "as=PartialObjectMetadataList;" };
+        assert!(accept.contains(wanted), "{} ?{}: Accept {accept:?}", r.path, r.query);
+    }
 }
 
 #[tokio::test]
