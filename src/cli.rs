@@ -549,7 +549,6 @@ fn fan_out(args: &FanOutArgs, secrets: &[SecretTarget], key: &str) -> Result<Opt
         selection,
         secret_name,
         key: key.to_string(),
-        secret_type: sink::secret_type(key),
         prune: args.prune,
         service_accounts: ServiceAccountPatching {
             names: args.patch_service_accounts.clone(),
@@ -766,7 +765,7 @@ mod tests {
         let p = plan(&["once", "--secret", "pull"]);
         assert_eq!(p.registries.len(), 5);
         let Secrets::Listed { targets, key } = &p.secrets else { panic!("{:?}", p.secrets) };
-        assert_eq!(sink::secret_type(key), "kubernetes.io/dockerconfigjson");
+        assert_eq!(key, DOCKERCONFIGJSON_KEY);
         assert_eq!(targets, &vec![SecretTarget { namespace: None, name: "pull".into() }]);
         assert_eq!(p.timing.refresh_before, Duration::from_secs(900));
         assert_eq!(p.admin_addr, None, "once has no admin server unless asked");
@@ -797,7 +796,7 @@ mod tests {
     fn other_keys_make_opaque_secrets() {
         let p = plan(&["once", "--secret", "ns/a,b", "--secret-key", "registry-auth.json"]);
         let Secrets::Listed { targets, key } = &p.secrets else { panic!("{:?}", p.secrets) };
-        assert_eq!(sink::secret_type(key), "Opaque");
+        assert_eq!(key, "registry-auth.json");
         assert_eq!(targets[0], SecretTarget { namespace: Some("ns".into()), name: "a".into() });
     }
 

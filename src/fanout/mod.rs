@@ -46,7 +46,6 @@ pub struct Settings {
     pub selection: Selection,
     pub secret_name: String,
     pub key: String,
-    pub secret_type: &'static str,
     pub prune: bool,
     pub service_accounts: ServiceAccountPatching,
     pub max_concurrent_writes: usize,
@@ -229,14 +228,8 @@ impl Shared {
     async fn ensure_secret(&self, ns: &str, published: &Owned) -> Result<WriteOutcome, SinkError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         let sink = self.sink_name(ns);
-        let target = Target {
-            api: &api,
-            namespace: ns,
-            name: &self.config.secret_name,
-            key: &self.config.key,
-            secret_type: self.config.secret_type,
-            sink: &sink,
-        };
+        let target =
+            Target { api: &api, namespace: ns, name: &self.config.secret_name, key: &self.config.key, sink: &sink };
         // The watch keeps what was seen: an unchanged Secret costs no request.
         let known = self.state().secrets.get(ns).cloned().map_or(Known::Absent, Known::Seen);
         let written = match managed::ensure(&target, published, known, Some(&self.throttle)).await {

@@ -22,7 +22,8 @@ use serde_json::json;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::secret::{
-    expiry_annotation, is_managed, is_opted_out, new_managed, EXPIRES_AT_ANNOTATION, MANAGED_LABEL, MANAGED_VALUE,
+    expiry_annotation, is_managed, is_opted_out, new_managed, secret_type, EXPIRES_AT_ANNOTATION, MANAGED_LABEL,
+    MANAGED_VALUE,
 };
 use super::{SinkError, WriteOutcome};
 use crate::cluster;
@@ -110,9 +111,9 @@ pub(crate) struct Target<'a> {
     pub api: &'a Api<Secret>,
     pub namespace: &'a str,
     pub name: &'a str,
-    /// The data key regcred owns.
+    /// The data key regcred owns; it decides the Secret's type
+    /// ([`super::secret_type`]).
     pub key: &'a str,
-    pub secret_type: &'static str,
     /// The sink's name in messages ("secret ci/gcr-pull").
     pub sink: &'a str,
 }
@@ -141,14 +142,8 @@ pub(crate) async fn ensure(
                 known = read.clone().map_or(Known::Absent, Known::Seen);
             }
             Known::Absent => {
-                let secret = new_managed(
-                    target.namespace,
-                    target.name,
-                    target.secret_type,
-                    target.key,
-                    &owned.doc.0,
-                    owned.expires_at.as_deref(),
-                );
+                let secret =
+                    new_managed(target.namespace, target.name, target.key, &owned.doc.0, owned.expires_at.as_deref());
                 match send(target, throttle, "create", target.api.create(&cluster::post_params(), &secret)).await {
                     Ok(created) => {
                         return Ok(Written {
@@ -164,11 +159,11 @@ pub(crate) async fn ensure(
             Known::Seen(ref seen) if seen.opted_out => {
                 return Err(SinkError::OptedOut { sink: target.sink.to_string() });
             }
-            Known::Seen(ref seen) if seen.type_ != target.secret_type => {
+            Known::Seen(ref seen) if seen.type_ != secret_type(target.key) => {
                 return Err(SinkError::TypeMismatch {
                     sink: target.sink.to_string(),
                     found: seen.type_.clone(),
-                    wanted: target.secret_type,
+                    wanted: secret_type(target.key),
                     key: target.key.to_string(),
                 });
             }

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 pub(crate) use file::write_atomically;
 pub(crate) use file::FileSettings;
 pub(crate) use file::FileSink;
-pub(crate) use secret::{secret_ref, secret_type, SecretSink, SecretTarget, DOCKERCONFIGJSON_KEY};
+pub(crate) use secret::{secret_ref, SecretSink, SecretTarget, DOCKERCONFIGJSON_KEY};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 

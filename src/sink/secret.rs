@@ -63,7 +63,6 @@ pub(crate) struct SecretSink {
     namespace: String,
     secret_name: String,
     key: String,
-    secret_type: &'static str,
     name: String,
 }
 
@@ -74,7 +73,6 @@ impl SecretSink {
             namespace: namespace.to_string(),
             secret_name: name.to_string(),
             key: key.to_string(),
-            secret_type: secret_type(key),
             name: format!("secret {namespace}/{name}"),
         }
     }
@@ -119,14 +117,7 @@ pub(super) fn is_opted_out(labels: Option<&BTreeMap<String, String>>) -> bool {
 
 /// A new Secret holding only regcred's parts; regcred created it, so it is
 /// also its `app.kubernetes.io/managed-by`.
-pub(super) fn new_managed(
-    namespace: &str,
-    name: &str,
-    secret_type: &str,
-    key: &str,
-    doc: &[u8],
-    expires_at: Option<&str>,
-) -> Secret {
+pub(super) fn new_managed(namespace: &str, name: &str, key: &str, doc: &[u8], expires_at: Option<&str>) -> Secret {
     let labels = [(MANAGED_BY_LABEL, MANAGED_BY_VALUE), (MANAGED_LABEL, MANAGED_VALUE)];
     Secret {
         metadata: ObjectMeta {
@@ -136,7 +127,7 @@ pub(super) fn new_managed(
             annotations: expires_at.map(|t| BTreeMap::from([(EXPIRES_AT_ANNOTATION.to_string(), t.to_string())])),
             ..Default::default()
         },
-        type_: Some(secret_type.into()),
+        type_: Some(secret_type(key).into()),
         data: Some(BTreeMap::from([(key.to_string(), ByteString(doc.to_vec()))])),
         ..Default::default()
     }
@@ -169,7 +160,6 @@ impl Sink for SecretSink {
             namespace: &self.namespace,
             name: &self.secret_name,
             key: &self.key,
-            secret_type: self.secret_type,
             sink: &self.name,
         };
         // Read first at every write: a Secret someone deleted or edited since
@@ -201,11 +191,14 @@ mod tests {
 
     #[test]
     fn a_secret_regcred_creates_carries_both_marks_and_only_its_parts() {
-        let created = new_managed("ns", "n", "Opaque", "k", b"{}", None);
+        let created = new_managed("ns", "n", "k", b"{}", None);
         let l = created.metadata.labels.unwrap();
         assert_eq!(l[MANAGED_BY_LABEL], "regcred", "regcred created it");
         assert_eq!(l[MANAGED_LABEL], "true");
         assert_eq!(created.metadata.annotations, None, "no expiry for a key that never expires");
         assert_eq!(created.data.unwrap().keys().collect::<Vec<_>>(), ["k"]);
+        assert_eq!(created.type_.as_deref(), Some("Opaque"));
+        let pull = new_managed("ns", "n", DOCKERCONFIGJSON_KEY, b"{}", None);
+        assert_eq!(pull.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"), "what the kubelet reads");
     }
 }
