@@ -24,7 +24,7 @@ use regcred_testkit::Google;
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
-use super::{Output, BIN};
+use super::Output;
 
 /// The chart, relative to the workspace root.
 pub const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/regcred");
@@ -366,18 +366,8 @@ impl Identity {
         if !key.exists() {
             google.write_key_file(&key);
         }
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("KUBECONFIG", self.path("kubeconfig"))
-            .env("GCE_METADATA_HOST", google.metadata_host())
-            .env("GOOGLE_APPLICATION_CREDENTIALS", &key)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let mut cmd = super::isolated(args, self.dir.path(), google);
+        cmd.env("GOOGLE_APPLICATION_CREDENTIALS", &key);
         cmd
     }
 

@@ -103,18 +103,7 @@ impl Kit {
     /// `regcred ARGS` with only the kit in reach: no inherited Google or
     /// Kubernetes settings from the machine running the tests.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("KUBECONFIG", self.path("kubeconfig"))
-            .env("GCE_METADATA_HOST", self.google.metadata_host())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        cmd
+        isolated(args, self.dir.path(), &self.google)
     }
 
     /// `regcred SUBCOMMAND --key-file KEY ARGS`: the kit's service-account key.
@@ -171,6 +160,24 @@ pub struct Output {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+}
+
+/// `regcred ARGS` with a clean environment: `home` as HOME, its `kubeconfig`
+/// as KUBECONFIG, `google`'s metadata server, PATH, and nothing else from the
+/// machine running the tests; output piped, killed when dropped.
+pub fn isolated(args: &[&str], home: &Path, google: &Google) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("KUBECONFIG", home.join("kubeconfig"))
+        .env("GCE_METADATA_HOST", google.metadata_host())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
 }
 
 /// Waits (at most 60 s) for a regcred process to exit; what it printed.
