@@ -19,7 +19,7 @@ use crate::cluster;
 use crate::fanout::{self, Pattern, Selection, ServiceAccountPatching, DEFAULT_EXCLUDES};
 use crate::provider::{self, install};
 use crate::registry::{is_dns_label, is_dns_subdomain, RegistryHost};
-use crate::schedule::Timing;
+use crate::schedule::{parse_duration, Timing};
 use crate::sink::{self, SecretTarget, DOCKERCONFIGJSON_KEY};
 use crate::source::{self, AuthMode, Impersonation};
 use crate::telemetry::{self, LogFormat};
@@ -563,10 +563,6 @@ fn fan_out(args: &FanOutArgs, secrets: &[SecretTarget], key: &str) -> Result<Opt
 // Value parsers. clap prefixes each message with the flag and the value
 // (`invalid value 'x' for '--flag <VALUE>': ...`), so they say only what is
 // expected.
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (use a duration such as 90s, 15m or 1h)"))
-}
 
 /// A duration within `range`, `what` explaining the range.
 fn duration_in(s: &str, range: std::ops::RangeInclusive<Duration>, what: &str) -> Result<Duration, String> {

@@ -61,6 +61,12 @@ pub(crate) fn backoff(attempt: u32, random: f64, retry_after: Option<Duration>) 
     }
 }
 
+/// A duration flag's value (`90s`, `15m`, `1h`), for clap's value parsers;
+/// the message says what a duration looks like.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use a duration such as 90s, 15m or 1h)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::kubelet::{self, Identity, PROVIDER_NAME};
+use crate::schedule::parse_duration;
 use crate::sink::{write_atomically, WriteOutcome};
 use crate::telemetry::LogFormat;
 
@@ -68,10 +69,6 @@ pub struct InstallArgs {
     /// --impersonate, --registry, endpoints.
     #[arg(last = true, value_name = "PROVIDER_ARGS")]
     pub provider_args: Vec<String>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (use a duration such as 30s or 5m)"))
 }
 
 /// Why the provider could not be installed. Messages name the path and
