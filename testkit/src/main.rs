@@ -1,9 +1,12 @@
 //! `regcred-testkit`: run the emulators by hand.
 //!
 //! `serve` starts the Kubernetes and Google emulators and prints the
-//! environment a regcred (or curl) session needs to use them. The
-//! demo and the benchmark are `xtask` commands (testkit/xtask).
+//! environment a regcred (or curl) session needs to use them. `google`
+//! starts the Google emulator alone, where a node's pods and containerd
+//! expect Google (testkit/control-plane/node runs it). The demo and the
+//! benchmark are `xtask` commands (testkit/xtask).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -44,12 +47,49 @@ enum Command {
         #[arg(long)]
         allow_impersonation: Vec<String>,
     },
+    /// Start the Google emulator alone, on a given address, optionally as the
+    /// token endpoint of a Docker registry (`auth: token`), and serve until
+    /// SIGINT or SIGTERM.
+    Google {
+        /// Address to listen on (a node's metadata server: 169.254.169.254:80).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Directory to write `key.json` and `google.json` (the account, the
+        /// URL and the project) into (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Lifetime of the access tokens the emulator issues.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        token_lifetime: Duration,
+        /// PKCS#8 PEM key that signs registry tokens (serves `/v2/token`).
+        #[arg(long, requires_all = ["registry_cert", "registry_issuer"])]
+        registry_key: Option<PathBuf>,
+        /// PEM certificate of `--registry-key`, as the registry's `rootcertbundle` holds it.
+        #[arg(long, requires = "registry_key")]
+        registry_cert: Option<PathBuf>,
+        /// The registry's `auth.token.issuer`.
+        #[arg(long, requires = "registry_key")]
+        registry_issuer: Option<String>,
+        /// `REPOSITORY` (the emulator's own service account may pull it) or
+        /// `REPOSITORY=IDENTITY`; repeatable.
+        #[arg(long)]
+        allow_pull: Vec<String>,
+        /// A service account the emulated IAM Credentials lets callers impersonate; repeatable.
+        #[arg(long)]
+        allow_impersonation: Vec<String>,
+    },
 }
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("regcred_testkit=info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    use std::io::IsTerminal as _;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
 }
 
 #[tokio::main]
@@ -65,15 +105,82 @@ async fn main() -> std::process::ExitCode {
             for email in &allow_impersonation {
                 google.allow_impersonation(email);
             }
-            match serve(dir, token_lifetime, &namespace, kube_token.as_deref(), google).await {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("regcred-testkit: {e}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
+            exit(serve(dir, token_lifetime, &namespace, kube_token.as_deref(), google).await)
+        }
+        Command::Google {
+            listen,
+            dir,
+            token_lifetime,
+            registry_key,
+            registry_cert,
+            registry_issuer,
+            allow_pull,
+            allow_impersonation,
+        } => {
+            init_logging();
+            let registry = match (registry_key, registry_cert, registry_issuer) {
+                (Some(k), Some(c), Some(i)) => Some((k, c, i)),
+                _ => None,
+            };
+            exit(google_alone(listen, dir, token_lifetime, registry, &allow_pull, &allow_impersonation).await)
         }
     }
+}
+
+fn exit(result: std::io::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("regcred-testkit: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn google_alone(
+    listen: SocketAddr,
+    dir: PathBuf,
+    token_lifetime: Duration,
+    registry: Option<(PathBuf, PathBuf, String)>,
+    allow_pull: &[String],
+    allow_impersonation: &[String],
+) -> std::io::Result<()> {
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    std::fs::create_dir_all(&dir)?;
+    let google = Google::start_on(listen)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("listen on {listen}: {e}")))?;
+    google.set_token_lifetime(token_lifetime);
+    if let Some((key, cert, issuer)) = registry {
+        google
+            .sign_registry_tokens(&std::fs::read_to_string(key)?, &std::fs::read_to_string(cert)?, &issuer)
+            .map_err(invalid)?;
+    }
+    for entry in allow_pull {
+        match entry.split_once('=') {
+            Some((repo, identity)) => google.allow_pull(repo, identity),
+            None => google.allow_pull(entry, &google.service_account_email()),
+        }
+    }
+    for email in allow_impersonation {
+        google.allow_impersonation(email);
+    }
+    google.write_key_file(&dir.join("key.json"));
+    let about = serde_json::json!({
+        "url": google.url(),
+        "service_account": google.service_account_email(),
+        "project_id": google.project_id(),
+        "token_lifetime_seconds": token_lifetime.as_secs(),
+    });
+    std::fs::write(dir.join("google.json"), about.to_string())?;
+    eprintln!("regcred-testkit: Google emulator on {} as {}", google.url(), google.service_account_email());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    eprintln!("regcred-testkit: stopping");
+    Ok(())
 }
 
 async fn serve(

@@ -374,3 +374,138 @@ async fn sts_verifies_oidc_subject_tokens() {
     }
     assert_eq!(g.issued_tokens().len(), 1);
 }
+
+/// A registry-token signing key and its self-signed certificate (what the
+/// registry's `rootcertbundle` holds), made by openssl as the node makes them.
+fn registry_signing_pair(dir: &std::path::Path) -> (String, String) {
+    let (key, cert) = (dir.join("token.key"), dir.join("token.crt"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=tokens", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (std::fs::read_to_string(key).unwrap(), std::fs::read_to_string(cert).unwrap())
+}
+
+async fn registry_token(g: &Google, user_password: Option<&str>, scope: &str) -> Resp {
+    use base64::Engine as _;
+    let url = format!("{}/v2/token?service=europe-west1-docker.pkg.dev&scope={}", g.url(), urlencode(scope));
+    let auth = user_password.map(|c| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c)));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    send("GET", &url, &headers, None).await.unwrap()
+}
+
+fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("x", s)]).unwrap().trim_start_matches("x=").to_string()
+}
+
+fn registry_error(r: &Resp) -> (u16, String, String) {
+    let v = r.json();
+    (
+        r.status,
+        v["errors"][0]["code"].as_str().unwrap_or("").into(),
+        v["errors"][0]["message"].as_str().unwrap_or("").into(),
+    )
+}
+
+/// The claims of a registry token, after checking that it is RS256 signed
+/// by the key of the certificate in its `x5c`, as the registry checks it.
+fn registry_claims(token: &str, cert_pem: &str) -> Value {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let parts: Vec<&str> = token.split('.').collect();
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["alg"], "RS256");
+    let cert_body: String = cert_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert_eq!(header["x5c"][0].as_str().unwrap(), cert_body, "x5c carries the signing certificate");
+    // The signature, checked with openssl against the certificate's key.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert_pem).unwrap();
+    std::fs::write(dir.path().join("input"), format!("{}.{}", parts[0], parts[1])).unwrap();
+    std::fs::write(dir.path().join("sig"), URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
+    let pubkey = std::process::Command::new("openssl")
+        .args(["x509", "-pubkey", "-noout", "-in"])
+        .arg(dir.path().join("cert.pem"))
+        .output()
+        .unwrap();
+    std::fs::write(dir.path().join("pub.pem"), &pubkey.stdout).unwrap();
+    let verify = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(dir.path().join("pub.pem"))
+        .arg("-signature")
+        .arg(dir.path().join("sig"))
+        .arg(dir.path().join("input"))
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "signature: {}", String::from_utf8_lossy(&verify.stdout));
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn registry_token_endpoint_accepts_what_google_accepts_now() {
+    let g = Google::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = registry_signing_pair(dir.path());
+    // Without a signer there is no registry.
+    assert_eq!(registry_token(&g, None, "repository:p/r/app:pull").await.status, 404);
+    g.sign_registry_tokens(&key, &cert, "issuer-x").unwrap();
+    g.allow_pull("p/r", &g.service_account_email());
+    g.allow_pull("p/public", "allUsers");
+
+    let token = jwt_grant(&g, &g.make_assertion(SCOPE)).await.json()["access_token"].as_str().unwrap().to_string();
+    let r = registry_token(&g, Some(&format!("oauth2accesstoken:{token}")), "repository:p/r/app:pull,push").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let claims = registry_claims(r.json()["token"].as_str().unwrap(), &cert);
+    assert_eq!(claims["iss"], "issuer-x");
+    assert_eq!(claims["aud"], "europe-west1-docker.pkg.dev");
+    assert_eq!(claims["sub"], g.service_account_email());
+    assert_eq!(claims["access"], json!([{"type": "repository", "name": "p/r/app", "actions": ["pull"]}]));
+    let expiry = g.issued_tokens().last().unwrap().expires_at.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert!(claims["exp"].as_u64().unwrap() <= expiry, "a registry token outlives its credential");
+
+    // Keys: as JSON and as base64 of the JSON; a key of another account's is refused.
+    let key_json = g.key_file_json();
+    assert_eq!(registry_token(&g, Some(&format!("_json_key:{key_json}")), "repository:p/r/app:pull").await.status, 200);
+    let b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&key_json)
+    };
+    assert_eq!(
+        registry_token(&g, Some(&format!("_json_key_base64:{b64}")), "repository:p/r/app:pull").await.status,
+        200
+    );
+    let other = Google::start().await.key_file_json();
+    let r = registry_token(&g, Some(&format!("_json_key:{other}")), "repository:p/r/app:pull").await;
+    assert_eq!(registry_error(&r), (401, "UNAUTHORIZED".into(), "authentication failed".into()));
+
+    // An accepted identity without access, and no identity at all.
+    let r = registry_token(&g, Some(&format!("oauth2accesstoken:{token}")), "repository:p/other/app:pull").await;
+    let (status, code, message) = registry_error(&r);
+    assert_eq!((status, code.as_str()), (403, "DENIED"), "{message}");
+    assert!(message.starts_with("Permission \"artifactregistry.repositories.downloadArtifacts\" denied"), "{message}");
+    let (status, code, message) = registry_error(&registry_token(&g, None, "repository:p/r/app:pull").await);
+    assert_eq!((status, code.as_str()), (403, "DENIED"));
+    assert!(message.starts_with("Unauthenticated request."), "{message}");
+    let r = registry_token(&g, None, "repository:p/public/app:pull").await;
+    assert_eq!(r.status, 200, "allUsers makes a repository public: {}", r.body);
+
+    // The OAuth2 form of the protocol is not served; clients fall back to GET.
+    let r = send("POST", &format!("{}/v2/token", g.url()), &[], Some("grant_type=password")).await.unwrap();
+    assert_eq!(r.status, 404);
+
+    // Once the access token expires, it is refused like any unknown one.
+    g.set_token_lifetime(Duration::from_secs(1));
+    let short = jwt_grant(&g, &g.make_assertion(SCOPE)).await.json()["access_token"].as_str().unwrap().to_string();
+    let credential = format!("oauth2accesstoken:{short}");
+    assert_eq!(registry_token(&g, Some(&credential), "repository:p/r/app:pull").await.status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while g.is_valid_token(&short) {
+        assert!(std::time::Instant::now() < deadline, "the 1 s token never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = registry_token(&g, Some(&credential), "repository:p/r/app:pull").await;
+    assert_eq!(registry_error(&r), (401, "UNAUTHORIZED".into(), "authentication failed".into()));
+}

@@ -29,6 +29,11 @@ pub(crate) fn sign(key: &PrivateKey, kid: Option<&str>, claims: &Value) -> Strin
     if let Some(kid) = kid {
         header["kid"] = Value::from(kid);
     }
+    sign_with_header(key, header, claims)
+}
+
+/// Signs `claims` with RS256 under `header` (which must say `"alg": "RS256"`).
+pub(crate) fn sign_with_header(key: &PrivateKey, header: Value, claims: &Value) -> String {
     let signing_input =
         format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
     let sig = key.pkcs1v15_sign::<Sha256>(signing_input.as_bytes()).expect("RSA signing");

@@ -7,7 +7,10 @@
 //! * `POST /v1/token`: the Security Token Service (workload identity
 //!   federation, RFC 8693) — [`sts`];
 //! * `POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken`: IAM
-//!   Service Account Credentials (impersonation) — [`iam`].
+//!   Service Account Credentials (impersonation) — [`iam`];
+//! * `GET /v2/token`: the registry token endpoint of Container Registry and
+//!   Artifact Registry, which turns a Docker credential into a registry token
+//!   for Docker's distribution registry — [`registry`].
 //!
 //! The kit owns one service account with a freshly generated RSA-2048 key; it
 //! accepts exactly what Google would accept for that account and answers
@@ -18,6 +21,7 @@ mod iam;
 mod jwt;
 mod metadata;
 mod oauth;
+mod registry;
 mod sts;
 
 use std::collections::{HashMap, HashSet};
@@ -62,6 +66,10 @@ pub(crate) struct GoogleState {
     /// The provider's OIDC configuration, when the test gave one.
     oidc: Option<sts::OidcProvider>,
     impersonation_targets: HashSet<String>,
+    /// Set by [`Google::sign_registry_tokens`]; `/v2/token` is 404 without it.
+    registry_signer: Option<registry::Signer>,
+    /// `(repository, identity)`: who may pull from which repository.
+    registry_readers: Vec<(String, String)>,
 }
 
 /// Everything the handlers need.
@@ -105,6 +113,11 @@ impl Shared {
         };
         self.state().issued.push(tok.clone());
         tok
+    }
+
+    /// The service-account key as its key file carries it (PKCS#8 PEM).
+    fn key_pem(&self) -> String {
+        self.key.to_pkcs8_pem(LineEnding::LF).expect("PKCS#8 encoding").to_string()
     }
 
     /// The issued token with this value, if it exists and has not expired.
@@ -157,13 +170,23 @@ pub struct Google {
 }
 
 impl Google {
-    /// Starts the emulator with a freshly generated RSA-2048 service-account key.
+    /// Starts the emulator with a freshly generated RSA-2048 service-account
+    /// key, on `127.0.0.1:<random port>`.
     pub async fn start() -> Google {
+        Google::start_with(server::bind().await).await
+    }
+
+    /// Starts the emulator on `addr`: where a node's pods expect Google's
+    /// metadata server, `169.254.169.254:80`.
+    pub async fn start_on(addr: std::net::SocketAddr) -> std::io::Result<Google> {
+        Ok(Google::start_with(tokio::net::TcpListener::bind(addr).await?).await)
+    }
+
+    async fn start_with(listener: tokio::net::TcpListener) -> Google {
         let key = tokio::task::spawn_blocking(|| PrivateKey::new(&mut rand::rng(), 2048).expect("RSA key generation"))
             .await
             .expect("key generation task");
         let public = key.to_public_key();
-        let listener = server::bind().await;
         let addr = listener.local_addr().expect("local_addr");
         let project_id = format!("testkit-{}", random_digits(6));
         let user_email = "developer@example.com".to_string();
@@ -190,6 +213,8 @@ impl Google {
                 subject_tokens: HashSet::new(),
                 oidc: None,
                 impersonation_targets: HashSet::new(),
+                registry_signer: None,
+                registry_readers: Vec::new(),
             }),
             project_number,
         });
@@ -236,7 +261,7 @@ impl Google {
     /// The service account key as Google's console downloads it.
     pub fn key_file_json(&self) -> String {
         let s = &self.shared;
-        let pem = s.key.to_pkcs8_pem(LineEnding::LF).expect("PKCS#8 encoding").to_string();
+        let pem = s.key_pem();
         let v = json!({
             "type": "service_account",
             "project_id": s.project_id,
@@ -384,6 +409,36 @@ impl Google {
         st.oidc = Some(sts::OidcProvider::new(issuer, jwks, allowed));
     }
 
+    /// Serves `/v2/token`, signing registry tokens with `key_pem` (PKCS#8 PEM)
+    /// and naming `cert_pem`, the certificate of that key that the registry's
+    /// `rootcertbundle` holds, in each token's `x5c`; `issuer` is the
+    /// registry's `auth.token.issuer`.
+    pub fn sign_registry_tokens(&self, key_pem: &str, cert_pem: &str, issuer: &str) -> Result<(), String> {
+        use rsa::pkcs8::DecodePrivateKey as _;
+        let key = PrivateKey::from_pkcs8_pem(key_pem).map_err(|e| format!("registry signing key: {e}"))?;
+        let body: String = cert_pem
+            .lines()
+            .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("-----END"))
+            .collect();
+        let cert_der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|e| format!("registry signing certificate: not PEM: {e}"))?;
+        if cert_der.is_empty() {
+            return Err("registry signing certificate: no CERTIFICATE block".into());
+        }
+        self.shared.state().registry_signer = Some(registry::Signer { key, cert_der, issuer: issuer.to_string() });
+        Ok(())
+    }
+
+    /// Lets `identity` (a service account email, or an STS subject) pull
+    /// every image under `repository` (`PROJECT/REPOSITORY` in Artifact
+    /// Registry, `PROJECT` in Container Registry).
+    pub fn allow_pull(&self, repository: &str, identity: &str) {
+        self.shared.state().registry_readers.push((repository.to_string(), identity.to_string()));
+    }
+
     /// Grants the kit's callers `iam.serviceAccounts.getAccessToken` on
     /// `target_email` (i.e. "Service Account Token Creator" on that account).
     pub fn allow_impersonation(&self, target_email: &str) {
@@ -404,6 +459,8 @@ async fn dispatch(
         oauth::token(&shared, &method, &headers, &body)
     } else if path == "/v1/token" {
         sts::token(&shared, &method, &headers, &body)
+    } else if path == "/v2/token" {
+        registry::token(&shared, &method, &uri, &headers)
     } else if path.starts_with("/v1/projects/") {
         iam::handle(&shared, &method, path, &headers, &body)
     } else if path == "/" || path.starts_with("/computeMetadata") {
