@@ -56,11 +56,17 @@ impl Cluster {
             );
             return None;
         };
-        let url = std::fs::read_to_string(dir.join("url")).expect("REGCRED_E2E_DIR holds a running control plane");
+        Some(Cluster::at(dir).await)
+    }
+
+    /// The control plane whose state directory is `dir` (`cluster up DIR`,
+    /// or the node's `node up DIR`).
+    pub async fn at(dir: PathBuf) -> Cluster {
+        let url = std::fs::read_to_string(dir.join("url")).expect("the directory holds a running control plane");
         let kubeconfig = kube::config::Kubeconfig::read_from(dir.join("kubeconfig")).expect("admin kubeconfig");
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
         let admin = Client::try_from(config).expect("admin client");
-        Some(Cluster { dir, url: url.trim().to_string(), admin, startups: Default::default() })
+        Cluster { dir, url: url.trim().to_string(), admin, startups: Default::default() }
     }
 
     pub fn admin_kubeconfig(&self) -> PathBuf {

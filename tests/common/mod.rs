@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod e2e;
+pub mod node;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -1,0 +1,224 @@
+//! The real node: `testkit/control-plane/node up DIR` (`REGCRED_NODE_DIR=DIR`),
+//! a kubelet and containerd beside a real control plane, a registry under an
+//! Artifact Registry host name that accepts what Google would accept, and
+//! Google's emulator at the metadata server's address.
+//!
+//! The tests that need it are `#[ignore]`d with the reason, so a machine
+//! without the node reports them as ignored; CI starts the node and runs them
+//! with `--ignored`, and there a missing node fails the test.
+//!
+//! A test holds a [`Scene`]: when the test panics, the scene prints what the
+//! failure needs (`node dump`: the namespaces' pods and events, the tails of
+//! the kubelet's, containerd's, the registry's and Google's logs).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use kube::api::{DeleteParams, PostParams};
+use kube::Api;
+use serde_json::{json, Value};
+
+use super::e2e::{b64, Cluster};
+use super::Output;
+
+/// Why the node tests are ignored by default; shown by the test runner.
+pub const NEEDS_NODE: &str =
+    "needs the real node: testkit/control-plane/node up DIR, then REGCRED_NODE_DIR=DIR cargo test --test node -- --ignored";
+
+/// The node's image that only the emulator's service account may pull.
+pub const PRIVATE_IMAGE: &str = "regcred-node/private/app:1";
+
+/// The script that runs the node.
+const NODE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testkit/control-plane/node");
+
+pub struct Node {
+    pub cluster: Cluster,
+    /// The registry's host, an Artifact Registry location's.
+    pub registry: String,
+    /// The emulator's service account (what the metadata server hands out).
+    pub service_account: String,
+    /// How long the emulator's access tokens live.
+    pub token_lifetime: Duration,
+}
+
+impl Node {
+    /// The node named by `REGCRED_NODE_DIR`; panics (the test fails) when it
+    /// is not set: the test was asked for with `--ignored`.
+    pub async fn get() -> Node {
+        let dir = std::env::var_os("REGCRED_NODE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| panic!("REGCRED_NODE_DIR is not set: {NEEDS_NODE}"));
+        let google: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("google/google.json")).expect("node's google.json"))
+                .expect("google.json");
+        Node {
+            cluster: Cluster::at(dir).await,
+            registry: "europe-west1-docker.pkg.dev".to_string(),
+            service_account: google["service_account"].as_str().expect("service_account").to_string(),
+            token_lifetime: Duration::from_secs(google["token_lifetime_seconds"].as_u64().expect("lifetime")),
+        }
+    }
+
+    /// `REGISTRY/PATH`.
+    pub fn image(&self, path: &str) -> String {
+        format!("{}/{path}", self.registry)
+    }
+
+    /// The chart's `image` values for the regcred image CI loads into the
+    /// node's registry (`node load localhost/regcred:ci regcred:ci`): a public
+    /// repository, as the published image is.
+    pub fn regcred_image(&self) -> Value {
+        json!({"repository": self.image("regcred-node/public/regcred"), "tag": "ci"})
+    }
+
+    /// A namespace of the test's own, with its `default` ServiceAccount (the
+    /// controller-manager makes it; a pod cannot be created before it exists).
+    pub async fn namespace(&self, prefix: &str) -> String {
+        let ns = self.cluster.unique(prefix);
+        self.cluster.create_namespace(&ns, &[]).await;
+        let sas: Api<ServiceAccount> = Api::namespaced(self.cluster.admin.clone(), &ns);
+        super::e2e::eventually(Duration::from_secs(30), "the namespace's default ServiceAccount", || async {
+            sas.get_opt("default").await.ok().flatten()
+        })
+        .await;
+        ns
+    }
+
+    /// A fresh access token from the metadata server, and when it expires:
+    /// what `gcloud auth print-access-token` gives a user on a GKE node.
+    pub async fn metadata_token(&self) -> (String, Instant) {
+        let out = tokio::process::Command::new("curl")
+            .args(["-fsS", "-H", "Metadata-Flavor: Google"])
+            .arg("http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token")
+            .output()
+            .await
+            .expect("curl");
+        assert!(out.status.success(), "metadata server: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("token JSON");
+        let expires_in = Duration::from_secs(v["expires_in"].as_u64().expect("expires_in"));
+        (v["access_token"].as_str().expect("access_token").to_string(), Instant::now() + expires_in)
+    }
+
+    /// What `kubectl create secret docker-registry NAME --docker-server=REGISTRY
+    /// --docker-username=oauth2accesstoken --docker-password=TOKEN` creates.
+    pub async fn docker_login_secret(&self, ns: &str, name: &str, token: &str) {
+        let auth = b64(&format!("oauth2accesstoken:{token}"));
+        let doc =
+            json!({"auths": {&self.registry: {"username": "oauth2accesstoken", "password": token, "auth": auth}}});
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": b64(&doc.to_string())},
+        }))
+        .unwrap();
+        self.cluster.secrets(ns).create(&PostParams::default(), &secret).await.expect("create pull Secret");
+    }
+
+    /// Creates a pod running `image` (pulled `Always`), with `pull_secret` as
+    /// its image-pull Secret when given.
+    pub async fn create_pod(&self, ns: &str, name: &str, image: &str, pull_secret: Option<&str>) {
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "imagePullSecrets": pull_secret.map(|s| vec![json!({"name": s})]).unwrap_or_default(),
+                "containers": [{"name": "app", "image": image, "imagePullPolicy": "Always"}],
+                "terminationGracePeriodSeconds": 0,
+            },
+        }))
+        .unwrap();
+        Api::<Pod>::namespaced(self.cluster.admin.clone(), ns)
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("create pod");
+    }
+
+    /// How the pull of the pod's first container ended: waits until the
+    /// container runs or its pull fails.
+    pub async fn pull_outcome(&self, ns: &str, name: &str) -> Pull {
+        let pods: Api<Pod> = Api::namespaced(self.cluster.admin.clone(), ns);
+        super::e2e::eventually(Duration::from_secs(60), &format!("the pull for pod {ns}/{name}"), || async {
+            let pod = pods.get(name).await.ok()?;
+            let status = pod.status?.container_statuses?.into_iter().next()?;
+            let state = status.state?;
+            if state.running.is_some() || state.terminated.is_some() {
+                return Some(Pull::Pulled);
+            }
+            let waiting = state.waiting?;
+            match waiting.reason.as_deref() {
+                Some("ErrImagePull" | "ImagePullBackOff") => Some(Pull::Refused(waiting.message.unwrap_or_default())),
+                _ => None,
+            }
+        })
+        .await
+    }
+
+    pub async fn delete_pod(&self, ns: &str, name: &str) {
+        let _ = Api::<Pod>::namespaced(self.cluster.admin.clone(), ns)
+            .delete(name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+            .await;
+    }
+
+    /// `helm install RELEASE CHART -n NS --values VALUES --wait` with hooks:
+    /// what a user runs.
+    pub async fn helm_install(&self, release: &str, ns: &str, values: &Value) -> Output {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), serde_json::to_vec(values).unwrap()).unwrap();
+        let file = file.path().to_str().unwrap();
+        self.cluster
+            .helm(&[
+                "install",
+                release,
+                super::e2e::CHART,
+                "--namespace",
+                ns,
+                "--values",
+                file,
+                "--wait",
+                "--timeout",
+                "180s",
+            ])
+            .await
+    }
+
+    /// Prints the node's state for these namespaces if the test fails
+    /// before the returned guard is dropped.
+    pub fn scene(&self, namespaces: &[&str]) -> Scene {
+        Scene { dir: self.cluster.dir.clone(), namespaces: namespaces.iter().map(|s| s.to_string()).collect() }
+    }
+}
+
+/// How a pull ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pull {
+    Pulled,
+    /// The kubelet's message (containerd's error).
+    Refused(String),
+}
+
+/// See [`Node::scene`].
+pub struct Scene {
+    dir: PathBuf,
+    namespaces: Vec<String>,
+}
+
+impl Drop for Scene {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for ns in &self.namespaces {
+            let out = std::process::Command::new(NODE).arg("dump").arg(&self.dir).arg(ns).output();
+            match out {
+                Ok(out) => {
+                    eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+                }
+                Err(e) => eprintln!("node dump: {e}"),
+            }
+        }
+    }
+}
