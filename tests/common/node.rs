@@ -103,9 +103,13 @@ impl Node {
     /// What `kubectl create secret docker-registry NAME --docker-server=REGISTRY
     /// --docker-username=oauth2accesstoken --docker-password=TOKEN` creates.
     pub async fn docker_login_secret(&self, ns: &str, name: &str, token: &str) {
-        let auth = b64(&format!("oauth2accesstoken:{token}"));
-        let doc =
-            json!({"auths": {&self.registry: {"username": "oauth2accesstoken", "password": token, "auth": auth}}});
+        self.pull_secret(ns, name, "oauth2accesstoken", token).await
+    }
+
+    /// A `kubernetes.io/dockerconfigjson` Secret for the node's registry.
+    pub async fn pull_secret(&self, ns: &str, name: &str, username: &str, password: &str) {
+        let auth = b64(&format!("{username}:{password}"));
+        let doc = json!({"auths": {&self.registry: {"username": username, "password": password, "auth": auth}}});
         let secret: Secret = serde_json::from_value(json!({
             "apiVersion": "v1",
             "kind": "Secret",
@@ -120,13 +124,18 @@ impl Node {
     /// Creates a pod running `image` (pulled `Always`), with `pull_secret` as
     /// its image-pull Secret when given.
     pub async fn create_pod(&self, ns: &str, name: &str, image: &str, pull_secret: Option<&str>) {
+        self.create_pod_pulling(ns, name, image, pull_secret, "Always").await
+    }
+
+    /// [`Node::create_pod`] with this `imagePullPolicy`.
+    pub async fn create_pod_pulling(&self, ns: &str, name: &str, image: &str, pull_secret: Option<&str>, policy: &str) {
         let pod: Pod = serde_json::from_value(json!({
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name},
             "spec": {
                 "imagePullSecrets": pull_secret.map(|s| vec![json!({"name": s})]).unwrap_or_default(),
-                "containers": [{"name": "app", "image": image, "imagePullPolicy": "Always"}],
+                "containers": [{"name": "app", "image": image, "imagePullPolicy": policy}],
                 "terminationGracePeriodSeconds": 0,
             },
         }))
@@ -155,6 +164,78 @@ impl Node {
             }
         })
         .await
+    }
+
+    /// The password regcred (or anyone) wrote for the node's registry into
+    /// the pull Secret `ns/name`.
+    pub async fn pull_password(&self, ns: &str, name: &str) -> Option<String> {
+        let doc = self.cluster.secret_doc(ns, name, ".dockerconfigjson").await?;
+        Some(doc["auths"][&self.registry]["password"].as_str()?.to_string())
+    }
+
+    /// The logs of `container` in pod `ns/name` (empty before it starts).
+    pub async fn logs(&self, ns: &str, name: &str, container: &str) -> String {
+        let params = kube::api::LogParams { container: Some(container.to_string()), ..Default::default() };
+        // Empty until the container has started.
+        Api::<Pod>::namespaced(self.cluster.admin.clone(), ns).logs(name, &params).await.unwrap_or_default()
+    }
+
+    /// Restarts the kubelet with these flags added (none: as `node up`
+    /// started it).
+    pub async fn restart_kubelet(&self, flags: &[&str]) {
+        let out = tokio::process::Command::new(NODE)
+            .arg("kubelet")
+            .arg(&self.cluster.dir)
+            .args(flags)
+            .output()
+            .await
+            .expect("node kubelet");
+        assert!(out.status.success(), "node kubelet: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// The kubelet's `/stats/summary` entry for the pod `ns/name`, through
+    /// the API server's node proxy.
+    pub async fn pod_stats(&self, ns: &str, name: &str) -> Option<Value> {
+        let req = hyper::Request::get("/api/v1/nodes/regcred-node/proxy/stats/summary").body(Vec::new()).unwrap();
+        let summary: Value = self.cluster.admin.request(req).await.ok()?;
+        summary["pods"]
+            .as_array()?
+            .iter()
+            .find(|p| p["podRef"]["namespace"] == ns && p["podRef"]["name"] == name)
+            .cloned()
+    }
+
+    /// The pods in `ns` with this label selector.
+    pub async fn pods(&self, ns: &str, selector: &str) -> Vec<Pod> {
+        let lp = kube::api::ListParams::default().labels(selector);
+        Api::<Pod>::namespaced(self.cluster.admin.clone(), ns).list(&lp).await.expect("list pods").items
+    }
+
+    /// The median time from creating a pod (pulling `Always`) to its
+    /// container running, over `n` pods one after another; `Err` names the
+    /// first pod that did not pull.
+    pub async fn median_pull(
+        &self,
+        ns: &str,
+        prefix: &str,
+        image: &str,
+        secret: Option<&str>,
+        n: usize,
+    ) -> Result<Duration, String> {
+        let mut times = Vec::new();
+        for i in 0..n {
+            let name = format!("{prefix}-{i}");
+            let start = Instant::now();
+            self.create_pod(ns, &name, image, secret).await;
+            let outcome = self.pull_outcome(ns, &name).await;
+            times.push(start.elapsed());
+            self.delete_pod(ns, &name).await;
+            if outcome != Pull::Pulled {
+                return Err(format!("{ns}/{name}: {outcome:?}"));
+            }
+        }
+        times.sort();
+        Ok(times[n / 2])
     }
 
     pub async fn delete_pod(&self, ns: &str, name: &str) {
@@ -211,14 +292,10 @@ impl Drop for Scene {
         if !std::thread::panicking() {
             return;
         }
-        for ns in &self.namespaces {
-            let out = std::process::Command::new(NODE).arg("dump").arg(&self.dir).arg(ns).output();
-            match out {
-                Ok(out) => {
-                    eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-                }
-                Err(e) => eprintln!("node dump: {e}"),
-            }
+        let out = std::process::Command::new(NODE).arg("dump").arg(&self.dir).args(&self.namespaces).output();
+        match out {
+            Ok(out) => eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            Err(e) => eprintln!("node dump: {e}"),
         }
     }
 }
