@@ -16,40 +16,6 @@ async fn has_secret(kit: &Kit, ns: &str) -> bool {
 }
 
 #[tokio::test]
-async fn once_writes_every_namespace_with_one_token_skipping_excluded_ones() {
-    let test = "once_writes_every_namespace_with_one_token_skipping_excluded_ones";
-    let why = "--all-namespaces would write into every namespace of the shared server";
-    let Some(kit) = Kit::emulator_only(test, why).await else { return };
-    for i in 0..20 {
-        kit.kube.create_namespace(&format!("team-{i}"), &[]).await;
-    }
-    kit.kube.create_namespace("tmp-1", &[]).await;
-    let out = kit.once(&["--secret", "gcr-pull", "--all-namespaces", "--exclude-namespace", "tmp-*"]).await;
-    assert_eq!(out.code, Some(0), "{out:?}");
-    assert_eq!(kit.issued().len(), 1, "one token for all namespaces");
-    let token = kit.issued().pop().unwrap();
-    for i in 0..20 {
-        let doc = kit.secret_doc(&format!("team-{i}"), "gcr-pull", ".dockerconfigjson").await.expect("written");
-        assert_eq!(password(&doc), token);
-    }
-    assert!(has_secret(&kit, "default").await);
-    for ns in ["kube-system", "kube-public", "kube-node-lease", "tmp-1"] {
-        assert!(!has_secret(&kit, ns).await, "{ns} is excluded");
-    }
-    // Names, labels and the deletion mark are all fan-out reads of a
-    // namespace: it asks for metadata only, never for whole objects.
-    let namespace_reads: Vec<_> =
-        kit.emulator().requests().into_iter().filter(|r| r.method == "GET" && r.path == "/api/v1/namespaces").collect();
-    assert!(!namespace_reads.is_empty());
-    for r in namespace_reads {
-        let accept = r.header("accept").unwrap_or_default().to_string();
-        let wanted =
-            if r.query.contains("watch=true") { "as=PartialObjectMetadata;" } else { "as=PartialObjectMetadataList;" };
-        assert!(accept.contains(wanted), "{} ?{}: Accept {accept:?}", r.path, r.query);
-    }
-}
-
-#[tokio::test]
 async fn new_namespaces_get_the_secret_and_drift_is_repaired_from_the_watch() {
     let kit = Kit::start().await;
     let (ci, other, ws1, enabled) = (kit.name("ci"), kit.name("other"), kit.name("ws-1"), kit.name("enabled"));
@@ -171,31 +137,6 @@ async fn service_accounts_are_patched_idempotently() {
 }
 
 #[tokio::test]
-async fn one_failing_namespace_does_not_block_the_others() {
-    let test = "one_failing_namespace_does_not_block_the_others";
-    let Some(kit) = Kit::emulator_only(test, "500s injected").await else { return };
-    for ns in ["a", "b", "broken", "c"] {
-        kit.kube.create_namespace(ns, &[]).await;
-    }
-    kit.emulator().faults().inject(
-        Some("POST"),
-        "/api/v1/namespaces/broken/secrets",
-        Fault::Status { code: 500, body: None, retry_after: None },
-        1000,
-    );
-    let out = kit.once(&["--secret", "gcr-pull", "--namespace", "a,b,broken,c"]).await;
-    assert_eq!(out.code, Some(1), "{out:?}");
-    let last = out.stderr.lines().last().unwrap();
-    assert!(last.contains("1 of 4 namespaces failed") && last.contains("broken"), "{last}");
-    for ns in ["a", "b", "c"] {
-        assert!(has_secret(&kit, ns).await, "{ns} written despite broken");
-    }
-    assert!(!has_secret(&kit, "broken").await);
-    let events = kit.kube.events("broken").await;
-    assert!(events.iter().any(|e| e["reason"] == "WriteFailed"), "the failing namespace gets an Event: {events:?}");
-}
-
-#[tokio::test]
 async fn fan_out_flags_are_validated() {
     let kit = Kit::start().await;
     for (args, expected) in [
@@ -208,5 +149,73 @@ async fn fan_out_flags_are_validated() {
         let out = kit.run(&args).await;
         assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
         assert!(out.stderr.contains(expected), "{args:?}: {}", out.stderr);
+    }
+}
+
+/// Tests that need the emulator: `--all-namespaces` would write into every
+/// namespace of a shared server, and 500s are injected.
+mod emulator_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn once_writes_every_namespace_with_one_token_skipping_excluded_ones() {
+        let kit = Kit::start_emulator().await;
+        for i in 0..20 {
+            kit.kube.create_namespace(&format!("team-{i}"), &[]).await;
+        }
+        kit.kube.create_namespace("tmp-1", &[]).await;
+        let out = kit.once(&["--secret", "gcr-pull", "--all-namespaces", "--exclude-namespace", "tmp-*"]).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert_eq!(kit.issued().len(), 1, "one token for all namespaces");
+        let token = kit.issued().pop().unwrap();
+        for i in 0..20 {
+            let doc = kit.secret_doc(&format!("team-{i}"), "gcr-pull", ".dockerconfigjson").await.expect("written");
+            assert_eq!(password(&doc), token);
+        }
+        assert!(has_secret(&kit, "default").await);
+        for ns in ["kube-system", "kube-public", "kube-node-lease", "tmp-1"] {
+            assert!(!has_secret(&kit, ns).await, "{ns} is excluded");
+        }
+        // Names, labels and the deletion mark are all fan-out reads of a
+        // namespace: it asks for metadata only, never for whole objects.
+        let namespace_reads: Vec<_> = kit
+            .emulator()
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path == "/api/v1/namespaces")
+            .collect();
+        assert!(!namespace_reads.is_empty());
+        for r in namespace_reads {
+            let accept = r.header("accept").unwrap_or_default().to_string();
+            let wanted = if r.query.contains("watch=true") {
+                "as=PartialObjectMetadata;"
+            } else {
+                "as=PartialObjectMetadataList;"
+            };
+            assert!(accept.contains(wanted), "{} ?{}: Accept {accept:?}", r.path, r.query);
+        }
+    }
+    #[tokio::test]
+    async fn one_failing_namespace_does_not_block_the_others() {
+        let kit = Kit::start_emulator().await;
+        for ns in ["a", "b", "broken", "c"] {
+            kit.kube.create_namespace(ns, &[]).await;
+        }
+        kit.emulator().faults().inject(
+            Some("POST"),
+            "/api/v1/namespaces/broken/secrets",
+            Fault::Status { code: 500, body: None, retry_after: None },
+            1000,
+        );
+        let out = kit.once(&["--secret", "gcr-pull", "--namespace", "a,b,broken,c"]).await;
+        assert_eq!(out.code, Some(1), "{out:?}");
+        let last = out.stderr.lines().last().unwrap();
+        assert!(last.contains("1 of 4 namespaces failed") && last.contains("broken"), "{last}");
+        for ns in ["a", "b", "c"] {
+            assert!(has_secret(&kit, ns).await, "{ns} written despite broken");
+        }
+        assert!(!has_secret(&kit, "broken").await);
+        let events = kit.kube.events("broken").await;
+        assert!(events.iter().any(|e| e["reason"] == "WriteFailed"), "the failing namespace gets an Event: {events:?}");
     }
 }

@@ -98,12 +98,38 @@ async fn pulls_keep_working_with_regcred_and_fail_with_a_docker_login_secret() {
     assert!(count("static", &unauthorized) >= 3, "too few static pulls after expiry to show anything");
 }
 
+/// A test that cannot run where it is run is reported as ignored, with the
+/// reason, never as passed: every test that needs the real node or the real
+/// control plane carries the `#[ignore]` reason of its kind, word for word.
 #[test]
-fn needs_node_names_how_to_run_the_node_tests() {
-    // The reason on each #[ignore] above is this constant's text (an
-    // attribute cannot name a constant); keep them the same.
-    let source = include_str!("node.rs");
-    assert!(source.contains(&format!("#[ignore = \"{NEEDS_NODE}\"]")));
+fn every_test_that_needs_a_real_cluster_is_ignored_with_how_to_run_it() {
+    use common::e2e::NEEDS_CONTROL_PLANE;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let reason = match name.as_str() {
+            "node.rs" => NEEDS_NODE,
+            n if n.starts_with("e2e_") && n.ends_with(".rs") => NEEDS_CONTROL_PLANE,
+            _ => continue,
+        };
+        let source = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = source.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim_start().starts_with("#[tokio::test") {
+                let next = lines.get(i + 1).map(|l| l.trim()).unwrap_or("");
+                assert_eq!(
+                    next,
+                    format!("#[ignore = \"{reason}\"]"),
+                    "{name}:{}: an async test without the reason",
+                    i + 2
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 25, "only {checked} tests found: the check looks in the wrong place");
 }
 
 /// The regcred pod's memory working set and CPU as the kubelet measures them

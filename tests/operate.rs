@@ -140,37 +140,6 @@ async fn metrics_report_expiry_success_and_failures_by_reason() {
 }
 
 #[tokio::test]
-async fn events_say_when_writes_fail_and_when_they_recover() {
-    let test = "events_say_when_writes_fail_and_when_they_recover";
-    let Some(kit) = Kit::emulator_only(test, "500s injected").await else { return };
-    kit.emulator().faults().inject(Some("POST"), "/api/v1/namespaces/default/secrets", status_500(), 3);
-    let child = kit.daemon(&["--secret", "gcr-pull", "--admin-addr", "off"]);
-    wait_for(Duration::from_secs(30), "the Secret", async || kit.kube.secret("default", "gcr-pull").await).await;
-    let events = wait_for(Duration::from_secs(10), "two events", async || {
-        let ev = kit.kube.events("default").await;
-        (ev.len() >= 2).then_some(ev)
-    })
-    .await;
-    let (code, _) = terminate(child).await;
-    assert_eq!(code, Some(0));
-
-    let reasons: Vec<&str> = events.iter().map(|e| e["reason"].as_str().unwrap()).collect();
-    assert_eq!(reasons, ["WriteFailed", "Recovered"]);
-    assert_eq!(events[0]["type"], "Warning");
-    assert_eq!(events[1]["type"], "Normal");
-    for e in &events {
-        assert_eq!(e["regarding"]["kind"], "Secret");
-        assert_eq!(e["regarding"]["name"], "gcr-pull");
-        assert_eq!(e["reportingController"], "regcred");
-    }
-    assert!(events[0]["note"].as_str().unwrap().contains("500"), "{}", events[0]["note"]);
-    let all = serde_json::to_string(&events).unwrap();
-    for token in kit.issued() {
-        assert!(!all.contains(&token), "token in an Event");
-    }
-}
-
-#[tokio::test]
 async fn routine_rotations_publish_no_events_unless_asked() {
     let kit = Kit::start().await;
     assert_eq!(kit.once(&["--secret", "gcr-pull"]).await.code, Some(0));
@@ -180,4 +149,39 @@ async fn routine_rotations_publish_no_events_unless_asked() {
     let events = kit.kube.events(&kit.namespace).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["reason"], "Rotated");
+}
+
+/// Tests that need the emulator: 500s are injected.
+mod emulator_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn events_say_when_writes_fail_and_when_they_recover() {
+        let kit = Kit::start_emulator().await;
+        kit.emulator().faults().inject(Some("POST"), "/api/v1/namespaces/default/secrets", status_500(), 3);
+        let child = kit.daemon(&["--secret", "gcr-pull", "--admin-addr", "off"]);
+        wait_for(Duration::from_secs(30), "the Secret", async || kit.kube.secret("default", "gcr-pull").await).await;
+        let events = wait_for(Duration::from_secs(10), "two events", async || {
+            let ev = kit.kube.events("default").await;
+            (ev.len() >= 2).then_some(ev)
+        })
+        .await;
+        let (code, _) = terminate(child).await;
+        assert_eq!(code, Some(0));
+
+        let reasons: Vec<&str> = events.iter().map(|e| e["reason"].as_str().unwrap()).collect();
+        assert_eq!(reasons, ["WriteFailed", "Recovered"]);
+        assert_eq!(events[0]["type"], "Warning");
+        assert_eq!(events[1]["type"], "Normal");
+        for e in &events {
+            assert_eq!(e["regarding"]["kind"], "Secret");
+            assert_eq!(e["regarding"]["name"], "gcr-pull");
+            assert_eq!(e["reportingController"], "regcred");
+        }
+        assert!(events[0]["note"].as_str().unwrap().contains("500"), "{}", events[0]["note"]);
+        let all = serde_json::to_string(&events).unwrap();
+        for token in kit.issued() {
+            assert!(!all.contains(&token), "token in an Event");
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! The core behaviour, end to end: the real binary against the test kit, or
-//! against a real API server with `REGCRED_TEST_KUBECONFIG` (see `common::backend`).
+//! against a real API server with `REGCRED_E2E_DIR` (see `common::backend`).
 
 mod common;
 
@@ -143,37 +143,6 @@ async fn existing_secret_of_another_type_is_reported_not_overwritten() {
         "{last}"
     );
     assert_eq!(kit.kube.secret(ns, "gcr-pull").await.unwrap()["data"], json!({"x": "eQ=="}));
-}
-
-#[tokio::test]
-async fn conflict_on_first_update_is_retried() {
-    let Some(kit) = Kit::emulator_only("conflict_on_first_update_is_retried", "a 409 injected, requests counted").await
-    else {
-        return;
-    };
-    let emulator = kit.emulator();
-    assert_eq!(kit.once(&["--secret", "gcr-pull"]).await.code, Some(0));
-    emulator.clear_requests();
-    emulator.faults().inject(
-        Some("PATCH"),
-        "/api/v1/namespaces/default/secrets/gcr-pull",
-        Fault::Status { code: 409, body: None, retry_after: None },
-        1,
-    );
-    let out = kit.once(&["--secret", "gcr-pull"]).await;
-    assert_eq!(out.code, Some(0), "{out:?}");
-    let writes: Vec<(String, u16)> = emulator
-        .requests()
-        .iter()
-        .filter(|r| r.method != "POST" || !r.path.contains("/events"))
-        .map(|r| (r.method.clone(), r.status))
-        .collect();
-    let expected = [("GET", 200), ("PATCH", 409), ("GET", 200), ("PATCH", 200)];
-    assert_eq!(writes, expected.map(|(m, s)| (m.to_string(), s)), "read, conflict, read again, write");
-    assert_eq!(
-        password(&kit.secret_doc("default", "gcr-pull", ".dockerconfigjson").await.unwrap()),
-        kit.issued().pop().unwrap()
-    );
 }
 
 #[tokio::test]
@@ -384,4 +353,37 @@ async fn an_unchanged_key_credential_is_not_rewritten() {
         kit.kube.secret(ns, "gcr-pull").await.unwrap()["metadata"]["resourceVersion"],
         before["metadata"]["resourceVersion"]
     );
+}
+
+/// Tests that need the emulator: a 409 is injected and requests are counted.
+mod emulator_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn conflict_on_first_update_is_retried() {
+        let kit = Kit::start_emulator().await;
+        let emulator = kit.emulator();
+        assert_eq!(kit.once(&["--secret", "gcr-pull"]).await.code, Some(0));
+        emulator.clear_requests();
+        emulator.faults().inject(
+            Some("PATCH"),
+            "/api/v1/namespaces/default/secrets/gcr-pull",
+            Fault::Status { code: 409, body: None, retry_after: None },
+            1,
+        );
+        let out = kit.once(&["--secret", "gcr-pull"]).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let writes: Vec<(String, u16)> = emulator
+            .requests()
+            .iter()
+            .filter(|r| r.method != "POST" || !r.path.contains("/events"))
+            .map(|r| (r.method.clone(), r.status))
+            .collect();
+        let expected = [("GET", 200), ("PATCH", 409), ("GET", 200), ("PATCH", 200)];
+        assert_eq!(writes, expected.map(|(m, s)| (m.to_string(), s)), "read, conflict, read again, write");
+        assert_eq!(
+            password(&kit.secret_doc("default", "gcr-pull", ".dockerconfigjson").await.unwrap()),
+            kit.issued().pop().unwrap()
+        );
+    }
 }

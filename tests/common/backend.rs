@@ -1,6 +1,7 @@
-//! The Kubernetes side of the kit: the test kit's emulator by default, or a
-//! real API server when `REGCRED_TEST_KUBECONFIG` names its admin kubeconfig
-//! (`testkit/control-plane/cluster up DIR` writes `DIR/kubeconfig`).
+//! The Kubernetes side of the kit: the test kit's emulator by default, or the
+//! real control plane when `REGCRED_E2E_DIR` names one (`testkit/control-plane/
+//! cluster up DIR`; its admin kubeconfig is `DIR/kubeconfig`): the one switch
+//! for the real API server, here and in the e2e tests.
 //!
 //! Tests do what they need to Kubernetes through [`Kube`] only, so the same
 //! test runs against either: any test that passes on one and fails on the
@@ -18,12 +19,12 @@ use kube::{Api, Client};
 use regcred_testkit::KubeApi;
 use serde_json::{json, Value};
 
-/// The variable naming a real API server's admin kubeconfig.
-pub const REAL_SERVER: &str = "REGCRED_TEST_KUBECONFIG";
+/// The variable naming the real control plane's directory.
+pub const REAL_SERVER: &str = "REGCRED_E2E_DIR";
 
 /// The admin kubeconfig of the real API server the tests should use, if any.
 pub fn real_server() -> Option<PathBuf> {
-    std::env::var_os(REAL_SERVER).filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os(REAL_SERVER).filter(|v| !v.is_empty()).map(|d| PathBuf::from(d).join("kubeconfig"))
 }
 
 /// Where the kit's Kubernetes requests go.

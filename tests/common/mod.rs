@@ -37,7 +37,7 @@ pub struct Kit {
 
 impl Kit {
     /// A kit on the Kubernetes backend the environment chooses: the
-    /// emulator, or the real API server named by `REGCRED_TEST_KUBECONFIG`.
+    /// emulator, or the real API server of `REGCRED_E2E_DIR`.
     pub async fn start() -> Kit {
         match backend::real_server() {
             Some(path) => Kit::with(Kube::server(&path).await).await,
@@ -45,21 +45,13 @@ impl Kit {
         }
     }
 
-    /// A kit on the emulator whatever the environment says, for test files
-    /// that are about the emulator's fault injection and request log.
+    /// A kit on the emulator whatever the environment says, for tests about
+    /// the emulator's fault injection and request log. In the files that
+    /// also run on a real server such tests live in a module
+    /// `emulator_only`, which that pass leaves out (`--skip emulator_only::`):
+    /// the runner reports them as filtered out there, not as passed.
     pub async fn start_emulator() -> Kit {
         Kit::with(Kube::emulator().await).await
-    }
-
-    /// A kit on the emulator for a test that needs its internals (`why`);
-    /// `None`, with a one-line message, when the tests run against a real
-    /// server: the test is skipped there, not passed.
-    pub async fn emulator_only(test: &str, why: &str) -> Option<Kit> {
-        if backend::real_server().is_some() {
-            eprintln!("SKIPPED {test} on the real API server: it needs the emulator ({why})");
-            return None;
-        }
-        Some(Kit::start_emulator().await)
     }
 
     async fn with(kube: Kube) -> Kit {
@@ -77,9 +69,9 @@ impl Kit {
 
     /// The emulator behind this kit (fault injection, the request log,
     /// compaction). Panics on a real server: such a test starts its kit with
-    /// [`Kit::emulator_only`] or [`Kit::start_emulator`].
+    /// [`Kit::start_emulator`].
     pub fn emulator(&self) -> &KubeApi {
-        self.on_emulator().expect("this test needs the emulator: start it with Kit::emulator_only")
+        self.on_emulator().expect("this test needs the emulator: start it with Kit::start_emulator")
     }
 
     /// The emulator, if the kit runs on it: for checks only it can make.
