@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::node::{Node, Pull, NEEDS_NODE, PRIVATE_IMAGE};
+use common::node::{Node, Pull, NEEDS_NODE, POD_OUTSIDER, POD_READER, PRIVATE_IMAGE};
 use serde_json::json;
 
 /// The seed's problem, side by side. Namespace `static` holds the pull
@@ -459,5 +459,59 @@ async fn the_node_installer_makes_the_kubelet_pull_without_a_secret() {
          through the credential provider {:.2} s",
         through_secret.as_secs_f64(),
         through_provider.as_secs_f64()
+    );
+}
+
+/// Pod identity through the credential provider (KEP-4412): installed by the
+/// chart's node installer with `workloadIdentityProvider`, the kubelet hands
+/// regcred a token for each pod's ServiceAccount; regcred exchanges it at STS
+/// and impersonates the ServiceAccount's `iam.gke.io/gcp-service-account`.
+/// A pod whose Google identity may read the repository pulls; one whose
+/// identity may not is refused, with no pull Secret in either.
+#[tokio::test]
+#[ignore = "needs the real node: testkit/control-plane/node up DIR, then REGCRED_NODE_DIR=DIR cargo test --test node -- --ignored"]
+async fn pod_identity_pulls_as_each_pods_own_google_identity() {
+    let node = Node::get().await;
+    let ns = node.namespace("pod-identity").await;
+    let _scene = node.scene(&[&ns]);
+    for (sa, google) in [("reader", POD_READER), ("outsider", POD_OUTSIDER)] {
+        node.cluster.kubectl(&["create", "serviceaccount", sa, "--namespace", &ns], "").await;
+        let annotation = format!("iam.gke.io/gcp-service-account={google}");
+        node.cluster.kubectl(&["annotate", "serviceaccount", sa, "--namespace", &ns, &annotation], "").await;
+    }
+    let host = node.cluster.dir.join("pod-identity");
+    let (bin_dir, config) = (host.join("bin"), host.join("config/config.json"));
+    let values = json!({
+        "mode": "none",
+        "image": node.regcred_image(),
+        "credentialProvider": {
+            "workloadIdentityProvider": node.sts_audience,
+            // Only for the node: Google's STS and IAM Credentials are the
+            // emulator at the metadata server's address.
+            "extraArgs": ["--sts-endpoint=http://169.254.169.254/v1/token", "--impersonation-endpoint=http://169.254.169.254"],
+            "nodeInstaller": {"enabled": true, "binDir": bin_dir.to_str().unwrap(), "configFile": config.to_str().unwrap()},
+        },
+    });
+    let out = node.helm_install("regcred", &ns, &values).await;
+    assert_eq!(out.code, Some(0), "helm install: {out:?}");
+    common::e2e::eventually(Duration::from_secs(60), "the installer's files", || async {
+        (config.exists() && bin_dir.join("regcred").exists()).then_some(())
+    })
+    .await;
+    let config_flag = format!("--image-credential-provider-config={}", config.display());
+    let bin_flag = format!("--image-credential-provider-bin-dir={}", bin_dir.display());
+    node.restart_kubelet(&[&config_flag, &bin_flag]).await;
+    let image = node.image(PRIVATE_IMAGE);
+    let mut outcomes = Vec::new();
+    for sa in ["reader", "outsider"] {
+        node.create_pod_as(&ns, sa, &image, sa).await;
+        outcomes.push(node.pull_outcome(&ns, sa).await);
+    }
+    node.restart_kubelet(&[]).await;
+    assert_eq!(outcomes[0], Pull::Pulled, "the pod whose identity may read the repository");
+    assert!(
+        matches!(&outcomes[1], Pull::Refused(m) if m.contains("403")),
+        "the pod whose identity may not read the repository: {:?}",
+        outcomes[1]
     );
 }

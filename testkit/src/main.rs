@@ -77,6 +77,13 @@ enum Command {
         /// A service account the emulated IAM Credentials lets callers impersonate; repeatable.
         #[arg(long)]
         allow_impersonation: Vec<String>,
+        /// Make STS's workload identity provider an OIDC provider for this
+        /// issuer (a cluster's ServiceAccount issuer), with `--oidc-jwks`.
+        #[arg(long, requires = "oidc_jwks")]
+        trust_oidc_issuer: Option<String>,
+        /// The issuer's JSON Web Key Set (a file, as its `jwks_uri` serves it).
+        #[arg(long, requires = "trust_oidc_issuer")]
+        oidc_jwks: Option<PathBuf>,
     },
 }
 
@@ -116,13 +123,16 @@ async fn main() -> std::process::ExitCode {
             registry_issuer,
             allow_pull,
             allow_impersonation,
+            trust_oidc_issuer,
+            oidc_jwks,
         } => {
             init_logging();
             let registry = match (registry_key, registry_cert, registry_issuer) {
                 (Some(k), Some(c), Some(i)) => Some((k, c, i)),
                 _ => None,
             };
-            exit(google_alone(listen, dir, token_lifetime, registry, &allow_pull, &allow_impersonation).await)
+            let oidc = trust_oidc_issuer.zip(oidc_jwks);
+            exit(google_alone(listen, dir, token_lifetime, registry, &allow_pull, &allow_impersonation, oidc).await)
         }
     }
 }
@@ -144,6 +154,7 @@ async fn google_alone(
     registry: Option<(PathBuf, PathBuf, String)>,
     allow_pull: &[String],
     allow_impersonation: &[String],
+    oidc: Option<(String, PathBuf)>,
 ) -> std::io::Result<()> {
     let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
     std::fs::create_dir_all(&dir)?;
@@ -165,8 +176,14 @@ async fn google_alone(
     for email in allow_impersonation {
         google.allow_impersonation(email);
     }
+    if let Some((issuer, jwks)) = oidc {
+        let jwks: serde_json::Value = serde_json::from_slice(&std::fs::read(&jwks)?)
+            .map_err(|e| invalid(format!("{}: not a JSON Web Key Set: {e}", jwks.display())))?;
+        google.trust_oidc_issuer(&issuer, &jwks, &[]);
+    }
     google.write_key_file(&dir.join("key.json"));
     let about = serde_json::json!({
+        "sts_audience": google.sts_audience(),
         "url": google.url(),
         "service_account": google.service_account_email(),
         "project_id": google.project_id(),

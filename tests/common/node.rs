@@ -29,6 +29,12 @@ pub const NEEDS_NODE: &str =
 /// The node's image that only the emulator's service account may pull.
 pub const PRIVATE_IMAGE: &str = "regcred-node/private/app:1";
 
+/// Google service accounts of the node's pod identities: the reader may
+/// pull from `regcred-node/private`, the outsider may not; both may be
+/// impersonated (`node up` tells the emulator).
+pub const POD_READER: &str = "pod-reader@regcred-node.iam.gserviceaccount.com";
+pub const POD_OUTSIDER: &str = "pod-outsider@regcred-node.iam.gserviceaccount.com";
+
 /// The script that runs the node.
 const NODE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testkit/control-plane/node");
 
@@ -40,6 +46,8 @@ pub struct Node {
     pub service_account: String,
     /// How long the emulator's access tokens live.
     pub token_lifetime: Duration,
+    /// The emulator's workload identity pool provider (STS audience).
+    pub sts_audience: String,
 }
 
 impl Node {
@@ -57,6 +65,7 @@ impl Node {
             registry: "europe-west1-docker.pkg.dev".to_string(),
             service_account: google["service_account"].as_str().expect("service_account").to_string(),
             token_lifetime: Duration::from_secs(google["token_lifetime_seconds"].as_u64().expect("lifetime")),
+            sts_audience: google["sts_audience"].as_str().expect("sts_audience").to_string(),
         }
     }
 
@@ -125,6 +134,26 @@ impl Node {
     /// its image-pull Secret when given.
     pub async fn create_pod(&self, ns: &str, name: &str, image: &str, pull_secret: Option<&str>) {
         self.create_pod_pulling(ns, name, image, pull_secret, "Always").await
+    }
+
+    /// A pod named `name` running `image` (pulled `Always`) as the
+    /// ServiceAccount `sa`, with no pull Secret.
+    pub async fn create_pod_as(&self, ns: &str, name: &str, image: &str, sa: &str) {
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "serviceAccountName": sa,
+                "containers": [{"name": "app", "image": image, "imagePullPolicy": "Always"}],
+                "terminationGracePeriodSeconds": 0,
+            },
+        }))
+        .unwrap();
+        Api::<Pod>::namespaced(self.cluster.admin.clone(), ns)
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("create pod");
     }
 
     /// [`Node::create_pod`] with this `imagePullPolicy`.
