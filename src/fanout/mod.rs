@@ -34,8 +34,8 @@ pub(crate) use service_accounts::ServiceAccountPatching;
 
 use crate::events::{Events, Failure};
 use crate::render::AuthsDocument;
-use crate::sink::managed::{self, Known, Owned, Seen, Target, Throttle};
-use crate::sink::{secret_ref, Sink, SinkError, WriteOutcome};
+use crate::sink::managed::{self, secret_ref, Known, Owned, Seen, Target, Throttle};
+use crate::sink::{Sink, SinkError, WriteOutcome};
 
 /// How long a cycle waits for the watches' first complete listing.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);

@@ -12,7 +12,8 @@ use std::time::SystemTime;
 pub(crate) use file::write_atomically;
 pub(crate) use file::FileSettings;
 pub(crate) use file::FileSink;
-pub(crate) use secret::{secret_ref, SecretSink, SecretTarget, DOCKERCONFIGJSON_KEY};
+pub(crate) use managed::DOCKERCONFIGJSON_KEY;
+pub(crate) use secret::{SecretSink, SecretTarget};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 
