@@ -171,6 +171,21 @@ async fn service_accounts_are_patched_idempotently() {
 }
 
 #[tokio::test]
+async fn a_forbidden_service_account_patch_names_the_service_account() {
+    let test = "a_forbidden_service_account_patch_names_the_service_account";
+    let Some(kit) = Kit::emulator_only(test, "a 403 injected").await else { return };
+    kit.kube.create_namespace("ci", &[]).await;
+    kit.kube.put_object("ci", "serviceaccounts", json!({"metadata": {"name": "default"}})).await;
+    let forbidden = Fault::Status { code: 403, body: None, retry_after: None };
+    kit.emulator().faults().inject(Some("PATCH"), "/api/v1/namespaces/ci/serviceaccounts", forbidden, 100);
+    let out = kit.once(&["--secret", "gcr-pull", "--namespace", "ci", "--patch-service-account", "default"]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let last = out.stderr.lines().last().unwrap();
+    assert!(last.contains("cannot `patch` serviceaccounts/default in namespace ci; grant it with a Role"), "{last}");
+    assert!(has_secret(&kit, "ci").await, "the Secret itself was written");
+}
+
+#[tokio::test]
 async fn one_failing_namespace_does_not_block_the_others() {
     let test = "one_failing_namespace_does_not_block_the_others";
     let Some(kit) = Kit::emulator_only(test, "500s injected").await else { return };

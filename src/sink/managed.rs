@@ -16,18 +16,16 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::ByteString;
 use kube::api::{ObjectMeta, Patch};
 use kube::Api;
 use serde_json::json;
-use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::{SinkError, WriteOutcome};
-use crate::cluster;
+use crate::cluster::{self, Throttle};
 use crate::render::AuthsDocument;
 
 /// The Secret key whose presence makes a `kubernetes.io/dockerconfigjson` Secret.
@@ -218,14 +216,14 @@ pub(crate) async fn ensure(
     for _ in 0..MAX_CONFLICTS {
         match known {
             Known::Unknown => {
-                let current = send(target, throttle, "get", target.api.get_opt(target.name)).await?;
+                let current = target.send(throttle, "get", target.api.get_opt(target.name)).await?;
                 read = current.as_ref().map(|s| Seen::of(s, target.key));
                 known = read.clone().map_or(Known::Absent, Known::Seen);
             }
             Known::Absent => {
                 let secret =
                     new_managed(target.namespace, target.name, target.key, &owned.doc.0, owned.expires_at.as_deref());
-                match send(target, throttle, "create", target.api.create(&cluster::post_params(), &secret)).await {
+                match target.send(throttle, "create", target.api.create(&cluster::post_params(), &secret)).await {
                     Ok(created) => {
                         return Ok(Written {
                             outcome: WriteOutcome::Created,
@@ -261,7 +259,8 @@ pub(crate) async fn ensure(
                     "data": { target.key: &owned.doc },
                 });
                 let params = cluster::patch_params();
-                match send(target, throttle, "patch", target.api.patch(target.name, &params, &Patch::Merge(&patch)))
+                match target
+                    .send(throttle, "patch", target.api.patch(target.name, &params, &Patch::Merge(&patch)))
                     .await
                 {
                     Ok(updated) => {
@@ -281,93 +280,21 @@ pub(crate) async fn ensure(
     Err(SinkError::ConflictStorm { sink: target.sink.to_string(), attempts: MAX_CONFLICTS })
 }
 
-/// Sends one request of a write, through `throttle` when one is given. Only
-/// requests pass the throttle: deciding that nothing needs writing is free.
-async fn send<T>(
-    target: &Target<'_>,
-    throttle: Option<&Throttle>,
-    verb: &'static str,
-    request: impl std::future::Future<Output = kube::Result<T>>,
-) -> Result<T, SinkError> {
-    let _permit = match throttle {
-        Some(t) => Some(t.enter().await),
-        None => None,
-    };
-    request
-        .await
-        .map_err(|e| SinkError::from_kube(target.sink, verb, &format!("secrets/{}", target.name), target.namespace, e))
-}
-
-/// A bound on requests in flight and a rate limit (fan-out's
-/// `--max-concurrent-writes` and `--max-requests-per-second`).
-pub(crate) struct Throttle {
-    permits: Semaphore,
-    limiter: RateLimiter,
-}
-
-impl Throttle {
-    pub(crate) fn new(max_in_flight: usize, per_second: u32) -> Self {
-        let max_in_flight = max_in_flight.max(1);
-        Throttle {
-            permits: Semaphore::new(max_in_flight),
-            limiter: RateLimiter::new(per_second, u32::try_from(max_in_flight).unwrap_or(u32::MAX)),
-        }
-    }
-
-    /// Waits until one more request may go; it is in flight while the
-    /// permit lives.
-    pub(crate) async fn enter(&self) -> SemaphorePermit<'_> {
-        let permit = self.permits.acquire().await.expect("semaphore never closed");
-        self.limiter.acquire().await;
-        permit
-    }
-}
-
-/// Spaces requests at most `per_second` apart on average, allowing a burst.
-struct RateLimiter {
-    interval: Duration,
-    burst: Duration,
-    next: Mutex<tokio::time::Instant>,
-}
-
-impl RateLimiter {
-    fn new(per_second: u32, burst: u32) -> Self {
-        let interval = if per_second == 0 { Duration::ZERO } else { Duration::from_secs(1) / per_second };
-        RateLimiter { interval, burst: interval.saturating_mul(burst), next: Mutex::new(tokio::time::Instant::now()) }
-    }
-
-    async fn acquire(&self) {
-        if self.interval.is_zero() {
-            return;
-        }
-        let at = {
-            let mut next = self.next.lock().expect("lock");
-            let now = tokio::time::Instant::now();
-            let earliest = now.checked_sub(self.burst).unwrap_or(now);
-            let at = (*next).max(earliest);
-            *next = at + self.interval;
-            at
-        };
-        tokio::time::sleep_until(at).await;
+impl Target<'_> {
+    /// Sends one request about this Secret ([`super::send`]).
+    async fn send<T>(
+        &self,
+        throttle: Option<&Throttle>,
+        verb: &'static str,
+        request: impl std::future::Future<Output = kube::Result<T>>,
+    ) -> Result<T, SinkError> {
+        super::send(throttle, self.sink, verb, &format!("secrets/{}", self.name), self.namespace, request).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn rate_limiter_spaces_requests_after_a_burst() {
-        let limiter = RateLimiter::new(10, 2);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let start = tokio::time::Instant::now();
-        for _ in 0..7 {
-            limiter.acquire().await;
-        }
-        // Two come from the burst allowance; the other five are 100 ms apart.
-        let took = start.elapsed();
-        assert!(took >= Duration::from_millis(400) && took <= Duration::from_millis(500), "{took:?}");
-    }
 
     #[test]
     fn content_hash_covers_the_document_and_the_expiry() {
