@@ -9,7 +9,8 @@ mod secret;
 
 use std::time::SystemTime;
 
-pub(crate) use file::write_atomically;
+// What a write did is the same for a Secret as for a file.
+pub(crate) use crate::atomic_write::WriteOutcome;
 pub(crate) use file::FileSettings;
 pub(crate) use file::FileSink;
 pub(crate) use managed::DOCKERCONFIGJSON_KEY;
@@ -19,15 +20,6 @@ use k8s_openapi::api::core::v1::ObjectReference;
 
 use crate::cluster::Throttle;
 use crate::render::AuthsDocument;
-
-/// What a successful write did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WriteOutcome {
-    Created,
-    Updated,
-    /// The destination already held this exact document.
-    Unchanged,
-}
 
 /// A destination for the auths document.
 #[async_trait::async_trait]
