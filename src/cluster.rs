@@ -16,6 +16,9 @@
 //!   `Retry-After`, every request through this client waits until then: the
 //!   server's overload protection (API Priority and Fairness) limits the whole
 //!   client, not one URL.
+//! - **regcred says who it is.** Every request carries `User-Agent:
+//!   regcred/VERSION` ([`crate::http::USER_AGENT`], as requests to Google
+//!   do), so the API server's audit log names it.
 //! - **A client-side bound and rate limit where asked for.** Fan-out's
 //!   writes pass a [`Throttle`] (`--max-concurrent-writes`,
 //!   `--max-requests-per-second`), so a 10,000-namespace cluster is not hammered.
@@ -76,6 +79,7 @@ pub(crate) async fn connect(request_timeout: Duration) -> Result<(kube::Client, 
     config.connect_timeout = Some(request_timeout);
     config.write_timeout = Some(request_timeout);
     config.default_retry = false;
+    config.headers.push((hyper::header::USER_AGENT, hyper::header::HeaderValue::from_static(crate::http::USER_AGENT)));
     let namespace = config.default_namespace.clone();
     let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| ClusterError::Client(e.to_string()))?;
     let client = builder.with_layer(&RequestPolicy::new(request_timeout)).build();

@@ -181,3 +181,28 @@ async fn routine_rotations_publish_no_events_unless_asked() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["reason"], "Rotated");
 }
+
+#[tokio::test]
+async fn every_request_to_kubernetes_and_google_names_regcred_and_its_version() {
+    let test = "every_request_to_kubernetes_and_google_names_regcred_and_its_version";
+    let Some(kit) = Kit::emulator_only(test, "it reads the emulator's request log").await else { return };
+    // A key file (Google's token endpoint) into one Secret, then the
+    // metadata server into a fan-out (watches, writes, rotation Events).
+    let out = kit.once(&["--secret", "gcr-pull"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let out = kit.run(&["once", "--secret", "fanned", "--namespace", "default", "--rotation-events"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+
+    let wanted = format!("regcred/{}", env!("CARGO_PKG_VERSION"));
+    let kube = kit.emulator().requests();
+    let google = kit.google.requests();
+    for r in kube.iter().chain(&google) {
+        assert_eq!(r.header("user-agent"), Some(wanted.as_str()), "{} {}?{}", r.method, r.path, r.query);
+    }
+    let saw = |what: &str, hit: bool| assert!(hit, "no {what} was made: the check above proved nothing about it");
+    saw("watch", kube.iter().any(|r| r.query.contains("watch=true")));
+    saw("Secret write", kube.iter().any(|r| r.method == "POST" && r.path.ends_with("/secrets")));
+    saw("Event", kube.iter().any(|r| r.path.contains("/events")));
+    saw("token request", google.iter().any(|r| r.path == "/token"));
+    saw("metadata request", google.iter().any(|r| r.path.starts_with("/computeMetadata/")));
+}
