@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{password, read_json, terminate, wait_for, Kit};
+use common::{password, terminate, wait_for, Kit};
 use regcred_testkit::Fault;
 use serde_json::json;
 
@@ -188,53 +188,4 @@ async fn run_survives_a_long_outage_and_recovers() {
     let (code, stderr) = terminate(child).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("keeping the last good credential"), "{stderr}");
-}
-
-#[tokio::test]
-async fn a_stalled_fan_out_never_holds_back_the_next_mint_or_the_file_beside_it() {
-    let kit = Kit::start_emulator().await;
-    kit.google.set_token_lifetime(Duration::from_secs(4));
-    kit.kube.create_namespace("a", &[]).await;
-    // The API server accepts fan-out's namespace listing and never sends the
-    // list: fan-out waits (up to a minute) for a first listing that never comes.
-    kit.emulator().faults().inject_query(Some("GET"), "/api/v1/namespaces", "limit=500", Fault::Stall, 1000);
-    let file = kit.path("config.json");
-    let child = kit.daemon(&[
-        "--secret",
-        "gcr-pull",
-        "--namespace",
-        "a",
-        "--output-file",
-        &file.display().to_string(),
-        "--refresh-before",
-        "2s",
-        "--jitter",
-        "0s",
-        "--admin-addr",
-        "off",
-    ]);
-    // Each token is replaced 2 s after it is minted: the file follows.
-    let mut seen = vec![password(&wait_for(Duration::from_secs(20), "the file", async || read_json(&file)).await)];
-    for rotation in 1..=3 {
-        let next = wait_for(Duration::from_secs(8), &format!("file rotation {rotation}"), async || {
-            read_json(&file).map(|d| password(&d)).filter(|p| !seen.contains(p))
-        })
-        .await;
-        seen.push(next);
-    }
-    assert!(kit.emulator().secret("a", "gcr-pull").is_none(), "the fan-out is still stalled");
-
-    // Once the API server answers, the fan-out catches up with the newest
-    // document, never the one it was first offered.
-    kit.emulator().faults().clear();
-    wait_for(Duration::from_secs(60), "the fan-out holding the file's token", async || {
-        let secret = password(&kit.secret_doc("a", "gcr-pull", ".dockerconfigjson").await?);
-        let current = password(&read_json(&file)?);
-        (secret == current).then_some(())
-    })
-    .await;
-    let secret = password(&kit.secret_doc("a", "gcr-pull", ".dockerconfigjson").await.unwrap());
-    assert_ne!(secret, seen[0], "not the document offered while it was stalled");
-    let (code, stderr) = terminate(child).await;
-    assert_eq!(code, Some(0), "{stderr}");
 }
