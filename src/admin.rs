@@ -47,8 +47,10 @@ pub(crate) struct AdminState {
     pub metrics: Arc<Metrics>,
 }
 
-/// Binds the admin address; the bound address is returned so that
-/// `--admin-addr 127.0.0.1:0` works in tests and demos.
+/// Binds the admin address, before the refresh loop starts, so that a
+/// taken address stops regcred at start-up. The listener knows the address
+/// it got ([`serve`] logs it), so `--admin-addr 127.0.0.1:0` works in tests
+/// and demos.
 pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }

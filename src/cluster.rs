@@ -16,6 +16,12 @@
 //!   `Retry-After`, every request through this client waits until then: the
 //!   server's overload protection (API Priority and Fairness) limits the whole
 //!   client, not one URL.
+//! - **regcred says who it is.** Every request carries `User-Agent:
+//!   regcred/VERSION` ([`crate::http::USER_AGENT`], as requests to Google
+//!   do), so the API server's audit log names it.
+//! - **A client-side bound and rate limit where asked for.** Fan-out's
+//!   writes pass a [`Throttle`] (`--max-concurrent-writes`,
+//!   `--max-requests-per-second`), so a 10,000-namespace cluster is not hammered.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,6 +31,7 @@ use std::time::Duration;
 
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper::{Request, Response, StatusCode};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tower::{BoxError, Layer, Service};
 
@@ -72,6 +79,7 @@ pub(crate) async fn connect(request_timeout: Duration) -> Result<(kube::Client, 
     config.connect_timeout = Some(request_timeout);
     config.write_timeout = Some(request_timeout);
     config.default_retry = false;
+    config.headers.push((hyper::header::USER_AGENT, hyper::header::HeaderValue::from_static(crate::http::USER_AGENT)));
     let namespace = config.default_namespace.clone();
     let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| ClusterError::Client(e.to_string()))?;
     let client = builder.with_layer(&RequestPolicy::new(request_timeout)).build();
@@ -221,9 +229,76 @@ where
     }
 }
 
+/// A bound on requests in flight and a rate limit (fan-out's
+/// `--max-concurrent-writes` and `--max-requests-per-second`).
+pub(crate) struct Throttle {
+    permits: Semaphore,
+    limiter: RateLimiter,
+}
+
+impl Throttle {
+    pub(crate) fn new(max_in_flight: usize, per_second: u32) -> Self {
+        let max_in_flight = max_in_flight.max(1);
+        Throttle {
+            permits: Semaphore::new(max_in_flight),
+            limiter: RateLimiter::new(per_second, u32::try_from(max_in_flight).unwrap_or(u32::MAX)),
+        }
+    }
+
+    /// Waits until one more request may go; it is in flight while the
+    /// permit lives.
+    pub(crate) async fn enter(&self) -> SemaphorePermit<'_> {
+        let permit = self.permits.acquire().await.expect("semaphore never closed");
+        self.limiter.acquire().await;
+        permit
+    }
+}
+
+/// Spaces requests at most `per_second` apart on average, allowing a burst.
+struct RateLimiter {
+    interval: Duration,
+    burst: Duration,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    fn new(per_second: u32, burst: u32) -> Self {
+        let interval = if per_second == 0 { Duration::ZERO } else { Duration::from_secs(1) / per_second };
+        RateLimiter { interval, burst: interval.saturating_mul(burst), next: Mutex::new(Instant::now()) }
+    }
+
+    async fn acquire(&self) {
+        if self.interval.is_zero() {
+            return;
+        }
+        let at = {
+            let mut next = self.next.lock().expect("lock");
+            let now = Instant::now();
+            let earliest = now.checked_sub(self.burst).unwrap_or(now);
+            let at = (*next).max(earliest);
+            *next = at + self.interval;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limiter_spaces_requests_after_a_burst() {
+        let limiter = RateLimiter::new(10, 2);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let start = Instant::now();
+        for _ in 0..7 {
+            limiter.acquire().await;
+        }
+        // Two come from the burst allowance; the other five are 100 ms apart.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(400) && took <= Duration::from_millis(500), "{took:?}");
+    }
 
     #[test]
     fn watches_are_told_apart_by_their_query() {

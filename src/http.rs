@@ -11,6 +11,10 @@ use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
+/// What regcred calls itself in every request, to Google and to the API
+/// server, so that operators find it in audit and access logs.
+pub(crate) const USER_AGENT: &str = concat!("regcred/", env!("CARGO_PKG_VERSION"));
+
 /// A response read in full.
 #[derive(Debug)]
 pub(crate) struct Response {
@@ -89,9 +93,11 @@ impl HttpClient {
         self.send(finish(url, request, Bytes::from(body))?).await
     }
 
-    /// Sends a request and reads the whole body, all within the timeout.
-    pub(crate) async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response, HttpError> {
+    /// Sends a request, as [`USER_AGENT`], and reads the whole body, all
+    /// within the timeout.
+    pub(crate) async fn send(&self, mut req: Request<Full<Bytes>>) -> Result<Response, HttpError> {
         let url = redact_query(&req.uri().to_string());
+        req.headers_mut().insert(hyper::header::USER_AGENT, hyper::header::HeaderValue::from_static(USER_AGENT));
         let call = async {
             let resp = self
                 .inner

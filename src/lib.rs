@@ -24,6 +24,7 @@
 
 pub(crate) mod admin;
 pub mod app;
+pub(crate) mod atomic_write;
 pub mod cli;
 pub(crate) mod cluster;
 pub(crate) mod credential;

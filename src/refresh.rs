@@ -1,13 +1,18 @@
-//! The refresh loop: mint, render, write every sink, sleep until the next
-//! refresh point; on failure back off and keep the last good document.
+//! The refresh loop: mint, render, hand the document to every sink, sleep
+//! until the next refresh point; on failure back off and keep the last good
+//! document.
 //!
-//! The mint and each sink have their own backoff: a failing sink is retried
-//! on its own schedule and never delays a refresh that falls due, nor any
-//! other sink.
+//! The mint and each sink run side by side, each on its own schedule: the
+//! mint publishes the newest document, and each sink writes the newest one
+//! it does not hold yet, retrying its failures on its own backoff. So a
+//! slow or failing sink never delays a refresh that falls due, nor any
+//! other sink; when it catches up it skips to the newest document, and it
+//! never writes an older document over a newer one.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use futures::FutureExt as _;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -51,9 +56,37 @@ struct Current {
     generation: u64,
 }
 
-/// One sink's place in the schedule. Each sink backs off on its own, so a
-/// failing sink never delays another sink's rotation.
-#[derive(Default)]
+impl Current {
+    /// Whether the credential still works: a sink is offered nothing else
+    /// (a deleted Secret is better restored with a token that still works,
+    /// but not with one that does not).
+    fn usable(&self, now: SystemTime) -> bool {
+        self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+/// What the mint hands the sinks: the newest document (a watch channel
+/// holds only the latest value, so a sink that was busy finds the newest
+/// one, never a queue of stale ones), and why the last mint failed.
+struct Published {
+    current: watch::Sender<Option<Arc<Current>>>,
+    /// Shown by /readyz next to every sink while minting fails, also after
+    /// a sink re-asserted the last good document.
+    mint_error: Mutex<Option<String>>,
+}
+
+impl Published {
+    fn mint_error(&self) -> Option<String> {
+        self.mint_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn set_mint_error(&self, error: Option<String>) {
+        *self.mint_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = error;
+    }
+}
+
+/// One sink's place in the schedule, kept by that sink's own loop.
+#[derive(Debug, Default)]
 struct SinkSchedule {
     /// The generation this sink holds (written or confirmed).
     holds: Option<u64>,
@@ -64,82 +97,64 @@ struct SinkSchedule {
     /// When to offer the current document again after a failure; `None`
     /// when not failing, or when the sink retries its parts by itself.
     retry_at: Option<Instant>,
-    last_outcome: Option<WriteOutcome>,
-    last_error: Option<SinkError>,
+    /// When to re-assert the document it holds (`--resync-interval`): a
+    /// deleted or edited Secret comes back.
+    resync_at: Option<Instant>,
 }
 
-/// What the loop carries from one pass to the next.
-struct LoopState {
-    current: Option<Current>,
-    generation: u64,
-    mint_failures: u32,
-    mint_retry_at: Option<Instant>,
-    mint_error: Option<PassError>,
-    resync_at: Instant,
-    sinks: Vec<SinkSchedule>,
-}
+impl SinkSchedule {
+    /// Whether the document of `generation` is due to this sink at `now`: it
+    /// has not been offered yet (a fresh mint reaches a sink at once,
+    /// whatever its backoff), the sink's own retry time has come after a
+    /// failure, or its resync has.
+    fn due(&self, generation: u64, now: Instant) -> bool {
+        self.offered != Some(generation)
+            || self.resync_at.is_some_and(|at| now >= at)
+            || (self.holds != Some(generation) && self.retry_at.is_some_and(|at| now >= at))
+    }
 
-impl LoopState {
-    fn new(sinks: usize) -> Self {
-        LoopState {
-            current: None,
-            generation: 0,
-            mint_failures: 0,
-            mint_retry_at: None,
-            mint_error: None,
-            resync_at: Instant::now(),
-            sinks: (0..sinks).map(|_| SinkSchedule::default()).collect(),
+    /// Records how offering `generation` at `now` ended; returns the retry
+    /// delay after a failure.
+    fn record(
+        &mut self,
+        generation: u64,
+        now: Instant,
+        result: &Result<WriteOutcome, SinkError>,
+        resync_interval: Duration,
+    ) -> Option<Duration> {
+        self.offered = Some(generation);
+        self.resync_at = Some(now + resync_interval);
+        match result {
+            Ok(_) => {
+                self.holds = Some(generation);
+                self.failures = 0;
+                self.retry_at = None;
+                None
+            }
+            Err(e) => {
+                self.holds = None;
+                let delay = schedule::backoff(self.failures, fastrand::f64(), e.retry_after());
+                self.failures = self.failures.saturating_add(1);
+                // Fan-out retries each failing namespace on its own backoff;
+                // offering it the document again would only repeat those retries.
+                self.retry_at = (!e.retried_by_sink()).then(|| now + delay);
+                self.retry_at.map(|_| delay)
+            }
         }
     }
 
-    fn all_hold_current(&self) -> bool {
-        let generation = self.current.as_ref().map(|c| c.generation);
-        generation.is_some() && self.sinks.iter().all(|s| s.holds == generation)
-    }
-
-    /// Makes everything that failed due now (`once` does its own waiting).
-    fn retry_now(&mut self) {
-        let now = Instant::now();
-        self.mint_retry_at = None;
-        let generation = self.current.as_ref().map(|c| c.generation);
-        for s in self.sinks.iter_mut().filter(|s| s.holds != generation) {
-            s.retry_at = Some(now);
+    /// When this sink next needs a write without a new document: its retry
+    /// or its resync, whichever comes first.
+    fn next_wake(&self) -> Option<Instant> {
+        let retry = self.retry_at.filter(|_| self.holds.is_none());
+        match (retry, self.resync_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-    }
-
-    /// Why the last pass left something undone, for `once`'s exit.
-    fn error(&mut self) -> Option<PassError> {
-        if let Some(e) = self.mint_error.take() {
-            return Some(e);
-        }
-        let errors: Vec<SinkError> = self.sinks.iter_mut().filter_map(|s| s.last_error.take()).collect();
-        (!errors.is_empty()).then_some(PassError::Sinks(errors))
-    }
-
-    /// How long `run` sleeps: until the refresh point, the next retry of the
-    /// mint or of any failing sink, or the resync, whichever comes first.
-    fn next_wake(&self, resync_interval: Duration) -> Duration {
-        let now = Instant::now();
-        // A resync needs a credential that still works; without one, only
-        // the mint's retry can help.
-        let usable = self.current.as_ref().is_some_and(|c| c.expires_at.is_none_or(|e| e > SystemTime::now()));
-        let mut wake = if usable { self.resync_at.saturating_duration_since(now) } else { resync_interval };
-        match (self.mint_retry_at, &self.current) {
-            (Some(at), _) => wake = wake.min(at.saturating_duration_since(now)),
-            (None, Some(c)) => wake = wake.min(schedule::next_wake(SystemTime::now(), c.refresh_at, resync_interval)),
-            (None, None) => {}
-        }
-        for at in self.sinks.iter().filter_map(|s| s.retry_at) {
-            wake = wake.min(at.saturating_duration_since(now));
-        }
-        wake.max(MIN_RETRY_DELAY)
     }
 }
 
-/// The shortest sleep of `run`, so that no schedule can become a busy loop.
-const MIN_RETRY_DELAY: Duration = Duration::from_millis(50);
-
-/// Why a pass failed.
+/// Why a refresh failed: the mint, or (for `once`) a write.
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
     #[error("{0}")]
@@ -247,147 +262,173 @@ impl Refresher {
         result
     }
 
-    /// One pass: mint if due, then offer the document to every sink that is
-    /// due: a sink that has not been offered this document yet (a fresh mint
-    /// reaches every sink at once, whatever its backoff), a failing sink
-    /// whose own retry time has come, and every sink at a resync.
-    ///
-    /// Returns the mint's retry delay when minting failed in this pass.
-    async fn pass(&self, state: &mut LoopState) -> Option<Duration> {
-        let now = Instant::now();
-        let mut mint_retry = None;
-        let mint_due = match &state.current {
-            None => true,
-            Some(c) => c.refresh_at.is_some_and(|at| SystemTime::now() >= at),
-        };
-        if mint_due && state.mint_retry_at.is_none_or(|at| now >= at) {
-            let minted = self.mint(state.generation + 1).await;
-            self.report_mint(&minted).await;
-            match minted {
-                Ok(c) => {
-                    state.generation = c.generation;
-                    state.current = Some(c);
-                    state.mint_failures = 0;
-                    state.mint_retry_at = None;
-                    state.mint_error = None;
-                }
-                Err(e) => {
-                    let delay = schedule::backoff(state.mint_failures, fastrand::f64(), e.retry_after());
-                    state.mint_failures = state.mint_failures.saturating_add(1);
-                    state.mint_retry_at = Some(Instant::now() + delay);
-                    state.mint_error = Some(e);
-                    mint_retry = Some(delay);
-                }
-            }
-        }
-
-        // Even when minting failed, re-assert the last good document: a
-        // deleted Secret is better restored with a token that still works.
-        let resync = now >= state.resync_at;
-        if let Some(c) = state.current.as_ref().filter(|c| c.expires_at.is_none_or(|e| e > SystemTime::now())) {
-            if resync {
-                state.resync_at = now + self.timing.resync_interval;
-            }
-            let due: Vec<usize> = (0..self.sinks.len())
-                .filter(|&i| {
-                    let s = &state.sinks[i];
-                    resync
-                        || s.offered != Some(c.generation)
-                        || (s.holds != Some(c.generation) && s.retry_at.is_some_and(|at| now >= at))
-                })
-                .collect();
-            let writes = due.iter().map(|&i| self.write_one(&self.sinks[i], c));
-            let results = futures::future::join_all(writes).await;
-            for (i, result) in due.into_iter().zip(results) {
-                let s = &mut state.sinks[i];
-                s.offered = Some(c.generation);
-                match result {
-                    Ok(outcome) => {
-                        *s = SinkSchedule {
-                            holds: Some(c.generation),
-                            offered: Some(c.generation),
-                            last_outcome: Some(outcome),
-                            ..Default::default()
-                        };
-                    }
-                    Err(e) => {
-                        s.holds = None;
-                        let delay = schedule::backoff(s.failures, fastrand::f64(), e.retry_after());
-                        s.failures = s.failures.saturating_add(1);
-                        // Fan-out retries each failing namespace on its own
-                        // backoff; offering it the document again would only
-                        // repeat those retries.
-                        s.retry_at = (!e.retried_by_sink()).then(|| Instant::now() + delay);
-                        warn!(
-                            sink = self.sinks[i].sink.name(),
-                            error = %e,
-                            retryable = e.is_retryable(),
-                            retry_in = ?s.retry_at.map(|_| delay),
-                            "write failed"
-                        );
-                        s.last_error = Some(e);
-                    }
-                }
-            }
-        }
-        if let Some(e) = &state.mint_error {
-            // After the writes, so /readyz shows why the credential is going stale.
-            for s in &self.sinks {
-                self.health.failed(s.sink.name(), e.to_string(), false);
-            }
-        }
-        mint_retry
+    /// `regcred run`: until `shutdown` flips. The mint and every sink each
+    /// run their own loop, side by side; on shutdown they all stop at once
+    /// (every write is atomic, so one cut short leaves the old document or
+    /// the new) and `run` returns when the last one has.
+    pub(crate) async fn run(&self, shutdown: watch::Receiver<bool>) {
+        let published = Published { current: watch::channel(None).0, mint_error: Mutex::new(None) };
+        let sinks: Vec<_> = self.sinks.iter().map(|s| self.keep(s, &published, shutdown.clone())).collect();
+        tokio::join!(self.keep_minting(&published, shutdown), futures::future::join_all(sinks));
     }
 
-    /// `regcred run`: until `shutdown` flips.
-    pub(crate) async fn run(&self, mut shutdown: watch::Receiver<bool>) {
-        let mut state = LoopState::new(self.sinks.len());
+    /// Mints whenever the current credential falls due (or, after a failed
+    /// mint, when its backoff has passed) and publishes the new document.
+    async fn keep_minting(&self, published: &Published, mut shutdown: watch::Receiver<bool>) {
+        let mut generation = 0;
+        let mut failures = 0u32;
         loop {
-            let mint_retry = tokio::select! {
-                retry = self.pass(&mut state) => retry,
+            let minted = tokio::select! {
+                minted = self.mint(generation + 1) => minted,
                 _ = shutdown.changed() => return,
             };
-            if let (Some(delay), Some(e)) = (mint_retry, &state.mint_error) {
-                warn!(error = %e, retry_in = ?delay, attempt = state.mint_failures, "refresh failed; keeping the last good credential");
-            }
-            let wake = state.next_wake(self.timing.resync_interval);
-            debug!(sleep = ?wake, "waiting for the next pass");
+            self.report_mint(&minted).await;
+            let wait = match minted {
+                Ok(current) => {
+                    generation = current.generation;
+                    failures = 0;
+                    published.set_mint_error(None);
+                    let refresh_at = current.refresh_at;
+                    published.current.send_replace(Some(Arc::new(current)));
+                    self.until_due(refresh_at).boxed()
+                }
+                Err(e) => {
+                    let delay = schedule::backoff(failures, fastrand::f64(), e.retry_after());
+                    failures = failures.saturating_add(1);
+                    warn!(error = %e, retry_in = ?delay, attempt = failures, "refresh failed; keeping the last good credential");
+                    // /readyz shows why the credential is going stale.
+                    for s in &self.sinks {
+                        self.health.failed(s.sink.name(), e.to_string(), false);
+                    }
+                    published.set_mint_error(Some(e.to_string()));
+                    tokio::time::sleep(delay).boxed()
+                }
+            };
             tokio::select! {
-                _ = tokio::time::sleep(wake) => {}
+                _ = wait => {}
                 _ = shutdown.changed() => return,
             }
         }
     }
 
-    /// `regcred once`: one refresh with a few retries for transient
-    /// failures; a retry offers the document only to the sinks that failed.
+    /// Returns at `refresh_at` by the wall clock (a suspended machine wakes
+    /// late), looking at least every resync interval; never for a key that
+    /// does not expire.
+    async fn until_due(&self, refresh_at: Option<SystemTime>) {
+        let Some(at) = refresh_at else { return std::future::pending().await };
+        loop {
+            let now = SystemTime::now();
+            if now >= at {
+                return;
+            }
+            let wake = schedule::next_wake(now, refresh_at, self.timing.resync_interval);
+            debug!(sleep = ?wake, "waiting for the next mint");
+            tokio::time::sleep(wake).await;
+        }
+    }
+
+    /// Keeps one sink holding the newest usable document: writes each new
+    /// one, retries a failure on the sink's own backoff, and re-asserts the
+    /// document every resync interval.
+    async fn keep(&self, s: &NamedSink, published: &Published, mut shutdown: watch::Receiver<bool>) {
+        let mut offers = published.current.subscribe();
+        let mut schedule = SinkSchedule::default();
+        loop {
+            let current = offers.borrow_and_update().clone().filter(|c| c.usable(SystemTime::now()));
+            if let Some(c) = current.as_ref().filter(|c| schedule.due(c.generation, Instant::now())) {
+                let result = tokio::select! {
+                    result = self.write_one(s, c) => result,
+                    _ = shutdown.changed() => return,
+                };
+                let retry_in = schedule.record(c.generation, Instant::now(), &result, self.timing.resync_interval);
+                match result {
+                    Ok(_) => {
+                        if let Some(e) = published.mint_error() {
+                            self.health.failed(s.sink.name(), e, false);
+                        }
+                    }
+                    Err(e) => warn!(
+                        sink = s.sink.name(),
+                        error = %e,
+                        retryable = e.is_retryable(),
+                        retry_in = ?retry_in,
+                        "write failed"
+                    ),
+                }
+                // A newer document may have come while this one was written.
+                continue;
+            }
+            let wake = current.and(schedule.next_wake());
+            tokio::select! {
+                changed = offers.changed() => if changed.is_err() { return },
+                _ = sleep_until(wake) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// `regcred once`: one mint and one write to every sink, side by side,
+    /// each retrying a transient failure on its own backoff a few times.
     pub(crate) async fn once(&self) -> Result<OnceSummary, PassError> {
-        let mut state = LoopState::new(self.sinks.len());
+        let current = self.mint_once().await?;
+        let writes = self.sinks.iter().map(|s| self.write_once(s, &current));
+        let results = futures::future::join_all(writes).await;
+        let mut outcomes = Vec::new();
+        let mut errors = Vec::new();
+        for (s, result) in self.sinks.iter().zip(results) {
+            match result {
+                Ok(outcome) => outcomes.push((s.sink.name().to_string(), outcome)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(PassError::Sinks(errors));
+        }
+        Ok(OnceSummary { outcomes, expires_at: current.expires_at })
+    }
+
+    /// `once`'s mint, retried at a transient failure.
+    async fn mint_once(&self) -> Result<Current, PassError> {
         let mut attempt = 0;
         loop {
-            self.pass(&mut state).await;
-            if state.all_hold_current() {
-                let outcomes = self
-                    .sinks
-                    .iter()
-                    .zip(&state.sinks)
-                    .map(|(n, s)| (n.sink.name().to_string(), s.last_outcome.unwrap_or(WriteOutcome::Unchanged)))
-                    .collect();
-                return Ok(OnceSummary { outcomes, expires_at: state.current.and_then(|c| c.expires_at) });
+            let minted = self.mint(1).await;
+            self.report_mint(&minted).await;
+            match minted {
+                Ok(current) => return Ok(current),
+                Err(e) if !e.is_retryable() || attempt + 1 >= ONCE_ATTEMPTS => return Err(e),
+                Err(e) => {
+                    let delay = schedule::backoff(attempt, fastrand::f64(), e.retry_after());
+                    attempt += 1;
+                    warn!(error = %e, retry_in = ?delay, attempt, "refresh failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
             }
-            let e = state.error().unwrap_or_else(|| PassError::Sinks(Vec::new()));
-            if !e.is_retryable() || attempt + 1 >= ONCE_ATTEMPTS {
-                return Err(e);
-            }
-            let delay = schedule::backoff(attempt, fastrand::f64(), e.retry_after());
-            attempt += 1;
-            match e {
-                PassError::Sinks(_) => warn!(error = %e, retry_in = ?delay, attempt, "write failed; retrying"),
-                _ => warn!(error = %e, retry_in = ?delay, attempt, "refresh failed; retrying"),
-            }
-            tokio::time::sleep(delay).await;
-            state.retry_now();
         }
+    }
+
+    /// `once`'s write of one sink, retried at a transient failure.
+    async fn write_once(&self, s: &NamedSink, current: &Current) -> Result<WriteOutcome, SinkError> {
+        let mut attempt = 0;
+        loop {
+            match self.write_one(s, current).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(e) if !e.is_retryable() || attempt + 1 >= ONCE_ATTEMPTS => return Err(e),
+                Err(e) => {
+                    let delay = schedule::backoff(attempt, fastrand::f64(), e.retry_after());
+                    attempt += 1;
+                    warn!(sink = s.sink.name(), error = %e, retry_in = ?delay, attempt, "write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps until `at`, or for ever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -403,33 +444,44 @@ pub(crate) async fn render_once(
 mod tests {
     use super::*;
 
+    fn failure(code: u16) -> Result<WriteOutcome, SinkError> {
+        Err(SinkError::Api { sink: "s".into(), code, reason: String::new(), message: String::new(), retry_after: None })
+    }
+
+    const RESYNC: Duration = Duration::from_secs(600);
+
     #[tokio::test(start_paused = true)]
-    async fn without_a_credential_the_loop_sleeps_until_the_mint_retry() {
-        let mut state = LoopState::new(2);
-        state.mint_retry_at = Some(Instant::now() + Duration::from_secs(10));
-        // The resync is overdue, but there is nothing to re-assert yet.
-        assert_eq!(state.next_wake(Duration::from_secs(600)), Duration::from_secs(10));
+    async fn a_new_document_is_due_at_once_whatever_the_backoff() {
+        let mut s = SinkSchedule::default();
+        let now = Instant::now();
+        assert!(s.due(1, now), "never offered");
+        let retry_in = s.record(1, now, &failure(500), RESYNC).unwrap();
+        assert!(!s.due(1, now), "backing off");
+        assert!(s.due(2, now), "a fresh mint is not held back by the backoff");
+        assert!(s.due(1, now + retry_in), "retried on its own schedule");
+        assert_eq!(s.next_wake(), Some(now + retry_in), "the retry comes before the resync");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_earliest_sink_retry_wins() {
-        let mut state = LoopState::new(2);
-        state.current = Some(Current {
-            doc: render(
-                &crate::credential::Credential {
-                    username: "u".into(),
-                    password: crate::secret::Secret::new("p".into()),
-                    expires_at: None,
-                },
-                &RegistryHost::defaults(),
-            )
-            .unwrap(),
-            expires_at: None,
-            refresh_at: None,
-            generation: 1,
-        });
-        state.resync_at = Instant::now() + Duration::from_secs(600);
-        state.sinks[1].retry_at = Some(Instant::now() + Duration::from_secs(3));
-        assert_eq!(state.next_wake(Duration::from_secs(600)), Duration::from_secs(3));
+    async fn a_held_document_is_due_again_only_at_the_resync() {
+        let mut s = SinkSchedule::default();
+        let now = Instant::now();
+        assert_eq!(s.record(1, now, &failure(500), RESYNC).map(|_| ()), Some(()));
+        assert_eq!(s.record(1, now, &Ok(WriteOutcome::Updated), RESYNC), None);
+        assert_eq!((s.holds, s.failures, s.retry_at), (Some(1), 0, None), "a success clears the backoff");
+        assert!(!s.due(1, now + RESYNC - Duration::from_secs(1)));
+        assert!(s.due(1, now + RESYNC));
+        assert_eq!(s.next_wake(), Some(now + RESYNC));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sink_that_retries_by_itself_is_not_offered_the_same_document_again() {
+        let mut s = SinkSchedule::default();
+        let now = Instant::now();
+        let partial = SinkError::Partial { sink: "s".into(), failed: 1, total: 2, first: "a".into(), retryable: true };
+        assert_eq!(s.record(1, now, &Err(partial), RESYNC), None);
+        assert!(!s.due(1, now + Duration::from_secs(60)));
+        assert!(s.due(2, now), "but a new one, yes");
+        assert_eq!(s.next_wake(), Some(now + RESYNC));
     }
 }

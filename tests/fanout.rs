@@ -153,7 +153,7 @@ async fn fan_out_flags_are_validated() {
 }
 
 /// Tests that need the emulator: `--all-namespaces` would write into every
-/// namespace of a shared server, and 500s are injected.
+/// namespace of a shared server, and 500s and 403s are injected.
 mod emulator_only {
     use super::*;
 
@@ -217,5 +217,22 @@ mod emulator_only {
         assert!(!has_secret(&kit, "broken").await);
         let events = kit.kube.events("broken").await;
         assert!(events.iter().any(|e| e["reason"] == "WriteFailed"), "the failing namespace gets an Event: {events:?}");
+    }
+
+    #[tokio::test]
+    async fn a_forbidden_service_account_patch_names_the_service_account() {
+        let kit = Kit::start_emulator().await;
+        kit.kube.create_namespace("ci", &[]).await;
+        kit.kube.put_object("ci", "serviceaccounts", json!({"metadata": {"name": "default"}})).await;
+        let forbidden = Fault::Status { code: 403, body: None, retry_after: None };
+        kit.emulator().faults().inject(Some("PATCH"), "/api/v1/namespaces/ci/serviceaccounts", forbidden, 100);
+        let out = kit.once(&["--secret", "gcr-pull", "--namespace", "ci", "--patch-service-account", "default"]).await;
+        assert_eq!(out.code, Some(1), "{out:?}");
+        let last = out.stderr.lines().last().unwrap();
+        assert!(
+            last.contains("cannot `patch` serviceaccounts/default in namespace ci; grant it with a Role"),
+            "{last}"
+        );
+        assert!(has_secret(&kit, "ci").await, "the Secret itself was written");
     }
 }

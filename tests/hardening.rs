@@ -297,25 +297,22 @@ async fn healthy_namespaces_never_hold_an_expired_token_while_one_keeps_failing(
     assert_eq!(code, Some(0), "{stderr}");
 }
 
+/// `run` writing `file` beside the Secret sink of `sink_args`, with each
+/// token (4 s long on a kit that issues them so) replaced 2 s after its mint.
+fn rotating_beside(kit: &Kit, file: &std::path::Path, sink_args: &[&str]) -> tokio::process::Child {
+    let file = file.display().to_string();
+    let mut args = sink_args.to_vec();
+    args.extend(["--output-file", &file, "--refresh-before", "2s", "--jitter", "0s", "--admin-addr", "off"]);
+    kit.daemon(&args)
+}
+
 #[tokio::test]
 async fn a_failing_secret_does_not_delay_the_file() {
     let kit = Kit::start_emulator().await;
     kit.google.set_token_lifetime(Duration::from_secs(4));
     kit.emulator().faults().inject(None, SECRETS, status(500, None), 100_000);
     let file = kit.path("config.json");
-    let file_arg = file.display().to_string();
-    let child = kit.daemon(&[
-        "--secret",
-        "gcr-pull",
-        "--output-file",
-        &file_arg,
-        "--refresh-before",
-        "2s",
-        "--jitter",
-        "0s",
-        "--admin-addr",
-        "off",
-    ]);
+    let child = rotating_beside(&kit, &file, &["--secret", "gcr-pull"]);
     wait_for(Duration::from_secs(20), "the file", async || common::read_json(&file)).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
@@ -324,6 +321,43 @@ async fn a_failing_secret_does_not_delay_the_file() {
         assert!(token.expires_at > SystemTime::now(), "the file holds an expired token");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let (code, stderr) = terminate(child).await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_stalled_fan_out_never_holds_back_the_next_mint_or_the_file_beside_it() {
+    let kit = Kit::start_emulator().await;
+    kit.google.set_token_lifetime(Duration::from_secs(4));
+    kit.kube.create_namespace("a", &[]).await;
+    // The API server accepts fan-out's namespace listing and never sends the
+    // list: fan-out waits (up to a minute) for a first listing that never comes.
+    kit.emulator().faults().inject_query(Some("GET"), "/api/v1/namespaces", "limit=500", Fault::Stall, 1000);
+    let file = kit.path("config.json");
+    let child = rotating_beside(&kit, &file, &["--secret", "gcr-pull", "--namespace", "a"]);
+    // Each token is replaced 2 s after it is minted: the file follows.
+    let mut seen =
+        vec![password(&wait_for(Duration::from_secs(20), "the file", async || common::read_json(&file)).await)];
+    for rotation in 1..=3 {
+        let next = wait_for(Duration::from_secs(8), &format!("file rotation {rotation}"), async || {
+            common::read_json(&file).map(|d| password(&d)).filter(|p| !seen.contains(p))
+        })
+        .await;
+        seen.push(next);
+    }
+    assert!(kit.emulator().secret("a", "gcr-pull").is_none(), "the fan-out is still stalled");
+
+    // Once the API server answers, the fan-out catches up with the newest
+    // document, never the one it was first offered.
+    kit.emulator().faults().clear();
+    wait_for(Duration::from_secs(60), "the fan-out holding the file's token", async || {
+        let secret = password(&kit.secret_doc("a", "gcr-pull", ".dockerconfigjson").await?);
+        let current = password(&common::read_json(&file)?);
+        (secret == current).then_some(())
+    })
+    .await;
+    let secret = password(&kit.secret_doc("a", "gcr-pull", ".dockerconfigjson").await.unwrap());
+    assert_ne!(secret, seen[0], "not the document offered while it was stalled");
     let (code, stderr) = terminate(child).await;
     assert_eq!(code, Some(0), "{stderr}");
 }

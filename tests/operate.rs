@@ -151,7 +151,7 @@ async fn routine_rotations_publish_no_events_unless_asked() {
     assert_eq!(events[0]["reason"], "Rotated");
 }
 
-/// Tests that need the emulator: 500s are injected.
+/// Tests that need the emulator: 500s are injected, its request log is read.
 mod emulator_only {
     use super::*;
 
@@ -183,5 +183,29 @@ mod emulator_only {
         for token in kit.issued() {
             assert!(!all.contains(&token), "token in an Event");
         }
+    }
+
+    #[tokio::test]
+    async fn every_request_to_kubernetes_and_google_names_regcred_and_its_version() {
+        let kit = Kit::start_emulator().await;
+        // A key file (Google's token endpoint) into one Secret, then the
+        // metadata server into a fan-out (watches, writes, rotation Events).
+        let out = kit.once(&["--secret", "gcr-pull"]).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let out = kit.run(&["once", "--secret", "fanned", "--namespace", "default", "--rotation-events"]).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+
+        let wanted = format!("regcred/{}", env!("CARGO_PKG_VERSION"));
+        let kube = kit.emulator().requests();
+        let google = kit.google.requests();
+        for r in kube.iter().chain(&google) {
+            assert_eq!(r.header("user-agent"), Some(wanted.as_str()), "{} {}?{}", r.method, r.path, r.query);
+        }
+        let saw = |what: &str, hit: bool| assert!(hit, "no {what} was made: the check above proved nothing about it");
+        saw("watch", kube.iter().any(|r| r.query.contains("watch=true")));
+        saw("Secret write", kube.iter().any(|r| r.method == "POST" && r.path.ends_with("/secrets")));
+        saw("Event", kube.iter().any(|r| r.path.contains("/events")));
+        saw("token request", google.iter().any(|r| r.path == "/token"));
+        saw("metadata request", google.iter().any(|r| r.path.starts_with("/computeMetadata/")));
     }
 }

@@ -32,10 +32,11 @@ use tracing::{debug, info, warn};
 pub(crate) use selection::{Pattern, Selection, DEFAULT_EXCLUDES};
 pub(crate) use service_accounts::ServiceAccountPatching;
 
+use crate::cluster::Throttle;
 use crate::events::{Events, Failure};
 use crate::render::AuthsDocument;
-use crate::sink::managed::{self, Known, Owned, Seen, Target, Throttle};
-use crate::sink::{secret_ref, Sink, SinkError, WriteOutcome};
+use crate::sink::managed::{self, secret_ref, Known, Owned, Seen, Target};
+use crate::sink::{Sink, SinkError, WriteOutcome};
 
 /// How long a cycle waits for the watches' first complete listing.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -193,20 +194,6 @@ impl Shared {
         Seen::of(secret, &self.config.key)
     }
 
-    /// One request under the concurrency bound and the rate limit (the
-    /// client puts the deadline on it).
-    async fn call<T>(
-        &self,
-        ns: &str,
-        verb: &'static str,
-        fut: impl std::future::Future<Output = kube::Result<T>>,
-    ) -> Result<T, SinkError> {
-        let _permit = self.throttle.enter().await;
-        fut.await.map_err(|e| {
-            SinkError::from_kube(&self.sink_name(ns), verb, &format!("secrets/{}", self.config.secret_name), ns, e)
-        })
-    }
-
     /// Makes the Secret in `ns` hold `published`, then the ServiceAccounts.
     async fn ensure(&self, ns: &str, published: &Owned) -> Result<WriteOutcome, SinkError> {
         let outcome = self.ensure_secret(ns, published).await;
@@ -214,7 +201,8 @@ impl Shared {
         let outcome = outcome?;
         if self.config.service_accounts.enabled() && !self.state().accounts_done.contains(ns) {
             let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(self.client.clone(), ns);
-            match self.config.service_accounts.patch(self, ns, &api).await {
+            let (secret, sink) = (&self.config.secret_name, self.sink_name(ns));
+            match self.config.service_accounts.patch(&api, ns, secret, &self.throttle, &sink).await {
                 Ok(true) => {
                     self.state().accounts_done.insert(ns.to_string());
                 }
@@ -308,7 +296,9 @@ impl Shared {
             preconditions: Some(Preconditions { resource_version: Some(seen.resource_version), uid: None }),
             ..Default::default()
         };
-        match self.call(ns, "delete", api.delete(&self.config.secret_name, &params)).await {
+        let (name, sink) = (&self.config.secret_name, self.sink_name(ns));
+        let request = api.delete(name, &params);
+        match crate::sink::send(Some(&self.throttle), &sink, "delete", &format!("secrets/{name}"), ns, request).await {
             Ok(_) => info!(namespace = ns, "pruned the Secret from a namespace that no longer matches"),
             // Already gone, with its namespace or by someone else's hand.
             Err(SinkError::Api { code: 404, .. }) => {

@@ -6,7 +6,7 @@ use kube::api::Patch;
 use kube::Api;
 use serde_json::json;
 
-use super::Shared;
+use crate::cluster::Throttle;
 use crate::sink::managed::MAX_CONFLICTS;
 use crate::sink::SinkError;
 
@@ -28,38 +28,84 @@ impl ServiceAccountPatching {
         !self.names.is_empty() || self.annotated
     }
 
-    /// Patches every chosen ServiceAccount in `ns`. Returns `false` when a
-    /// named one does not exist yet (the namespace controller creates
-    /// `default` moments after the namespace), so the caller tries again later.
-    pub(super) async fn patch(&self, shared: &Shared, ns: &str, api: &Api<ServiceAccount>) -> Result<bool, SinkError> {
-        let secret = &shared.config.secret_name;
+    /// Patches every chosen ServiceAccount in `ns` to list `secret`, its
+    /// requests through `throttle` and its failures reported as `sink`'s.
+    /// Returns `false` when a named one does not exist yet (the namespace
+    /// controller creates `default` moments after the namespace), so the
+    /// caller tries again later.
+    pub(super) async fn patch(
+        &self,
+        api: &Api<ServiceAccount>,
+        ns: &str,
+        secret: &str,
+        throttle: &Throttle,
+        sink: &str,
+    ) -> Result<bool, SinkError> {
+        let accounts = Accounts { api, ns, throttle, sink };
         let mut all_present = true;
         for name in &self.names {
-            match shared.call(ns, "get", api.get_opt(name)).await.map_err(|e| on_accounts(e, name))? {
-                Some(sa) => add_pull_secret(shared, ns, api, &sa, secret).await.map_err(|e| on_accounts(e, name))?,
+            match accounts.send("get", name, api.get_opt(name)).await? {
+                Some(sa) => accounts.add_pull_secret(&sa, secret).await?,
                 None => all_present = false,
             }
         }
         if self.annotated {
-            let list = shared.call(ns, "list", api.list(&Default::default())).await.map_err(|e| on_accounts(e, ""))?;
+            let list = accounts.send("list", "", api.list(&Default::default())).await?;
             for sa in list.items.iter().filter(|sa| opted_in(sa)) {
-                let name = sa.metadata.name.as_deref().unwrap_or_default();
-                add_pull_secret(shared, ns, api, sa, secret).await.map_err(|e| on_accounts(e, name))?;
+                accounts.add_pull_secret(sa, secret).await?;
             }
         }
         Ok(all_present)
     }
 }
 
-/// Forbidden answers name the ServiceAccount, not the Secret.
-fn on_accounts(e: SinkError, name: &str) -> SinkError {
-    match e {
-        SinkError::Forbidden { sink, verb, namespace, .. } => {
-            let resource =
-                if name.is_empty() { "serviceaccounts".to_string() } else { format!("serviceaccounts/{name}") };
-            SinkError::Forbidden { sink, verb, resource, namespace }
+/// The ServiceAccounts of one namespace, as one write of fan-out sees them.
+struct Accounts<'a> {
+    api: &'a Api<ServiceAccount>,
+    ns: &'a str,
+    throttle: &'a Throttle,
+    /// The fan-out sink's name in messages ("secret ci/gcr-pull").
+    sink: &'a str,
+}
+
+impl Accounts<'_> {
+    /// One request about the ServiceAccount `name` (all of them when empty).
+    async fn send<T>(
+        &self,
+        verb: &'static str,
+        name: &str,
+        request: impl std::future::Future<Output = kube::Result<T>>,
+    ) -> Result<T, SinkError> {
+        let resource = if name.is_empty() { "serviceaccounts".to_string() } else { format!("serviceaccounts/{name}") };
+        crate::sink::send(Some(self.throttle), self.sink, verb, &resource, self.ns, request).await
+    }
+
+    /// Idempotent and conservative: the whole list is sent (a merge patch
+    /// replaces lists) with the resourceVersion it was built from, so a
+    /// concurrent change by someone else is never overwritten; regcred
+    /// re-reads and retries on conflict.
+    async fn add_pull_secret(&self, sa: &ServiceAccount, secret: &str) -> Result<(), SinkError> {
+        let name = sa.metadata.name.clone().unwrap_or_default();
+        let mut sa = sa.clone();
+        for _ in 0..MAX_CONFLICTS {
+            let Some(list) = with_pull_secret(&sa, secret) else { return Ok(()) };
+            let patch = json!({
+                "metadata": { "resourceVersion": sa.metadata.resource_version },
+                "imagePullSecrets": list,
+            });
+            let params = crate::cluster::patch_params();
+            match self.send("patch", &name, self.api.patch(&name, &params, &Patch::Merge(&patch))).await {
+                Ok(_) => return Ok(()),
+                Err(SinkError::Api { code: 409, .. }) => {
+                    match self.send("get", &name, self.api.get_opt(&name)).await? {
+                        Some(fresh) => sa = fresh,
+                        None => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
-        other => other,
+        Err(SinkError::ConflictStorm { sink: format!("serviceaccount {}/{name}", self.ns), attempts: MAX_CONFLICTS })
     }
 }
 
@@ -76,37 +122,6 @@ pub(super) fn with_pull_secret(sa: &ServiceAccount, secret: &str) -> Option<Vec<
     let mut list: Vec<serde_json::Value> = existing.iter().map(|r| json!({ "name": r.name })).collect();
     list.push(json!({ "name": secret }));
     Some(list)
-}
-
-/// Idempotent and conservative: the whole list is sent (a merge patch
-/// replaces lists) with the resourceVersion it was built from, so a
-/// concurrent change by someone else is never overwritten; regcred re-reads
-/// and retries on conflict.
-async fn add_pull_secret(
-    shared: &Shared,
-    ns: &str,
-    api: &Api<ServiceAccount>,
-    sa: &ServiceAccount,
-    secret: &str,
-) -> Result<(), SinkError> {
-    let name = sa.metadata.name.clone().unwrap_or_default();
-    let mut sa = sa.clone();
-    for _ in 0..MAX_CONFLICTS {
-        let Some(list) = with_pull_secret(&sa, secret) else { return Ok(()) };
-        let patch = json!({
-            "metadata": { "resourceVersion": sa.metadata.resource_version },
-            "imagePullSecrets": list,
-        });
-        match shared.call(ns, "patch", api.patch(&name, &crate::cluster::patch_params(), &Patch::Merge(&patch))).await {
-            Ok(_) => return Ok(()),
-            Err(SinkError::Api { code: 409, .. }) => match shared.call(ns, "get", api.get_opt(&name)).await? {
-                Some(fresh) => sa = fresh,
-                None => return Ok(()),
-            },
-            Err(e) => return Err(e),
-        }
-    }
-    Err(SinkError::ConflictStorm { sink: format!("serviceaccount {ns}/{name}"), attempts: MAX_CONFLICTS })
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::kubelet::{self, Identity, PROVIDER_NAME};
+use crate::atomic_write::{write_atomically, WriteOutcome};
 use crate::schedule::parse_duration;
-use crate::sink::{write_atomically, WriteOutcome};
 use crate::telemetry::LogFormat;
 
 /// Flags of `install-credential-provider`.

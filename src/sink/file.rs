@@ -1,18 +1,13 @@
 //! A file sink: the auths JSON on a (shared) volume, for consumers that read
 //! registry credentials from a file, such as a sidecar's neighbour.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{Sink, SinkError, WriteOutcome};
+use super::{Sink, SinkError};
+use crate::atomic_write::{write_atomically, WriteOutcome};
 use crate::render::AuthsDocument;
 
-/// Writes the document atomically: a temporary file in the same directory,
-/// fsync, then rename over the target, so a reader sees the old document or
-/// the new one and never half of one.
 /// The files to write (`--output-file`) and their permission bits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileSettings {
@@ -20,6 +15,7 @@ pub struct FileSettings {
     pub mode: u32,
 }
 
+/// Keeps one file holding the document, written with [`write_atomically`].
 pub(crate) struct FileSink {
     path: PathBuf,
     mode: u32,
@@ -70,46 +66,11 @@ impl Sink for FileSink {
     }
 }
 
-/// Writes `bytes` to `path` with `mode` atomically, or leaves the file alone
-/// when it already holds them with that mode. `install-credential-provider`
-/// puts its files on a node with it too.
-pub(crate) fn write_atomically(path: &Path, mode: u32, bytes: &[u8]) -> std::io::Result<WriteOutcome> {
-    let existed = match fs::read(path) {
-        Ok(current) if current == bytes && permissions(path)? == mode => return Ok(WriteOutcome::Unchanged),
-        Ok(_) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => return Err(e),
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let file_name = path.file_name().ok_or_else(|| std::io::Error::other("the output path has no file name"))?;
-    let tmp =
-        dir.join(format!(".{}.regcred-{}-{}", file_name.to_string_lossy(), std::process::id(), fastrand::u32(..)));
-    let written = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-        // The umask may have cleared bits the user asked for.
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        File::open(dir)?.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(if existed { WriteOutcome::Updated } else { WriteOutcome::Created })
-}
-
-fn permissions(path: &Path) -> std::io::Result<u32> {
-    Ok(fs::metadata(path)?.permissions().mode() & 0o777)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
     use crate::credential::Credential;
     use crate::registry::RegistryHost;
@@ -127,7 +88,7 @@ mod tests {
         let sink = FileSink::new(path.clone(), 0o640);
         assert_eq!(sink.write(&doc("a"), None).await.unwrap(), WriteOutcome::Created);
         assert_eq!(fs::read(&path).unwrap(), doc("a").expose_bytes());
-        assert_eq!(permissions(&path).unwrap(), 0o640);
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
         assert_eq!(sink.write(&doc("a"), None).await.unwrap(), WriteOutcome::Unchanged);
         assert_eq!(sink.write(&doc("b"), None).await.unwrap(), WriteOutcome::Updated);
         assert_eq!(fs::read(&path).unwrap(), doc("b").expose_bytes());

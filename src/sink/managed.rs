@@ -8,26 +8,105 @@
 //! if anyone changed the Secret since: regcred then reads it again and
 //! retries, up to [`MAX_CONFLICTS`] times. A Secret that does not exist is
 //! created with regcred's parts only.
+//!
+//! The names of those parts, and how regcred tells a Secret it keeps from
+//! one it was told to leave alone, are defined here too: the ownership
+//! vocabulary that the Secret sink and fan-out share.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::ByteString;
-use kube::api::Patch;
+use kube::api::{ObjectMeta, Patch};
 use kube::Api;
 use serde_json::json;
-use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::secret::{
-    expiry_annotation, is_managed, is_opted_out, new_managed, secret_type, EXPIRES_AT_ANNOTATION, MANAGED_LABEL,
-    MANAGED_VALUE,
-};
 use super::{SinkError, WriteOutcome};
-use crate::cluster;
+use crate::cluster::{self, Throttle};
 use crate::render::AuthsDocument;
+
+/// The Secret key whose presence makes a `kubernetes.io/dockerconfigjson` Secret.
+pub(crate) const DOCKERCONFIGJSON_KEY: &str = ".dockerconfigjson";
+
+/// The Secret type matching the data key regcred writes: the kubelet reads
+/// `.dockerconfigjson` only from a `kubernetes.io/dockerconfigjson` Secret;
+/// any other key is an Opaque Secret for tools that mount it.
+fn secret_type(key: &str) -> &'static str {
+    if key == DOCKERCONFIGJSON_KEY {
+        "kubernetes.io/dockerconfigjson"
+    } else {
+        "Opaque"
+    }
+}
+
+/// The label that says regcred keeps a key of this Secret. Its own, so that
+/// regcred never contends with whoever set `app.kubernetes.io/managed-by`
+/// (Helm, for the placeholders the chart creates).
+const MANAGED_LABEL: &str = "regcred.dev/managed";
+/// Its value.
+const MANAGED_VALUE: &str = "true";
+/// The standard manager label: set only on Secrets regcred creates, and
+/// read as the ownership marker of Secrets written by regcred 0.1.0.
+const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// regcred's value of [`MANAGED_BY_LABEL`].
+const MANAGED_BY_VALUE: &str = "regcred";
+/// When the credential in the Secret stops working (RFC 3339, UTC).
+const EXPIRES_AT_ANNOTATION: &str = "regcred.dev/expires-at";
+
+/// The value of [`EXPIRES_AT_ANNOTATION`] for a credential expiring at `t`.
+fn expiry_annotation(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Whether regcred manages a Secret with these labels: its own marker, or
+/// the manager label regcred 0.1.0 set (unless someone opted it out).
+fn is_managed(labels: Option<&BTreeMap<String, String>>) -> bool {
+    labels.is_some_and(|l| {
+        l.get(MANAGED_LABEL).is_some_and(|v| v == MANAGED_VALUE)
+            || (l.get(MANAGED_BY_LABEL).is_some_and(|v| v == MANAGED_BY_VALUE) && !l.contains_key(MANAGED_LABEL))
+    })
+}
+
+/// The value of [`MANAGED_LABEL`] that tells regcred to leave a Secret
+/// alone: never written, never pruned (someone else has taken it over).
+const OPTED_OUT_VALUE: &str = "false";
+
+/// Whether someone told regcred to leave a Secret with these labels alone.
+fn is_opted_out(labels: Option<&BTreeMap<String, String>>) -> bool {
+    labels.and_then(|l| l.get(MANAGED_LABEL)).is_some_and(|v| v == OPTED_OUT_VALUE)
+}
+
+/// A new Secret holding only regcred's parts; regcred created it, so it is
+/// also its `app.kubernetes.io/managed-by`.
+fn new_managed(namespace: &str, name: &str, key: &str, doc: &[u8], expires_at: Option<&str>) -> Secret {
+    let labels = [(MANAGED_BY_LABEL, MANAGED_BY_VALUE), (MANAGED_LABEL, MANAGED_VALUE)];
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            annotations: expires_at.map(|t| BTreeMap::from([(EXPIRES_AT_ANNOTATION.to_string(), t.to_string())])),
+            ..Default::default()
+        },
+        type_: Some(secret_type(key).into()),
+        data: Some(BTreeMap::from([(key.to_string(), ByteString(doc.to_vec()))])),
+        ..Default::default()
+    }
+}
+
+/// The object Events about the Secret `namespace/name` are attached to.
+pub(crate) fn secret_ref(namespace: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Secret".into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
 
 /// Conflicting writes tolerated in one write before it counts as failed
 /// (the caller then retries with backoff). Also the limit of ServiceAccount
@@ -112,7 +191,7 @@ pub(crate) struct Target<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     /// The data key regcred owns; it decides the Secret's type
-    /// ([`super::secret_type`]).
+    /// ([`secret_type`]).
     pub key: &'a str,
     /// The sink's name in messages ("secret ci/gcr-pull").
     pub sink: &'a str,
@@ -137,14 +216,14 @@ pub(crate) async fn ensure(
     for _ in 0..MAX_CONFLICTS {
         match known {
             Known::Unknown => {
-                let current = send(target, throttle, "get", target.api.get_opt(target.name)).await?;
+                let current = target.send(throttle, "get", target.api.get_opt(target.name)).await?;
                 read = current.as_ref().map(|s| Seen::of(s, target.key));
                 known = read.clone().map_or(Known::Absent, Known::Seen);
             }
             Known::Absent => {
                 let secret =
                     new_managed(target.namespace, target.name, target.key, &owned.doc.0, owned.expires_at.as_deref());
-                match send(target, throttle, "create", target.api.create(&cluster::post_params(), &secret)).await {
+                match target.send(throttle, "create", target.api.create(&cluster::post_params(), &secret)).await {
                     Ok(created) => {
                         return Ok(Written {
                             outcome: WriteOutcome::Created,
@@ -180,7 +259,8 @@ pub(crate) async fn ensure(
                     "data": { target.key: &owned.doc },
                 });
                 let params = cluster::patch_params();
-                match send(target, throttle, "patch", target.api.patch(target.name, &params, &Patch::Merge(&patch)))
+                match target
+                    .send(throttle, "patch", target.api.patch(target.name, &params, &Patch::Merge(&patch)))
                     .await
                 {
                     Ok(updated) => {
@@ -200,93 +280,21 @@ pub(crate) async fn ensure(
     Err(SinkError::ConflictStorm { sink: target.sink.to_string(), attempts: MAX_CONFLICTS })
 }
 
-/// Sends one request of a write, through `throttle` when one is given. Only
-/// requests pass the throttle: deciding that nothing needs writing is free.
-async fn send<T>(
-    target: &Target<'_>,
-    throttle: Option<&Throttle>,
-    verb: &'static str,
-    request: impl std::future::Future<Output = kube::Result<T>>,
-) -> Result<T, SinkError> {
-    let _permit = match throttle {
-        Some(t) => Some(t.enter().await),
-        None => None,
-    };
-    request
-        .await
-        .map_err(|e| SinkError::from_kube(target.sink, verb, &format!("secrets/{}", target.name), target.namespace, e))
-}
-
-/// A bound on requests in flight and a rate limit (fan-out's
-/// `--max-concurrent-writes` and `--max-requests-per-second`).
-pub(crate) struct Throttle {
-    permits: Semaphore,
-    limiter: RateLimiter,
-}
-
-impl Throttle {
-    pub(crate) fn new(max_in_flight: usize, per_second: u32) -> Self {
-        let max_in_flight = max_in_flight.max(1);
-        Throttle {
-            permits: Semaphore::new(max_in_flight),
-            limiter: RateLimiter::new(per_second, u32::try_from(max_in_flight).unwrap_or(u32::MAX)),
-        }
-    }
-
-    /// Waits until one more request may go; it is in flight while the
-    /// permit lives.
-    pub(crate) async fn enter(&self) -> SemaphorePermit<'_> {
-        let permit = self.permits.acquire().await.expect("semaphore never closed");
-        self.limiter.acquire().await;
-        permit
-    }
-}
-
-/// Spaces requests at most `per_second` apart on average, allowing a burst.
-struct RateLimiter {
-    interval: Duration,
-    burst: Duration,
-    next: Mutex<tokio::time::Instant>,
-}
-
-impl RateLimiter {
-    fn new(per_second: u32, burst: u32) -> Self {
-        let interval = if per_second == 0 { Duration::ZERO } else { Duration::from_secs(1) / per_second };
-        RateLimiter { interval, burst: interval.saturating_mul(burst), next: Mutex::new(tokio::time::Instant::now()) }
-    }
-
-    async fn acquire(&self) {
-        if self.interval.is_zero() {
-            return;
-        }
-        let at = {
-            let mut next = self.next.lock().expect("lock");
-            let now = tokio::time::Instant::now();
-            let earliest = now.checked_sub(self.burst).unwrap_or(now);
-            let at = (*next).max(earliest);
-            *next = at + self.interval;
-            at
-        };
-        tokio::time::sleep_until(at).await;
+impl Target<'_> {
+    /// Sends one request about this Secret ([`super::send`]).
+    async fn send<T>(
+        &self,
+        throttle: Option<&Throttle>,
+        verb: &'static str,
+        request: impl std::future::Future<Output = kube::Result<T>>,
+    ) -> Result<T, SinkError> {
+        super::send(throttle, self.sink, verb, &format!("secrets/{}", self.name), self.namespace, request).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn rate_limiter_spaces_requests_after_a_burst() {
-        let limiter = RateLimiter::new(10, 2);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let start = tokio::time::Instant::now();
-        for _ in 0..7 {
-            limiter.acquire().await;
-        }
-        // Two come from the burst allowance; the other five are 100 ms apart.
-        let took = start.elapsed();
-        assert!(took >= Duration::from_millis(400) && took <= Duration::from_millis(500), "{took:?}");
-    }
 
     #[test]
     fn content_hash_covers_the_document_and_the_expiry() {
@@ -314,5 +322,35 @@ mod tests {
         assert!(owned.is_held_by(&Seen::of(&secret, ".dockerconfigjson")));
         secret.metadata.annotations = Some([(EXPIRES_AT_ANNOTATION.to_string(), "2030-01-01T00:00:00Z".into())].into());
         assert!(!owned.is_held_by(&Seen::of(&secret, ".dockerconfigjson")), "a stale expiry is rewritten");
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn ownership_is_regcreds_own_label_or_the_0_1_0_manager_label() {
+        assert!(is_managed(Some(&labels(&[(MANAGED_LABEL, "true")]))));
+        assert!(is_managed(Some(&labels(&[(MANAGED_BY_LABEL, "regcred")]))), "written by 0.1.0");
+        assert!(is_managed(Some(&labels(&[(MANAGED_BY_LABEL, "Helm"), (MANAGED_LABEL, "true")]))));
+        assert!(!is_managed(Some(&labels(&[(MANAGED_BY_LABEL, "Helm")]))));
+        assert!(!is_managed(Some(&labels(&[(MANAGED_LABEL, "false")]))));
+        assert!(!is_managed(Some(&labels(&[(MANAGED_BY_LABEL, "regcred"), (MANAGED_LABEL, "false")]))), "opted out");
+        assert!(is_opted_out(Some(&labels(&[(MANAGED_LABEL, "false")]))));
+        assert!(!is_opted_out(Some(&labels(&[(MANAGED_LABEL, "true")]))) && !is_opted_out(None));
+        assert!(!is_managed(None));
+    }
+
+    #[test]
+    fn a_secret_regcred_creates_carries_both_marks_and_only_its_parts() {
+        let created = new_managed("ns", "n", "k", b"{}", None);
+        let l = created.metadata.labels.unwrap();
+        assert_eq!(l[MANAGED_BY_LABEL], "regcred", "regcred created it");
+        assert_eq!(l[MANAGED_LABEL], "true");
+        assert_eq!(created.metadata.annotations, None, "no expiry for a key that never expires");
+        assert_eq!(created.data.unwrap().keys().collect::<Vec<_>>(), ["k"]);
+        assert_eq!(created.type_.as_deref(), Some("Opaque"));
+        let pull = new_managed("ns", "n", DOCKERCONFIGJSON_KEY, b"{}", None);
+        assert_eq!(pull.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"), "what the kubelet reads");
     }
 }

@@ -9,23 +9,17 @@ mod secret;
 
 use std::time::SystemTime;
 
-pub(crate) use file::write_atomically;
+// What a write did is the same for a Secret as for a file.
+pub(crate) use crate::atomic_write::WriteOutcome;
 pub(crate) use file::FileSettings;
 pub(crate) use file::FileSink;
-pub(crate) use secret::{secret_ref, SecretSink, SecretTarget, DOCKERCONFIGJSON_KEY};
+pub(crate) use managed::DOCKERCONFIGJSON_KEY;
+pub(crate) use secret::{SecretSink, SecretTarget};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 
+use crate::cluster::Throttle;
 use crate::render::AuthsDocument;
-
-/// What a successful write did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WriteOutcome {
-    Created,
-    Updated,
-    /// The destination already held this exact document.
-    Unchanged,
-}
 
 /// A destination for the auths document.
 #[async_trait::async_trait]
@@ -41,6 +35,27 @@ pub(crate) trait Sink: Send + Sync {
     fn object_ref(&self) -> Option<ObjectReference> {
         None
     }
+}
+
+/// Sends one request of a write to the API server: through `throttle` when
+/// one is given (only requests pass it: deciding that nothing needs writing
+/// is free), and on failure an error of `sink` that names the object the
+/// request was about, `resource` (`secrets/gcr-pull`,
+/// `serviceaccounts/default`) in `namespace`. Every request regcred makes to
+/// keep a Secret or a ServiceAccount goes this way.
+pub(crate) async fn send<T>(
+    throttle: Option<&Throttle>,
+    sink: &str,
+    verb: &'static str,
+    resource: &str,
+    namespace: &str,
+    request: impl std::future::Future<Output = kube::Result<T>>,
+) -> Result<T, SinkError> {
+    let _permit = match throttle {
+        Some(t) => Some(t.enter().await),
+        None => None,
+    };
+    request.await.map_err(|e| SinkError::from_kube(sink, verb, resource, namespace, e))
 }
 
 /// Why a write failed.

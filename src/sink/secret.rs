@@ -6,32 +6,15 @@
 //! a merge patch conditional on the `resourceVersion` that was read, where a
 //! 409 means "read again and retry", never "overwrite".
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
-use k8s_openapi::ByteString;
-use kube::api::ObjectMeta;
 use kube::Api;
 
-use super::managed::{self, Known, Owned, Target};
+use super::managed::{self, secret_ref, Known, Owned, Target};
 use super::{Sink, SinkError, WriteOutcome};
 use crate::registry::{is_dns_label, is_dns_subdomain};
 use crate::render::AuthsDocument;
-
-/// The Secret key whose presence makes a `kubernetes.io/dockerconfigjson` Secret.
-pub(crate) const DOCKERCONFIGJSON_KEY: &str = ".dockerconfigjson";
-
-/// The Secret type matching the data key regcred writes: the kubelet reads
-/// `.dockerconfigjson` only from a `kubernetes.io/dockerconfigjson` Secret;
-/// any other key is an Opaque Secret for tools that mount it.
-pub(crate) fn secret_type(key: &str) -> &'static str {
-    if key == DOCKERCONFIGJSON_KEY {
-        "kubernetes.io/dockerconfigjson"
-    } else {
-        "Opaque"
-    }
-}
 
 /// A Secret to keep fresh: `[NAMESPACE/]NAME`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,72 +61,6 @@ impl SecretSink {
     }
 }
 
-/// The label that says regcred keeps a key of this Secret. Its own, so that
-/// regcred never contends with whoever set `app.kubernetes.io/managed-by`
-/// (Helm, for the placeholders the chart creates).
-pub(super) const MANAGED_LABEL: &str = "regcred.dev/managed";
-/// Its value.
-pub(super) const MANAGED_VALUE: &str = "true";
-/// The standard manager label: set only on Secrets regcred creates, and
-/// read as the ownership marker of Secrets written by regcred 0.1.0.
-pub(super) const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// regcred's value of [`MANAGED_BY_LABEL`].
-pub(super) const MANAGED_BY_VALUE: &str = "regcred";
-/// When the credential in the Secret stops working (RFC 3339, UTC).
-pub(super) const EXPIRES_AT_ANNOTATION: &str = "regcred.dev/expires-at";
-
-/// The value of [`EXPIRES_AT_ANNOTATION`] for a credential expiring at `t`.
-pub(super) fn expiry_annotation(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// Whether regcred manages a Secret with these labels: its own marker, or
-/// the manager label regcred 0.1.0 set (unless someone opted it out).
-pub(super) fn is_managed(labels: Option<&BTreeMap<String, String>>) -> bool {
-    labels.is_some_and(|l| {
-        l.get(MANAGED_LABEL).is_some_and(|v| v == MANAGED_VALUE)
-            || (l.get(MANAGED_BY_LABEL).is_some_and(|v| v == MANAGED_BY_VALUE) && !l.contains_key(MANAGED_LABEL))
-    })
-}
-
-/// The value of [`MANAGED_LABEL`] that tells regcred to leave a Secret
-/// alone: never written, never pruned (someone else has taken it over).
-pub(super) const OPTED_OUT_VALUE: &str = "false";
-
-/// Whether someone told regcred to leave a Secret with these labels alone.
-pub(super) fn is_opted_out(labels: Option<&BTreeMap<String, String>>) -> bool {
-    labels.and_then(|l| l.get(MANAGED_LABEL)).is_some_and(|v| v == OPTED_OUT_VALUE)
-}
-
-/// A new Secret holding only regcred's parts; regcred created it, so it is
-/// also its `app.kubernetes.io/managed-by`.
-pub(super) fn new_managed(namespace: &str, name: &str, key: &str, doc: &[u8], expires_at: Option<&str>) -> Secret {
-    let labels = [(MANAGED_BY_LABEL, MANAGED_BY_VALUE), (MANAGED_LABEL, MANAGED_VALUE)];
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(namespace.into()),
-            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-            annotations: expires_at.map(|t| BTreeMap::from([(EXPIRES_AT_ANNOTATION.to_string(), t.to_string())])),
-            ..Default::default()
-        },
-        type_: Some(secret_type(key).into()),
-        data: Some(BTreeMap::from([(key.to_string(), ByteString(doc.to_vec()))])),
-        ..Default::default()
-    }
-}
-
-/// The object Events about the Secret `namespace/name` are attached to.
-pub(crate) fn secret_ref(namespace: &str, name: &str) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Secret".into()),
-        namespace: Some(namespace.into()),
-        name: Some(name.into()),
-        ..Default::default()
-    }
-}
-
 #[async_trait::async_trait]
 impl Sink for SecretSink {
     fn name(&self) -> &str {
@@ -165,40 +82,5 @@ impl Sink for SecretSink {
         // Read first at every write: a Secret someone deleted or edited since
         // the last write is noticed here, at each resync.
         Ok(managed::ensure(&target, &Owned::new(doc, expires_at), Known::Unknown, None).await?.outcome)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    #[test]
-    fn ownership_is_regcreds_own_label_or_the_0_1_0_manager_label() {
-        assert!(is_managed(Some(&labels(&[(MANAGED_LABEL, "true")]))));
-        assert!(is_managed(Some(&labels(&[(MANAGED_BY_LABEL, "regcred")]))), "written by 0.1.0");
-        assert!(is_managed(Some(&labels(&[(MANAGED_BY_LABEL, "Helm"), (MANAGED_LABEL, "true")]))));
-        assert!(!is_managed(Some(&labels(&[(MANAGED_BY_LABEL, "Helm")]))));
-        assert!(!is_managed(Some(&labels(&[(MANAGED_LABEL, "false")]))));
-        assert!(!is_managed(Some(&labels(&[(MANAGED_BY_LABEL, "regcred"), (MANAGED_LABEL, "false")]))), "opted out");
-        assert!(is_opted_out(Some(&labels(&[(MANAGED_LABEL, "false")]))));
-        assert!(!is_opted_out(Some(&labels(&[(MANAGED_LABEL, "true")]))) && !is_opted_out(None));
-        assert!(!is_managed(None));
-    }
-
-    #[test]
-    fn a_secret_regcred_creates_carries_both_marks_and_only_its_parts() {
-        let created = new_managed("ns", "n", "k", b"{}", None);
-        let l = created.metadata.labels.unwrap();
-        assert_eq!(l[MANAGED_BY_LABEL], "regcred", "regcred created it");
-        assert_eq!(l[MANAGED_LABEL], "true");
-        assert_eq!(created.metadata.annotations, None, "no expiry for a key that never expires");
-        assert_eq!(created.data.unwrap().keys().collect::<Vec<_>>(), ["k"]);
-        assert_eq!(created.type_.as_deref(), Some("Opaque"));
-        let pull = new_managed("ns", "n", DOCKERCONFIGJSON_KEY, b"{}", None);
-        assert_eq!(pull.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"), "what the kubelet reads");
     }
 }
