@@ -84,7 +84,13 @@ async fn once_creates_then_updates(key: &str, create_secrets: bool) {
     assert_eq!(meta.annotations.as_ref().unwrap()["example.com/owner"], "ci", "foreign annotation kept");
     assert!(meta.annotations.as_ref().unwrap().contains_key("regcred.dev/expires-at"));
     assert_eq!(cluster.forbidden(&id.user), Vec::<String>::new(), "regcred was refused");
-    assert!(!cluster.audit(&id.user).is_empty(), "the audit log records regcred's requests");
+    let audit = cluster.audit(&id.user);
+    assert!(!audit.is_empty(), "the audit log records regcred's requests");
+    // Operators find regcred in the audit log by its User-Agent.
+    let wanted = format!("regcred/{}", env!("CARGO_PKG_VERSION"));
+    for record in &audit {
+        assert_eq!(record["userAgent"], wanted.as_str(), "{record}");
+    }
 }
 
 #[tokio::test]
