@@ -157,7 +157,7 @@ async fn installing_again_rewrites_nothing_and_repairs_what_changed() {
 
     // Another identity replaces the config; a tampered binary is restored.
     std::fs::write(&bin, b"#!/bin/sh\nexit 1\n").unwrap();
-    let out = node.install(&["--workload-identity-provider=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k"]).await;
+    let out = node.install(&["--workload-identity-provider=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet"]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(std::fs::read(&bin).unwrap(), std::fs::read(common::BIN).unwrap());
     assert_eq!(node.written_config()["providers"][0]["tokenAttributes"]["cacheType"], "ServiceAccount");

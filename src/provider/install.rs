@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::kubelet::{self, Identity, PROVIDER_NAME};
+use super::PoolProvider;
 use crate::schedule::parse_duration;
 use crate::sink::{write_atomically, WriteOutcome};
 use crate::telemetry::LogFormat;
@@ -41,7 +42,7 @@ pub struct InstallArgs {
     /// the kubelet asks for tokens with audience `https:` + this. Without it,
     /// node identity: pulls use the node's credentials.
     #[arg(long, env = "REGCRED_WORKLOAD_IDENTITY_PROVIDER", value_name = "RESOURCE")]
-    pub workload_identity_provider: Option<String>,
+    pub workload_identity_provider: Option<PoolProvider>,
 
     /// Check the installed files this often and put them back when they are
     /// missing or changed; 0 never checks again.
@@ -133,9 +134,9 @@ impl Plan {
         if !args.recheck_interval.is_zero() && args.recheck_interval < Duration::from_secs(1) {
             return Err(InstallError::RecheckInterval);
         }
-        let identity = match args.workload_identity_provider.as_deref().map(str::trim) {
-            None | Some("") => Identity::Node,
-            Some(p) => Identity::Pod { pool_provider: p.to_string() },
+        let identity = match &args.workload_identity_provider {
+            None => Identity::Node,
+            Some(p) => Identity::Pod { pool_provider: p.clone() },
         };
         let config = kubelet::config(&identity, &args.provider_args);
         let provider_args = config.providers[0].args.clone();
@@ -291,7 +292,7 @@ mod tests {
         assert_eq!(v["providers"][0]["args"], serde_json::json!(p.provider_args));
         assert!(v["providers"][0].get("tokenAttributes").is_none());
 
-        let pool = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k";
+        let pool = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet";
         let p = plan(&["--bin-dir", "/b", "--config", "/c", "--workload-identity-provider", pool]).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&p.config).unwrap();
         assert_eq!(v["providers"][0]["tokenAttributes"]["serviceAccountTokenAudience"], format!("https:{pool}"));

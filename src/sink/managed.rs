@@ -22,10 +22,9 @@ use serde_json::json;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::secret::{
-    expiry_annotation, is_managed, is_opted_out, new_managed, secret_type, EXPIRES_AT_ANNOTATION, MANAGED_LABEL,
-    MANAGED_VALUE,
+    expiry_annotation, is_managed, is_opted_out, new_managed, EXPIRES_AT_ANNOTATION, MANAGED_LABEL, MANAGED_VALUE,
 };
-use super::{SinkError, WriteOutcome};
+use super::{SecretKey, SinkError, WriteOutcome};
 use crate::cluster;
 use crate::render::AuthsDocument;
 
@@ -50,8 +49,8 @@ pub(crate) struct Seen {
 
 impl Seen {
     /// What matters of `secret` when regcred owns its data key `key`.
-    pub(crate) fn of(secret: &Secret, key: &str) -> Seen {
-        let owned = secret.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.as_slice());
+    pub(crate) fn of(secret: &Secret, key: &SecretKey) -> Seen {
+        let owned = secret.data.as_ref().and_then(|d| d.get(key.as_str())).map(|b| b.0.as_slice());
         let expires =
             secret.metadata.annotations.as_ref().and_then(|a| a.get(EXPIRES_AT_ANNOTATION)).map(String::as_str);
         Seen {
@@ -111,9 +110,8 @@ pub(crate) struct Target<'a> {
     pub api: &'a Api<Secret>,
     pub namespace: &'a str,
     pub name: &'a str,
-    /// The data key regcred owns; it decides the Secret's type
-    /// ([`super::secret_type`]).
-    pub key: &'a str,
+    /// The data key regcred owns; it decides the Secret's type.
+    pub key: &'a SecretKey,
     /// The sink's name in messages ("secret ci/gcr-pull").
     pub sink: &'a str,
 }
@@ -159,11 +157,11 @@ pub(crate) async fn ensure(
             Known::Seen(ref seen) if seen.opted_out => {
                 return Err(SinkError::OptedOut { sink: target.sink.to_string() });
             }
-            Known::Seen(ref seen) if seen.type_ != secret_type(target.key) => {
+            Known::Seen(ref seen) if seen.type_ != target.key.secret_type() => {
                 return Err(SinkError::TypeMismatch {
                     sink: target.sink.to_string(),
                     found: seen.type_.clone(),
-                    wanted: secret_type(target.key),
+                    wanted: target.key.secret_type(),
                     key: target.key.to_string(),
                 });
             }
@@ -177,7 +175,7 @@ pub(crate) async fn ensure(
                         "labels": { MANAGED_LABEL: MANAGED_VALUE },
                         "annotations": { EXPIRES_AT_ANNOTATION: owned.expires_at },
                     },
-                    "data": { target.key: &owned.doc },
+                    "data": { target.key.as_str(): &owned.doc },
                 });
                 let params = cluster::patch_params();
                 match send(target, throttle, "patch", target.api.patch(target.name, &params, &Patch::Merge(&patch)))
@@ -305,14 +303,15 @@ mod tests {
         };
         let doc = crate::render::render(&credential, &crate::registry::RegistryHost::defaults()).unwrap();
         let owned = Owned::new(&doc, None);
+        let key: SecretKey = ".dockerconfigjson".parse().unwrap();
         let mut secret = Secret {
             data: Some([(".dockerconfigjson".to_string(), ByteString(doc.expose_bytes().to_vec()))].into()),
             ..Default::default()
         };
-        assert!(!owned.is_held_by(&Seen::of(&secret, ".dockerconfigjson")), "not marked as regcred's");
+        assert!(!owned.is_held_by(&Seen::of(&secret, &key)), "not marked as regcred's");
         secret.metadata.labels = Some([(MANAGED_LABEL.to_string(), MANAGED_VALUE.to_string())].into());
-        assert!(owned.is_held_by(&Seen::of(&secret, ".dockerconfigjson")));
+        assert!(owned.is_held_by(&Seen::of(&secret, &key)));
         secret.metadata.annotations = Some([(EXPIRES_AT_ANNOTATION.to_string(), "2030-01-01T00:00:00Z".into())].into());
-        assert!(!owned.is_held_by(&Seen::of(&secret, ".dockerconfigjson")), "a stale expiry is rewritten");
+        assert!(!owned.is_held_by(&Seen::of(&secret, &key)), "a stale expiry is rewritten");
     }
 }

@@ -3,16 +3,21 @@
 //! Every destination implements [`Sink`]; the refresh loop writes the same
 //! document to each and treats their failures independently.
 
+mod args;
 mod file;
+mod key;
 pub(crate) mod managed;
 mod secret;
 
 use std::time::SystemTime;
 
+pub(crate) use args::Args;
 pub(crate) use file::write_atomically;
 pub(crate) use file::FileSettings;
 pub(crate) use file::FileSink;
-pub(crate) use secret::{secret_ref, SecretSink, SecretTarget, DOCKERCONFIGJSON_KEY};
+pub(crate) use key::SecretKey;
+pub(crate) use key::DOCKERCONFIGJSON_KEY;
+pub(crate) use secret::{secret_ref, SecretSink, SecretTarget};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 

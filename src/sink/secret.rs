@@ -15,23 +15,9 @@ use kube::api::ObjectMeta;
 use kube::Api;
 
 use super::managed::{self, Known, Owned, Target};
-use super::{Sink, SinkError, WriteOutcome};
+use super::{SecretKey, Sink, SinkError, WriteOutcome};
 use crate::registry::{is_dns_label, is_dns_subdomain};
 use crate::render::AuthsDocument;
-
-/// The Secret key whose presence makes a `kubernetes.io/dockerconfigjson` Secret.
-pub(crate) const DOCKERCONFIGJSON_KEY: &str = ".dockerconfigjson";
-
-/// The Secret type matching the data key regcred writes: the kubelet reads
-/// `.dockerconfigjson` only from a `kubernetes.io/dockerconfigjson` Secret;
-/// any other key is an Opaque Secret for tools that mount it.
-pub(crate) fn secret_type(key: &str) -> &'static str {
-    if key == DOCKERCONFIGJSON_KEY {
-        "kubernetes.io/dockerconfigjson"
-    } else {
-        "Opaque"
-    }
-}
 
 /// A Secret to keep fresh: `[NAMESPACE/]NAME`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,17 +48,17 @@ pub(crate) struct SecretSink {
     api: Api<Secret>,
     namespace: String,
     secret_name: String,
-    key: String,
+    key: SecretKey,
     name: String,
 }
 
 impl SecretSink {
-    pub(crate) fn new(client: kube::Client, namespace: &str, name: &str, key: &str) -> Self {
+    pub(crate) fn new(client: kube::Client, namespace: &str, name: &str, key: &SecretKey) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_string(),
             secret_name: name.to_string(),
-            key: key.to_string(),
+            key: key.clone(),
             name: format!("secret {namespace}/{name}"),
         }
     }
@@ -117,7 +103,13 @@ pub(super) fn is_opted_out(labels: Option<&BTreeMap<String, String>>) -> bool {
 
 /// A new Secret holding only regcred's parts; regcred created it, so it is
 /// also its `app.kubernetes.io/managed-by`.
-pub(super) fn new_managed(namespace: &str, name: &str, key: &str, doc: &[u8], expires_at: Option<&str>) -> Secret {
+pub(super) fn new_managed(
+    namespace: &str,
+    name: &str,
+    key: &SecretKey,
+    doc: &[u8],
+    expires_at: Option<&str>,
+) -> Secret {
     let labels = [(MANAGED_BY_LABEL, MANAGED_BY_VALUE), (MANAGED_LABEL, MANAGED_VALUE)];
     Secret {
         metadata: ObjectMeta {
@@ -127,7 +119,7 @@ pub(super) fn new_managed(namespace: &str, name: &str, key: &str, doc: &[u8], ex
             annotations: expires_at.map(|t| BTreeMap::from([(EXPIRES_AT_ANNOTATION.to_string(), t.to_string())])),
             ..Default::default()
         },
-        type_: Some(secret_type(key).into()),
+        type_: Some(key.secret_type().into()),
         data: Some(BTreeMap::from([(key.to_string(), ByteString(doc.to_vec()))])),
         ..Default::default()
     }
@@ -191,14 +183,15 @@ mod tests {
 
     #[test]
     fn a_secret_regcred_creates_carries_both_marks_and_only_its_parts() {
-        let created = new_managed("ns", "n", "k", b"{}", None);
+        let key = |k: &str| k.parse::<SecretKey>().unwrap();
+        let created = new_managed("ns", "n", &key("k"), b"{}", None);
         let l = created.metadata.labels.unwrap();
         assert_eq!(l[MANAGED_BY_LABEL], "regcred", "regcred created it");
         assert_eq!(l[MANAGED_LABEL], "true");
         assert_eq!(created.metadata.annotations, None, "no expiry for a key that never expires");
         assert_eq!(created.data.unwrap().keys().collect::<Vec<_>>(), ["k"]);
         assert_eq!(created.type_.as_deref(), Some("Opaque"));
-        let pull = new_managed("ns", "n", DOCKERCONFIGJSON_KEY, b"{}", None);
+        let pull = new_managed("ns", "n", &key(super::super::DOCKERCONFIGJSON_KEY), b"{}", None);
         assert_eq!(pull.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"), "what the kubelet reads");
     }
 }
