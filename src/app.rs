@@ -160,7 +160,7 @@ async fn credential_provider(
         .read_to_end(&mut input)
         .map_err(|e| provider::ProviderError::BadRequest(format!("cannot read stdin: {e}")))?;
     let request = provider::parse_request(&input)?;
-    let host = provider::image_host(&request.image);
+    let host = request.image.host();
     let response = if provider::is_google(host) {
         let source = provider::source_for(&request, settings, || source::discover(node_source, http), http)?;
         let credential = source.credential().await?;

@@ -13,12 +13,15 @@
 //! - `fanout`: the same Secret in every selected namespace; `refresh`:
 //!   the loop; `provider`: the kubelet credential provider;
 //! - `admin`, `telemetry`: what operators see;
-//! - `cli`: the command line, parsed once into a validated `Config` whose
+//! - `cli`: the command line, assembled from each component's own flags
+//!   (`source::Args`, `fanout::Args`, ...) into a validated `Config` whose
 //!   `Command` holds each component's own settings;
 //! - `app`: the wiring.
 
 // Only `main` uses this library: everything but its entry points is
-// crate-private, so the compiler reports code nothing calls.
+// crate-private. The compiler reports a private item nothing calls, but not
+// one reachable from a `pub` item (a public method of a type `cli::Config`
+// exposes, a trait impl), so those are found by reading, not by the build.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms, missing_docs, unreachable_pub)]
 

@@ -15,8 +15,8 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        // Plain `regcred` (or `regcred run` without... nothing required):
-        // the help itself, readable, on stdout.
+        // Plain `regcred`, without a command: the help itself, readable, on
+        // stdout, and the exit code of a usage error.
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = Cli::command().print_help();
             return ExitCode::from(2);
@@ -56,15 +56,28 @@ fn main() -> ExitCode {
 }
 
 /// Folds clap's multi-line usage error into one line, keeping the hint
-/// (possible values, the flag that was meant) and dropping the usage block.
+/// (possible values, the flag that was meant, the flags a relation needs)
+/// and dropping the usage block.
 fn one_line(rendered: &str) -> String {
-    let parts: Vec<&str> = rendered
+    let parts = rendered
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
-        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
-        .collect();
-    format!("{}{SEE_HELP}", parts.join("; "))
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l));
+    let mut line = String::new();
+    for part in parts {
+        // "...were not provided:" introduces the list that follows.
+        let separator = if line.is_empty() {
+            ""
+        } else if line.ends_with(':') {
+            " "
+        } else {
+            "; "
+        };
+        line.push_str(separator);
+        line.push_str(part);
+    }
+    format!("{line}{SEE_HELP}")
 }
 
 const SEE_HELP: &str = "; see `regcred --help`";

@@ -37,6 +37,44 @@ impl RegistryHost {
     }
 }
 
+/// `--registry` and `--all-registries`.
+#[derive(Debug, clap::Args)]
+#[group(skip)]
+pub(crate) struct Args {
+    /// Registry host to write credentials for; repeat or comma-separate.
+    /// [default: gcr.io, us.gcr.io, eu.gcr.io, asia.gcr.io, marketplace.gcr.io]
+    #[arg(long = "registry", env = "REGCRED_REGISTRY", value_name = "HOST", value_delimiter = ',')]
+    registries: Vec<RegistryHost>,
+
+    /// Write credentials for every Container Registry host and every Artifact
+    /// Registry location (LOCATION-docker.pkg.dev), plus any --registry.
+    #[arg(long, env = "REGCRED_ALL_REGISTRIES")]
+    all_registries: bool,
+}
+
+impl Args {
+    /// The hosts asked for, sorted and de-duplicated; the default Container
+    /// Registry hosts when neither flag is given.
+    pub(crate) fn hosts(&self) -> Vec<RegistryHost> {
+        let mut hosts = self.registries.clone();
+        if self.all_registries {
+            hosts.extend(RegistryHost::all());
+        }
+        if hosts.is_empty() {
+            hosts = RegistryHost::defaults();
+        }
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+
+    /// The hosts, when `--registry` named them (and `--all-registries` did
+    /// not ask for every one).
+    pub(crate) fn explicit(&self) -> Option<Vec<RegistryHost>> {
+        (!self.registries.is_empty() && !self.all_registries).then(|| self.hosts())
+    }
+}
+
 impl fmt::Display for RegistryHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

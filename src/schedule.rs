@@ -3,6 +3,7 @@
 //! Pure functions of `now`, the token's expiry and a random fraction, so the
 //! schedule is unit-tested without sleeping.
 
+use std::ops::RangeInclusive;
 use std::time::{Duration, SystemTime};
 
 /// When to refresh: the `--refresh-before`, `--jitter` and
@@ -12,6 +13,35 @@ pub struct Timing {
     pub refresh_before: Duration,
     pub jitter: Duration,
     pub resync_interval: Duration,
+}
+
+/// The timing flags.
+#[derive(Debug, clap::Args)]
+#[group(skip)]
+pub(crate) struct Args {
+    /// Mint the next token this long before the current one expires.
+    #[arg(long, env = "REGCRED_REFRESH_BEFORE", value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    refresh_before: Duration,
+
+    /// Refresh up to this much earlier, at random, so that replicas do not mint together.
+    #[arg(long, env = "REGCRED_JITTER", value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    jitter: Duration,
+
+    /// Rewrite the current credential at least this often (at least 1s), so that a deleted
+    /// or edited Secret or file comes back (and keys that never expire are re-checked).
+    #[arg(long, env = "REGCRED_RESYNC_INTERVAL", value_name = "DURATION", default_value = "10m", value_parser = parse_resync_interval)]
+    resync_interval: Duration,
+}
+
+impl Args {
+    /// The timing the flags ask for.
+    pub(crate) fn timing(&self) -> Timing {
+        Timing { refresh_before: self.refresh_before, jitter: self.jitter, resync_interval: self.resync_interval }
+    }
+}
+
+fn parse_resync_interval(s: &str) -> Result<Duration, String> {
+    duration_in(s, Duration::from_secs(1)..=Duration::MAX, "expected at least 1s")
 }
 
 /// The shortest wait between two refreshes, so a misconfigured schedule or a
@@ -65,6 +95,16 @@ pub(crate) fn backoff(attempt: u32, random: f64, retry_after: Option<Duration>) 
 /// the message says what a duration looks like.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use a duration such as 90s, 15m or 1h)"))
+}
+
+/// A duration flag's value within `range`; `expected` explains the range.
+pub(crate) fn duration_in(s: &str, range: RangeInclusive<Duration>, expected: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if range.contains(&d) {
+        Ok(d)
+    } else {
+        Err(expected.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -45,12 +45,6 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Secret<T> {
     }
 }
 
-impl From<String> for Secret<String> {
-    fn from(value: String) -> Self {
-        Self(value)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,44 @@ pub struct Settings {
     pub level: Option<String>,
 }
 
+/// Logging flags.
+#[derive(Debug, clap::Args)]
+#[group(skip)]
+pub(crate) struct Args {
+    /// Log line format.
+    #[arg(long, env = "REGCRED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Log filter: error, warn, info, debug, trace or off, or directives such as
+    /// `info,kube=warn`; RUST_LOG is used when this is not given.
+    #[arg(long, env = "REGCRED_LOG_LEVEL", value_name = "LEVEL", value_parser = parse_log_level)]
+    log_level: Option<String>,
+}
+
+impl Args {
+    /// The settings [`init`] takes.
+    pub(crate) fn settings(&self) -> Settings {
+        Settings { format: self.log_format, level: self.log_level.clone() }
+    }
+}
+
+/// A log filter whose every part names a level (`debug`, `kube=warn`), so
+/// that a typo is refused instead of silently filtering out every line.
+fn parse_log_level(s: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let ok = !s.trim().is_empty()
+        && s.split(',').all(|part| {
+            let level =
+                part.rsplit_once('=').map_or(part, |(target, level)| if target.is_empty() { "" } else { level });
+            LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
+        });
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("expected error, warn, info, debug, trace or off, or directives such as `info,kube=warn`".into())
+    }
+}
+
 /// The client module's level (see [`init`]).
 const QUIET_KUBE_CLIENT: &str = "kube_client::client=error";
 

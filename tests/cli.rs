@@ -58,6 +58,37 @@ async fn bad_input_gets_one_line_and_exit_2() {
     .await;
 }
 
+/// Each flag's value is parsed by its component's type, and a bad one is
+/// refused in one line that names the flag and says what is expected.
+#[tokio::test]
+async fn every_flag_refuses_a_bad_value_naming_the_flag() {
+    let kit = Kit::start().await;
+    let sa = "puller@project-1.iam.gserviceaccount.com";
+    let cases: &[(&[&str], &str)] = &[
+        (&["once", "--secret", "x", "--secret-key", "..data"], "'--secret-key <KEY>': a Secret key may contain"),
+        (&["run", "--secret", "x", "--admin-addr", "nope"], "expected IP:PORT"),
+        (&["once", "--secret", "x", "--output-file-mode", "999"], "expected octal permission bits"),
+        (&["once", "--secret", "x", "--refresh-before", "soon"], "use a duration such as 90s"),
+        (&["once", "--secret", "x", "--resync-interval", "0s"], "'--resync-interval <DURATION>': expected at least 1s"),
+        (&["render", "--request-timeout", "11m"], "'--request-timeout <DURATION>': expected 100ms to 10m"),
+        (&["once", "--secret", "x", "--namespace", "Bad_NS"], "'--namespace <NAME>': expected a namespace name"),
+        (&["once", "--secret", "x", "--all-namespaces", "--exclude-namespace", "Kube_*"], "or a glob"),
+        (&["run", "--secret", "x", "--all-namespaces", "--patch-service-account", "A"], "a ServiceAccount name"),
+        (&["run", "--secret", "x", "--max-concurrent-writes", "0"], "expected a whole number, at least 1"),
+        (&["run", "--secret", "x", "--watch-timeout", "300s"], "expected 1s to 290s"),
+        (&["run", "--secret", "x", "--namespace-selector", " "], "use --all-namespaces for every namespace"),
+        (&["render", "--impersonate", "a@b.c#x"], "'--impersonate <SERVICE_ACCOUNT_EMAIL>': '#' is not allowed"),
+        (&["render", "--impersonate", sa, "--impersonate-delegates", "x@y.z"], "<EMAIL>': the domain y.z is not"),
+        (&["render", "--token-lifetime", "1500ms"], "expected whole seconds from 1s to 12h"),
+        (&["render", "--impersonation-endpoint", "https://h/v1"], "expected http(s)://HOST[:PORT], without a path"),
+        (&["credential-provider", "--workload-identity-provider", "pool"], "workloadIdentityPools/POOL"),
+        (&["credential-provider", "--sts-endpoint", "sts.local"], "expected an http(s) URL"),
+    ];
+    for (args, expected) in cases {
+        assert_usage_error(&kit, &[*args, &["--dry-run"]].concat(), expected).await;
+    }
+}
+
 #[tokio::test]
 async fn help_explains_every_command() {
     let kit = Kit::start().await;
@@ -95,8 +126,11 @@ async fn env_vars_stand_in_for_flags() {
 #[tokio::test]
 async fn without_any_credentials_the_error_says_what_was_tried() {
     let kit = Kit::start().await;
+    // A metadata server that is not there, wherever the test runs (a GCE VM
+    // or the real node's 169.254.169.254 would answer).
+    let nowhere = format!("127.0.0.1:{}", common::free_port());
     let out =
-        kit.command(&["render", "--request-timeout", "1s"]).env_remove("GCE_METADATA_HOST").output().await.unwrap();
+        kit.command(&["render", "--request-timeout", "1s"]).env("GCE_METADATA_HOST", nowhere).output().await.unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last = stderr.lines().last().unwrap();
@@ -155,6 +189,27 @@ async fn errors_name_the_environment_variable_a_value_came_from() {
     let out = with_env(&kit, &["render"], &[("GOOGLE_APPLICATION_CREDENTIALS", "/nope/key.json")]).await;
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("GOOGLE_APPLICATION_CREDENTIALS=/nope/key.json: no such file"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn a_boolean_flag_set_false_in_the_environment_is_off() {
+    let kit = Kit::start().await;
+    let dry = ["run", "--secret", "pull", "--dry-run"];
+    for (extra, env) in [
+        (&["--namespace", "a"][..], ("REGCRED_ALL_NAMESPACES", "false")),
+        (&["--namespace-selector", "x=y"], ("REGCRED_ALL_NAMESPACES", "false")),
+        (&[], ("REGCRED_PRUNE", "false")),
+        (&["--all-namespaces"], ("REGCRED_PRUNE", "false")),
+        (&[], ("REGCRED_PATCH_ANNOTATED_SERVICE_ACCOUNTS", "false")),
+    ] {
+        let out = with_env(&kit, &[&dry[..], extra].concat(), &[env]).await;
+        assert_eq!(out.code, Some(0), "{extra:?} {env:?}: {out:?}");
+    }
+    // And does not stand in for the choice that other flags need.
+    let args = [&dry[..], &["--exclude-namespace", "tmp-*"]].concat();
+    let out = with_env(&kit, &args, &[("REGCRED_ALL_NAMESPACES", "false")]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("need --namespace, --namespace-selector or --all-namespaces"), "{}", out.stderr);
 }
 
 #[tokio::test]

@@ -131,12 +131,12 @@ async fn each_pod_pulls_as_its_own_service_account() {
     let cluster = Cluster::get().await;
     let google = Google::start().await;
     cluster.trust_in_google(&google).await;
-    google.allow_impersonation("builder@p.iam.gserviceaccount.com");
-    google.allow_impersonation("runner@p.iam.gserviceaccount.com");
+    google.allow_impersonation("builder@project-1.iam.gserviceaccount.com");
+    google.allow_impersonation("runner@project-1.iam.gserviceaccount.com");
     let ns = cluster.unique("pulls");
     cluster.create_namespace(&ns, &[]).await;
-    let builder = pod_as(&cluster, &ns, "builder", Some("builder@p.iam.gserviceaccount.com")).await;
-    let runner = pod_as(&cluster, &ns, "runner", Some("runner@p.iam.gserviceaccount.com")).await;
+    let builder = pod_as(&cluster, &ns, "builder", Some("builder@project-1.iam.gserviceaccount.com")).await;
+    let runner = pod_as(&cluster, &ns, "runner", Some("runner@project-1.iam.gserviceaccount.com")).await;
     let plain = pod_as(&cluster, &ns, "plain", None).await;
     let dir = tempfile::tempdir().unwrap();
     let audience = format!("https:{}", google.sts_audience());
@@ -148,11 +148,11 @@ async fn each_pod_pulls_as_its_own_service_account() {
     let p = google_password(&kubelet_lookup(&cluster, dir.path(), &config, &plain, 1, "0s").await[0]).unwrap();
     assert_eq!(
         (issued(&b).grant, issued(&b).subject),
-        ("impersonation".into(), "builder@p.iam.gserviceaccount.com".into())
+        ("impersonation".into(), "builder@project-1.iam.gserviceaccount.com".into())
     );
     assert_eq!(
         (issued(&r).grant, issued(&r).subject),
-        ("impersonation".into(), "runner@p.iam.gserviceaccount.com".into())
+        ("impersonation".into(), "runner@project-1.iam.gserviceaccount.com".into())
     );
     let federated = issued(&p);
     assert_eq!(federated.grant, "sts", "without the annotation, the federated token itself");
@@ -239,10 +239,10 @@ async fn the_kubelet_runs_what_the_charts_installer_put_on_the_node() {
     let cluster = Cluster::get().await;
     let google = Google::start().await;
     cluster.trust_in_google(&google).await;
-    google.allow_impersonation("builder@p.iam.gserviceaccount.com");
+    google.allow_impersonation("builder@project-1.iam.gserviceaccount.com");
     let ns = cluster.unique("installed");
     cluster.create_namespace(&ns, &[]).await;
-    let builder = pod_as(&cluster, &ns, "builder", Some("builder@p.iam.gserviceaccount.com")).await;
+    let builder = pod_as(&cluster, &ns, "builder", Some("builder@project-1.iam.gserviceaccount.com")).await;
     let plain = pod_as(&cluster, &ns, "plain", None).await;
 
     // The node: the kubelet's bin dir and the config's directory, as the
@@ -285,7 +285,7 @@ async fn the_kubelet_runs_what_the_charts_installer_put_on_the_node() {
     let issued = |password: &str| google.issued_tokens().into_iter().find(|t| t.access_token == password).unwrap();
     assert_eq!(
         (issued(&b).grant, issued(&b).subject),
-        ("impersonation".into(), "builder@p.iam.gserviceaccount.com".into())
+        ("impersonation".into(), "builder@project-1.iam.gserviceaccount.com".into())
     );
     assert!(issued(&p).subject.ends_with(&format!("system:serviceaccount:{ns}:plain")), "{}", issued(&p).subject);
     assert!(std::fs::symlink_metadata(bin_dir.join("regcred")).unwrap().file_type().is_file(), "a copy, not a link");

@@ -145,6 +145,9 @@ async fn fan_out_flags_are_validated() {
         (vec!["once", "--secret", "x", "--prune"], "need --namespace"),
         (vec!["once", "--secret", "x", "--all-namespaces", "--prune"], "use it with --namespace-selector"),
         (vec!["once", "--secret", "x", "--namespace", "Bad_NS"], "invalid value 'Bad_NS' for '--namespace"),
+        (vec!["once", "--secret", "x", "--namespace", "a", "--namespace-selector", "x=y"], "cannot be used with"),
+        (vec!["once", "--secret", "x", "--patch-annotated-service-accounts"], "need --namespace"),
+        (vec!["once", "--secret", "x", "--namespace", "a", "--exclude-namespace", "b"], "cannot be used with"),
     ] {
         let out = kit.run(&args).await;
         assert_eq!(out.code, Some(2), "{args:?}: {out:?}");

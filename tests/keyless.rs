@@ -12,7 +12,7 @@ use common::{password, read_json, terminate, wait_for, Kit, Output};
 use regcred_testkit::Fault;
 use serde_json::{json, Value};
 
-const TARGET: &str = "pull@images-prod.iam.gserviceaccount.com";
+const TARGET: &str = "puller@images-prod.iam.gserviceaccount.com";
 
 /// `--output-file` in the kit's directory.
 fn out_file(kit: &Kit) -> String {
@@ -112,7 +112,7 @@ async fn impersonates_from_a_key_file() {
 #[tokio::test]
 async fn impersonates_through_delegates_with_a_chosen_lifetime() {
     let kit = Kit::start().await;
-    let (d1, d2) = ("hop1@images-prod.iam.gserviceaccount.com", "hop2@images-prod.iam.gserviceaccount.com");
+    let (d1, d2) = ("first-hop@images-prod.iam.gserviceaccount.com", "second-hop@images-prod.iam.gserviceaccount.com");
     for email in [d1, d2, TARGET] {
         kit.google.allow_impersonation(email);
     }
@@ -396,10 +396,10 @@ async fn impersonation_flags_are_checked_up_front() {
     let cases: [(&[&str], &str); 4] = [
         (
             &["--impersonate", "pull"],
-            "invalid value 'pull' for '--impersonate <SERVICE_ACCOUNT_EMAIL>': expected a service account email",
+            "invalid value 'pull' for '--impersonate <SERVICE_ACCOUNT_EMAIL>': expected exactly one '@'; expected a service account email",
         ),
         (&["--impersonate", TARGET, "--auth", "json-key"], "--impersonate needs --auth oauth"),
-        (&["--impersonate-delegates", TARGET], "--impersonate-delegates needs --impersonate"),
+        (&["--impersonate-delegates", TARGET], "required arguments were not provided: --impersonate <SERVICE_ACCOUNT_EMAIL>"),
         (
             &["--impersonate", TARGET, "--token-lifetime", "13h"],
             "invalid value '13h' for '--token-lifetime <DURATION>'",

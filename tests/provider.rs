@@ -112,8 +112,8 @@ async fn pod_identity_exchanges_the_pods_token_and_impersonates_its_annotation()
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     kit.google.accept_subject_token("eyJ.builder.sig");
     kit.google.accept_subject_token("eyJ.runner.sig");
-    kit.google.allow_impersonation("builder@p.iam.gserviceaccount.com");
-    kit.google.allow_impersonation("runner@p.iam.gserviceaccount.com");
+    kit.google.allow_impersonation("builder@project-1.iam.gserviceaccount.com");
+    kit.google.allow_impersonation("runner@project-1.iam.gserviceaccount.com");
 
     // Without an annotation: the federated token itself (direct resource access).
     let v = response(&provide(&kit, &flags, &pod_request("gcr.io/p/i", "eyJ.builder.sig", json!({}))).await);
@@ -121,15 +121,18 @@ async fn pod_identity_exchanges_the_pods_token_and_impersonates_its_annotation()
     assert_eq!(sts.grant, "sts");
 
     // Two ServiceAccounts, two annotations: two different credentials.
-    let a = json!({ANNOTATION: "builder@p.iam.gserviceaccount.com"});
-    let b = json!({ANNOTATION: "runner@p.iam.gserviceaccount.com"});
+    let a = json!({ANNOTATION: "builder@project-1.iam.gserviceaccount.com"});
+    let b = json!({ANNOTATION: "runner@project-1.iam.gserviceaccount.com"});
     let va = response(&provide(&kit, &flags, &pod_request("gcr.io/p/i", "eyJ.builder.sig", a)).await);
     let vb = response(&provide(&kit, &flags, &pod_request("gcr.io/p/i", "eyJ.runner.sig", b)).await);
     let issued = kit.google.issued_tokens();
     let ta = issued.iter().find(|t| t.access_token == password(&va)).unwrap();
     let tb = issued.iter().find(|t| t.access_token == password(&vb)).unwrap();
-    assert_eq!((ta.grant.as_str(), ta.subject.as_str()), ("impersonation", "builder@p.iam.gserviceaccount.com"));
-    assert_eq!((tb.grant.as_str(), tb.subject.as_str()), ("impersonation", "runner@p.iam.gserviceaccount.com"));
+    assert_eq!(
+        (ta.grant.as_str(), ta.subject.as_str()),
+        ("impersonation", "builder@project-1.iam.gserviceaccount.com")
+    );
+    assert_eq!((tb.grant.as_str(), tb.subject.as_str()), ("impersonation", "runner@project-1.iam.gserviceaccount.com"));
     assert_ne!(password(&va), password(&vb));
 }
 
@@ -175,4 +178,101 @@ async fn bad_requests_and_missing_settings_are_configuration_errors() {
     let out = provide(&kit, &["--workload-identity-provider", "pool"], &request("gcr.io/p/i")).await;
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("invalid value 'pool' for '--workload-identity-provider"), "{}", out.stderr);
+}
+
+/// The trust boundary: a pod's ServiceAccount annotations, its image name
+/// and its token come from whoever can create pods or ServiceAccounts in
+/// any namespace. Hostile values are refused in one line that names the
+/// field, and nothing reaches Google: a look-alike or a URL fragment in the
+/// annotation must never turn into another IAM request.
+#[tokio::test]
+async fn hostile_requests_are_refused_naming_the_field_and_nothing_reaches_google() {
+    let kit = Kit::start().await;
+    let flags = pod_flags(&kit);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwb2QifQ.c2ln";
+    kit.google.accept_subject_token(token);
+    let good = "puller@project-1.iam.gserviceaccount.com";
+    let long_id = format!("{}@project-1.iam.gserviceaccount.com", "a".repeat(31));
+    let very_long = format!("{}@project-1.iam.gserviceaccount.com", "a".repeat(100_000));
+    let annotations = [
+        "a@b.c#frag".to_string(),
+        "a@b.c%2F..%2Fx".into(),
+        "a@b.c\\x".into(),
+        "x@y.z&alt=1".into(),
+        format!("{good}#frag"),
+        format!("{good}?alt=json"),
+        format!("{good}&alt=json"),
+        format!("{good}%2F..%2Fx"),
+        format!("{good}/../../x"),
+        format!("{good}\\x"),
+        format!("{good}:signJwt"),
+        format!("{good}\n"),
+        format!(" {good}"),
+        format!("{good}\u{0}"),
+        "Puller@project-1.iam.gserviceaccount.com".into(),
+        "puller\u{ff20}project-1.iam.gserviceaccount.com".into(), // fullwidth @
+        "puller@project-1.iam.gserviceaccount.com\u{200b}".into(), // zero-width space
+        "рuller@project-1.iam.gserviceaccount.com".into(),        // Cyrillic р
+        "puller@project-1.iam.gserviceacсount.com".into(),        // Cyrillic с
+        "puller@evil.com".into(),
+        "puller@project-1.iam.gserviceaccount.com.evil.com".into(),
+        "puller@@project-1.iam.gserviceaccount.com".into(),
+        long_id,
+        very_long,
+    ];
+    for annotation in &annotations {
+        let out = provide(&kit, &flags, &pod_request("gcr.io/p/i", token, json!({ANNOTATION: annotation}))).await;
+        let shown: String = annotation.chars().take(60).collect();
+        assert_eq!(out.code, Some(2), "{shown:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "{shown:?}: {}", out.stdout);
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{shown:?}: one line expected: {}", out.stderr);
+        assert!(lines[0].contains(ANNOTATION), "{shown:?}: the line names the annotation: {}", lines[0]);
+        assert!(lines[0].len() < 600, "{shown:?}: the line stays short: {} bytes", lines[0].len());
+        assert!(!lines[0].contains(token), "{shown:?}: {}", lines[0]);
+        assert_eq!(kit.google.requests().len(), 0, "{shown:?}: nothing was sent to Google");
+    }
+
+    let hostile_tokens = [
+        format!("{token}\n"),
+        format!("{token}\r\nX-Injected: 1"),
+        format!("{token} extra"),
+        "eyJ.pod.sig\u{ff0e}x".into(),
+        "not-a-jwt".into(),
+        format!("{token}.{}", "a".repeat(100_000)),
+    ];
+    for hostile in &hostile_tokens {
+        let out = provide(&kit, &flags, &pod_request("gcr.io/p/i", hostile, json!({ANNOTATION: good}))).await;
+        assert_eq!(out.code, Some(2), "{out:?}");
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line expected: {}", out.stderr);
+        assert!(lines[0].contains("serviceAccountToken"), "the line names the field: {}", lines[0]);
+        assert!(!lines[0].contains("eyJ") && !lines[0].contains("pod.sig"), "never the token: {}", lines[0]);
+        assert_eq!(kit.google.requests().len(), 0, "nothing was sent to Google");
+    }
+
+    let hostile_images = [
+        "gcr.io/p/i\n".to_string(),
+        "gcr.io/p/i x".into(),
+        "gсr.io/p/i".into(),        // Cyrillic с
+        "gcr\u{ff0e}io/p/i".into(), // fullwidth full stop
+        format!("gcr.io/p/{}", "i".repeat(100_000)),
+    ];
+    for image in &hostile_images {
+        let out = provide(&kit, &flags, &pod_request(image, token, json!({ANNOTATION: good}))).await;
+        assert_eq!(out.code, Some(2), "{out:?}");
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line expected: {}", out.stderr);
+        assert!(lines[0].contains("`image`"), "the line names the field: {}", lines[0]);
+        assert!(lines[0].len() < 600, "the line stays short: {} bytes", lines[0].len());
+        assert_eq!(kit.google.requests().len(), 0, "nothing was sent to Google");
+    }
+
+    // The same request with the legitimate values goes through.
+    kit.google.allow_impersonation(good);
+    let v = response(&provide(&kit, &flags, &pod_request("gcr.io/p/i", token, json!({ANNOTATION: good}))).await);
+    let issued = kit.google.issued_tokens();
+    let t = issued.iter().find(|t| t.access_token == password(&v)).unwrap();
+    assert_eq!((t.grant.as_str(), t.subject.as_str()), ("impersonation", good));
 }

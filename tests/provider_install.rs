@@ -157,7 +157,7 @@ async fn installing_again_rewrites_nothing_and_repairs_what_changed() {
 
     // Another identity replaces the config; a tampered binary is restored.
     std::fs::write(&bin, b"#!/bin/sh\nexit 1\n").unwrap();
-    let out = node.install(&["--workload-identity-provider=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k"]).await;
+    let out = node.install(&["--workload-identity-provider=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet"]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(std::fs::read(&bin).unwrap(), std::fs::read(common::BIN).unwrap());
     assert_eq!(node.written_config()["providers"][0]["tokenAttributes"]["cacheType"], "ServiceAccount");
@@ -190,6 +190,60 @@ async fn a_bad_bin_dir_is_one_line_naming_it_and_exit_2() {
     let out = node.install(&[]).await;
     assert_eq!(out.code, Some(2));
     assert!(out.stderr.contains("is not a directory"), "{}", out.stderr);
+}
+
+/// `install-credential-provider ARGS` with an empty environment: what it printed.
+async fn install_with(args: &[String]) -> Output {
+    let mut cmd = Command::new(common::BIN);
+    cmd.args(["install-credential-provider", "--exit-after-install"]).args(args).env_clear().stderr(Stdio::piped());
+    common::finish(cmd.spawn().unwrap()).await
+}
+
+/// The installer runs as root on the node: paths that could lead its writes
+/// somewhere else than where the kubelet reads are refused, in one line that
+/// names the flag, before anything is written.
+#[tokio::test]
+async fn paths_that_lead_elsewhere_are_refused_before_anything_is_written() {
+    let node = Node::new();
+    let (bin, config) = (node.bin().display().to_string(), node.config().display().to_string());
+    let elsewhere = node.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let link = node.dir.path().join("link");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let link = link.display().to_string();
+    let etc = node.dir.path().join("etc").display().to_string();
+    let dot_dot = format!("{bin}/../elsewhere");
+    let cases: Vec<([String; 2], &str, &str)> = vec![
+        ([format!("--bin-dir={dot_dot}"), format!("--config={config}")], "--bin-dir", "without `..`"),
+        ([format!("--bin-dir={bin}"), format!("--config={etc}/../elsewhere/c.json")], "--config", "without `..`"),
+        ([format!("--bin-dir={link}"), format!("--config={config}")], "--bin-dir", "is a symbolic link"),
+        ([format!("--bin-dir={bin}"), format!("--config={etc}")], "--config", "is a directory"),
+    ];
+    for (args, flag, expected) in &cases {
+        let out = install_with(args).await;
+        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line: {}", out.stderr);
+        assert!(lines[0].starts_with(&format!("regcred: error: {flag} ")), "{args:?}: {}", lines[0]);
+        assert!(lines[0].contains(expected), "{args:?}: {}", lines[0]);
+        for dir in [node.bin(), elsewhere.clone(), node.dir.path().join("etc")] {
+            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{args:?}: nothing written in {}", dir.display());
+        }
+    }
+
+    // A symbolic link where a file goes is not followed: the installer would
+    // write through it, wherever it points.
+    std::os::unix::fs::symlink(elsewhere.join("regcred"), node.bin().join("regcred")).unwrap();
+    let out = node.install(&[]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("regcred is a symbolic link; remove it"), "{}", out.stderr);
+    std::fs::remove_file(node.bin().join("regcred")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("c.json"), node.config()).unwrap();
+    let out = node.install(&[]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("credential-provider.json is a symbolic link"), "{}", out.stderr);
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0, "nothing written through a link");
+    assert_eq!(std::fs::read_dir(node.bin()).unwrap().count(), 0, "nothing written before the check");
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@
 //! Writes run in parallel up to `--max-concurrent-writes` and are spaced by
 //! a client-side rate limit, so a 10,000-namespace cluster is not hammered.
 
+mod args;
 mod selection;
 mod service_accounts;
 
@@ -29,14 +30,15 @@ use kube::{Api, Client};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{debug, info, warn};
 
-pub(crate) use selection::{Pattern, Selection, DEFAULT_EXCLUDES};
+pub(crate) use args::{Args, FanOutError};
+pub(crate) use selection::{NamespaceName, Pattern, Selection, DEFAULT_EXCLUDES};
 pub(crate) use service_accounts::ServiceAccountPatching;
 
 use crate::cluster::Throttle;
 use crate::events::{Events, Failure};
 use crate::render::AuthsDocument;
 use crate::sink::managed::{self, secret_ref, Known, Owned, Seen, Target};
-use crate::sink::{Sink, SinkError, WriteOutcome};
+use crate::sink::{SecretKey, Sink, SinkError, WriteOutcome};
 
 /// How long a cycle waits for the watches' first complete listing.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -46,7 +48,7 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Settings {
     pub selection: Selection,
     pub secret_name: String,
-    pub key: String,
+    pub key: SecretKey,
     pub prune: bool,
     pub service_accounts: ServiceAccountPatching,
     pub max_concurrent_writes: usize,

@@ -1,5 +1,9 @@
 //! Which namespaces get the pull Secret.
 
+use std::str::FromStr;
+
+use crate::registry::is_dns_label;
+
 /// Namespaces excluded from `--all-namespaces` and `--namespace-selector`
 /// unless named explicitly with `--namespace`: nothing there pulls from a
 /// private registry, and touching them needs wider RBAC than anyone wants.
@@ -9,7 +13,7 @@ pub(crate) const DEFAULT_EXCLUDES: &[&str] = &["kube-system", "kube-public", "ku
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selection {
     /// `--namespace`: exactly these.
-    Names(Vec<String>),
+    Names(Vec<NamespaceName>),
     /// `--namespace-selector`: those whose labels match (evaluated by the API server).
     Labels { selector: String, excludes: Vec<Pattern> },
     /// `--all-namespaces`.
@@ -29,10 +33,33 @@ impl Selection {
     /// already done by the API server's watch.
     pub fn includes(&self, name: &str) -> bool {
         match self {
-            Selection::Names(names) => names.iter().any(|n| n == name),
+            Selection::Names(names) => names.iter().any(|n| n.as_str() == name),
             Selection::Labels { excludes, .. } | Selection::All { excludes } => {
                 !excludes.iter().any(|p| p.matches(name))
             }
+        }
+    }
+}
+
+/// A namespace's name: a lower-case DNS label.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamespaceName(String);
+
+impl NamespaceName {
+    /// The name.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for NamespaceName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if is_dns_label(s) {
+            Ok(NamespaceName(s.to_string()))
+        } else {
+            Err("expected a namespace name: a lower-case DNS label".into())
         }
     }
 }
@@ -61,7 +88,7 @@ impl Pattern {
     }
 }
 
-impl std::str::FromStr for Pattern {
+impl FromStr for Pattern {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -122,8 +149,20 @@ mod tests {
         assert!(all.includes("team-a"));
         assert!(!all.includes("kube-system"));
         assert!(!all.includes("tmp-123"));
-        let names = Selection::Names(vec!["kube-system".into()]);
+        let names = Selection::Names(vec!["kube-system".parse().unwrap()]);
         assert!(names.includes("kube-system"), "explicit names are never excluded");
         assert!(!names.includes("other"));
+    }
+
+    #[test]
+    fn names_and_patterns_follow_kubernetes_rules() {
+        assert!("team-a".parse::<NamespaceName>().is_ok() && "a".repeat(63).parse::<NamespaceName>().is_ok());
+        for bad in ["Bad_NS", "a.b", "-x", "x-", "", &"a".repeat(64)] {
+            assert!(bad.parse::<NamespaceName>().unwrap_err().contains("expected a namespace name"), "{bad}");
+        }
+        assert!("tmp-*".parse::<Pattern>().is_ok() && "ci-??".parse::<Pattern>().is_ok());
+        for bad in ["Kube_*", "a b", "x-", "", &"a".repeat(64)] {
+            assert!(bad.parse::<Pattern>().unwrap_err().contains("expected a namespace name or a glob"), "{bad}");
+        }
     }
 }

@@ -8,15 +8,22 @@
 //! running it with `--dry-run`. Then it stays, putting the files back if they
 //! are removed or changed, so the DaemonSet's pod stays Running, until
 //! SIGTERM.
+//!
+//! It runs as root with the node's directories mounted, so its paths are
+//! taken literally: absolute, without `..`, and checked before anything is
+//! written. A symbolic link as the bin dir, or where a file goes, is
+//! refused: in a container it resolves inside the container, not on the
+//! node the kubelet reads.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::kubelet::{self, Identity, PROVIDER_NAME};
+use super::PoolProvider;
 use crate::atomic_write::{write_atomically, WriteOutcome};
 use crate::schedule::parse_duration;
 use crate::telemetry::LogFormat;
@@ -41,7 +48,7 @@ pub struct InstallArgs {
     /// the kubelet asks for tokens with audience `https:` + this. Without it,
     /// node identity: pulls use the node's credentials.
     #[arg(long, env = "REGCRED_WORKLOAD_IDENTITY_PROVIDER", value_name = "RESOURCE")]
-    pub workload_identity_provider: Option<String>,
+    pub workload_identity_provider: Option<PoolProvider>,
 
     /// Check the installed files this often and put them back when they are
     /// missing or changed; 0 never checks again.
@@ -124,18 +131,29 @@ impl Plan {
             path: path.to_path_buf(),
             problem: problem.to_string(),
         };
+        let has_parent = |p: &Path| p.components().any(|c| c == Component::ParentDir);
         if !args.bin_dir.is_absolute() {
             return Err(path_error("bin-dir", &args.bin_dir, "expected an absolute path, as the kubelet's flag takes"));
+        }
+        if has_parent(&args.bin_dir) {
+            return Err(path_error(
+                "bin-dir",
+                &args.bin_dir,
+                "expected a path without `..`: give the directory itself",
+            ));
         }
         if !args.config.is_absolute() || args.config.file_name().is_none() {
             return Err(path_error("config", &args.config, "expected the absolute path of a file"));
         }
+        if has_parent(&args.config) {
+            return Err(path_error("config", &args.config, "expected a path without `..`: give the file itself"));
+        }
         if !args.recheck_interval.is_zero() && args.recheck_interval < Duration::from_secs(1) {
             return Err(InstallError::RecheckInterval);
         }
-        let identity = match args.workload_identity_provider.as_deref().map(str::trim) {
-            None | Some("") => Identity::Node,
-            Some(p) => Identity::Pod { pool_provider: p.to_string() },
+        let identity = match &args.workload_identity_provider {
+            None => Identity::Node,
+            Some(p) => Identity::Pod { pool_provider: p.clone() },
         };
         let config = kubelet::config(&identity, &args.provider_args);
         let provider_args = config.providers[0].args.clone();
@@ -147,10 +165,11 @@ impl Plan {
         })
     }
 
-    /// One pass: the binary, the check that it runs with the config's
-    /// flags, then the config, so that the kubelet never finds a config
-    /// naming a binary that is not there.
+    /// One pass: the paths, the binary, the check that it runs with the
+    /// config's flags, then the config, so that the kubelet never finds a
+    /// config naming a binary that is not there.
     fn install(&self) -> Result<Installed, InstallError> {
+        self.check_paths()?;
         let own = own_executable().map_err(InstallError::OwnExecutable)?;
         let binary = self.write("bin-dir", &self.binary, 0o755, &own)?;
         check_provider_args(&self.binary, &self.provider_args)?;
@@ -158,27 +177,57 @@ impl Plan {
         Ok(Installed { binary, config })
     }
 
+    /// Before anything is written: each file's directory exists and is a
+    /// directory (the bin dir not through a symbolic link), and neither file
+    /// is a directory or a symbolic link.
+    fn check_paths(&self) -> Result<(), InstallError> {
+        for (flag, path) in [("bin-dir", &self.binary), ("config", &self.config_path)] {
+            let dir = path.parent().unwrap_or(Path::new("/"));
+            let named = if flag == "bin-dir" { dir } else { path };
+            let problem = |p: String| Err(InstallError::Path { flag, path: named.to_path_buf(), problem: p });
+            let what = if flag == "bin-dir" { String::new() } else { format!("the directory {} ", dir.display()) };
+            match std::fs::symlink_metadata(dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return problem(format!(
+                        "{what}does not exist on this node; create it, or mount the host directory there (a hostPath volume)"
+                    ))
+                }
+                Err(e) => return problem(format!("cannot read {}: {e}", dir.display())),
+                Ok(m) if m.file_type().is_symlink() && flag == "bin-dir" => {
+                    return problem("is a symbolic link; give the directory it points to, as the kubelet's --image-credential-provider-bin-dir names it".into())
+                }
+                Ok(_) if !dir.is_dir() => return problem(format!("{} is not a directory", dir.display())),
+                Ok(_) => {}
+            }
+            match std::fs::symlink_metadata(path) {
+                Ok(m) if m.is_dir() => {
+                    return problem(format!("{} is a directory; remove it, or name a file", path.display()))
+                }
+                Ok(m) if m.file_type().is_symlink() => {
+                    return problem(format!(
+                        "{} is a symbolic link; remove it (the installer writes a regular file there)",
+                        path.display()
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn write(&self, flag: &'static str, path: &Path, mode: u32, bytes: &[u8]) -> Result<WriteOutcome, InstallError> {
         let dir = path.parent().unwrap_or(Path::new("/"));
         let named = if flag == "bin-dir" { dir } else { path };
         let problem = |p: String| InstallError::Path { flag, path: named.to_path_buf(), problem: p };
-        match std::fs::metadata(dir) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let what = if flag == "bin-dir" { String::new() } else { format!("the directory {} ", dir.display()) };
-                return Err(problem(format!(
-                    "{what}does not exist on this node; create it, or mount the host directory there (a hostPath volume)"
-                )));
-            }
-            Ok(m) if !m.is_dir() => return Err(problem(format!("{} is not a directory", dir.display()))),
-            _ => {}
-        }
         write_atomically(path, mode, bytes).map_err(|e| match e.kind() {
             io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => problem(format!(
                 "cannot write {}: {e}; the installer needs write access to {} (root, and a read-write hostPath mount)",
                 path.display(),
                 dir.display()
             )),
-            io::ErrorKind::IsADirectory => problem(format!("{} is a directory; remove it", path.display())),
+            io::ErrorKind::IsADirectory => {
+                problem(format!("{} is a directory; remove it, or name a file", path.display()))
+            }
             _ => InstallError::Write { path: path.to_path_buf(), source: e },
         })
     }
@@ -291,17 +340,21 @@ mod tests {
         assert_eq!(v["providers"][0]["args"], serde_json::json!(p.provider_args));
         assert!(v["providers"][0].get("tokenAttributes").is_none());
 
-        let pool = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k";
+        let pool = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet";
         let p = plan(&["--bin-dir", "/b", "--config", "/c", "--workload-identity-provider", pool]).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&p.config).unwrap();
         assert_eq!(v["providers"][0]["tokenAttributes"]["serviceAccountTokenAudience"], format!("https:{pool}"));
     }
 
     #[test]
-    fn relative_paths_and_tiny_intervals_are_refused() {
+    fn relative_paths_dot_dots_and_tiny_intervals_are_refused() {
         let err = |argv: &[&str]| plan(argv).unwrap_err();
         assert!(matches!(err(&["--bin-dir", "bin", "--config", "/c"]), InstallError::Path { flag: "bin-dir", .. }));
         assert!(matches!(err(&["--bin-dir", "/b", "--config", "c.json"]), InstallError::Path { flag: "config", .. }));
+        let e = err(&["--bin-dir", "/b/../etc", "--config", "/c"]).to_string();
+        assert_eq!(e, "--bin-dir /b/../etc: expected a path without `..`: give the directory itself");
+        let e = err(&["--bin-dir", "/b", "--config", "/etc/kubernetes/../../root/x"]).to_string();
+        assert!(e.starts_with("--config /etc/kubernetes/../../root/x: expected a path without `..`"), "{e}");
         assert!(matches!(
             err(&["--bin-dir", "/b", "--config", "/c", "--recheck-interval", "10ms"]),
             InstallError::RecheckInterval

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::{API_VERSION, DEFAULT_PATTERNS, GOOGLE_SERVICE_ACCOUNT_ANNOTATION};
+use super::{PoolProvider, API_VERSION, DEFAULT_PATTERNS, GOOGLE_SERVICE_ACCOUNT_ANNOTATION};
 
 /// The provider's name in the config, which is also the file name the
 /// kubelet runs in its `--image-credential-provider-bin-dir`.
@@ -23,8 +23,8 @@ pub(crate) enum Identity {
     Node,
     /// `tokenAttributes`: the kubelet hands regcred a token for the pod's
     /// ServiceAccount, which regcred exchanges at this workload identity pool
-    /// provider (`//iam.googleapis.com/projects/...`).
-    Pod { pool_provider: String },
+    /// provider.
+    Pod { pool_provider: PoolProvider },
 }
 
 /// The whole file.
@@ -106,8 +106,8 @@ mod tests {
 
     #[test]
     fn pod_identity_asks_for_a_token_per_service_account() {
-        let pool = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k";
-        let c = config(&Identity::Pod { pool_provider: pool.into() }, &["--sts-endpoint=http://sts".into()]);
+        let pool = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet";
+        let c = config(&Identity::Pod { pool_provider: pool.parse().unwrap() }, &["--sts-endpoint=http://sts".into()]);
         let v: serde_json::Value = serde_json::from_slice(&to_json(&c)).unwrap();
         assert_eq!(
             v,

@@ -17,19 +17,29 @@
 //! [`kubelet`] writes the kubelet's config for either; [`install`] puts the
 //! binary and that config on a node.
 
+mod args;
 pub(crate) mod install;
 pub(crate) mod kubelet;
+mod pool;
+mod request;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+pub(crate) use args::Args;
+pub(crate) use pool::PoolProvider;
+pub(crate) use request::{parse_request, Request};
 
 use crate::http::HttpClient;
 use crate::registry::RegistryHost;
 use crate::secret::Secret;
-use crate::source::{CredentialSource, ExternalAccount, Impersonated, SourceError, DEFAULT_TOKEN_LIFETIME};
+use crate::source::{
+    CredentialSource, Endpoint, EndpointUrl, ExternalAccount, Impersonated, InvalidEmail, SourceError,
+    DEFAULT_TOKEN_LIFETIME,
+};
 
 /// The API version regcred speaks, and answers in.
 pub(crate) const API_VERSION: &str = "credentialprovider.kubelet.k8s.io/v1";
@@ -52,31 +62,17 @@ pub(crate) const DEFAULT_PATTERNS: &[&str] = &["gcr.io", "*.gcr.io", "*-docker.p
 /// The provider's own settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The workload identity pool provider (`//iam.googleapis.com/projects/
-    /// N/locations/global/workloadIdentityPools/POOL/providers/PROVIDER`)
-    /// that pod tokens are exchanged for; required for pod identity.
-    pub pool_provider: Option<String>,
-    pub sts_endpoint: String,
-    pub impersonation_endpoint: String,
+    /// The workload identity pool provider that pod tokens are exchanged
+    /// for; required for pod identity.
+    pub pool_provider: Option<PoolProvider>,
+    /// `--sts-endpoint`.
+    pub sts_endpoint: EndpointUrl,
+    /// `--impersonation-endpoint`, for the annotation's account.
+    pub impersonation_endpoint: Endpoint,
     /// Impersonated tokens' lifetime.
     pub token_lifetime: Option<Duration>,
     /// The auth keys to answer with.
     pub patterns: Vec<String>,
-}
-
-/// What the kubelet sends.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Request {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    pub image: String,
-    #[serde(default)]
-    pub service_account_token: Option<Secret<String>>,
-    #[serde(default)]
-    pub service_account_annotations: BTreeMap<String, String>,
 }
 
 /// What regcred answers.
@@ -117,8 +113,12 @@ pub enum ProviderError {
     BadRequest(String),
     #[error("the request carries the pod's service account token, but no --workload-identity-provider says which pool provider to exchange it at; set it in the plugin's args in the kubelet's CredentialProviderConfig")]
     NoPoolProvider,
-    #[error("invalid {GOOGLE_SERVICE_ACCOUNT_ANNOTATION} annotation {0:?} on the pod's ServiceAccount: expected a service account email such as pull@PROJECT.iam.gserviceaccount.com")]
-    BadAnnotation(String),
+    #[error("the request's `image` {image} is not an image reference: {problem}")]
+    BadImage { image: String, problem: String },
+    #[error("the request's serviceAccountToken is not a Kubernetes service account token: {0}; check tokenAttributes in the kubelet's CredentialProviderConfig")]
+    BadToken(&'static str),
+    #[error("invalid {GOOGLE_SERVICE_ACCOUNT_ANNOTATION} annotation {value} on the pod's ServiceAccount: {problem}")]
+    BadAnnotation { value: String, problem: InvalidEmail },
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error("cannot write the response to stdout: {0}")]
@@ -138,38 +138,6 @@ impl ProviderError {
     }
 }
 
-/// Parses the request from the kubelet.
-pub(crate) fn parse_request(input: &[u8]) -> Result<Request, ProviderError> {
-    let request: Request = serde_json::from_slice(input).map_err(|e| {
-        // serde's message quotes no input beyond a position; the token is safe.
-        ProviderError::BadRequest(format!("{e} (expected JSON with apiVersion {API_VERSION} and an `image`)"))
-    })?;
-    if !request.api_version.is_empty() && request.api_version != API_VERSION {
-        return Err(ProviderError::BadRequest(format!(
-            "apiVersion {:?} is not supported; configure the provider with apiVersion {API_VERSION}",
-            request.api_version
-        )));
-    }
-    if !request.kind.is_empty() && request.kind != "CredentialProviderRequest" {
-        return Err(ProviderError::BadRequest(format!("kind {:?} is not CredentialProviderRequest", request.kind)));
-    }
-    if request.image.trim().is_empty() {
-        return Err(ProviderError::BadRequest("`image` is empty".into()));
-    }
-    Ok(request)
-}
-
-/// The registry host of an image reference, as Docker names it.
-pub(crate) fn image_host(image: &str) -> &str {
-    let first = image.split('/').next().unwrap_or(image);
-    let is_host = image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    if is_host {
-        first.split(':').next().unwrap_or(first)
-    } else {
-        "docker.io"
-    }
-}
-
 /// Whether `host` is one of Google's registries.
 pub(crate) fn is_google(host: &str) -> bool {
     host.parse::<RegistryHost>().is_ok()
@@ -183,29 +151,21 @@ pub(crate) fn source_for(
     node: impl FnOnce() -> Result<Arc<dyn CredentialSource>, SourceError>,
     http: &HttpClient,
 ) -> Result<Arc<dyn CredentialSource>, ProviderError> {
-    let Some(token) = request.service_account_token.clone().filter(|t| !t.expose().is_empty()) else {
+    let Some(token) = &request.token else {
         return Ok(node()?);
     };
-    let pool_provider = settings.pool_provider.as_deref().ok_or(ProviderError::NoPoolProvider)?;
-    let exchange: Arc<dyn CredentialSource> =
-        Arc::new(ExternalAccount::with_token(pool_provider, &settings.sts_endpoint, token, http.clone()));
-    match request.service_account_annotations.get(GOOGLE_SERVICE_ACCOUNT_ANNOTATION).map(|s| s.trim()) {
-        None | Some("") => Ok(exchange),
-        Some(email) if is_service_account_email(email) => Ok(Arc::new(Impersonated::new(
-            exchange,
-            email,
-            &[],
-            settings.token_lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME),
-            &settings.impersonation_endpoint,
-            http.clone(),
-        ))),
-        Some(other) => Err(ProviderError::BadAnnotation(other.to_string())),
-    }
-}
-
-fn is_service_account_email(s: &str) -> bool {
-    s.split_once('@')
-        .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.') && !s.contains(['/', ' ', ':', '?']))
+    let pool_provider = settings.pool_provider.as_ref().ok_or(ProviderError::NoPoolProvider)?;
+    let exchange: Arc<dyn CredentialSource> = Arc::new(ExternalAccount::with_token(
+        pool_provider.as_str(),
+        settings.sts_endpoint.as_str(),
+        token.secret(),
+        http.clone(),
+    ));
+    let Some(email) = &request.impersonate else {
+        return Ok(exchange);
+    };
+    let lifetime = settings.token_lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
+    Ok(Arc::new(Impersonated::new(exchange, email, &[], lifetime, &settings.impersonation_endpoint, http.clone())))
 }
 
 /// How long the kubelet may cache a credential that expires at
@@ -281,38 +241,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_follow_the_published_api() {
-        let body = br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest",
-            "image":"europe-west1-docker.pkg.dev/p/r/i:tag","serviceAccountToken":"eyJ.pod.sig",
-            "serviceAccountAnnotations":{"iam.gke.io/gcp-service-account":"pull@p.iam.gserviceaccount.com"}}"#;
-        let r = parse_request(body).unwrap();
-        assert_eq!(r.image, "europe-west1-docker.pkg.dev/p/r/i:tag");
-        assert_eq!(r.service_account_token.as_ref().unwrap().expose(), "eyJ.pod.sig");
-        assert_eq!(r.service_account_annotations[GOOGLE_SERVICE_ACCOUNT_ANNOTATION], "pull@p.iam.gserviceaccount.com");
-        assert!(!format!("{r:?}").contains("eyJ.pod.sig"), "the token is redacted in Debug");
-
-        // Node identity: no token, no annotations.
-        let r = parse_request(br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"gcr.io/p/i"}"#).unwrap();
-        assert!(r.service_account_token.is_none() && r.service_account_annotations.is_empty());
-
-        for bad in [
-            &b"not json"[..],
-            br#"{"kind":"CredentialProviderRequest"}"#,
-            br#"{"image":""}"#,
-            br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1alpha1","image":"gcr.io/x"}"#,
-        ] {
-            let e = parse_request(bad).unwrap_err();
-            assert!(matches!(e, ProviderError::BadRequest(_)), "{e}");
-            assert_eq!(e.exit_code(), 2);
-        }
-    }
-
-    #[test]
     fn responses_use_the_published_field_names_and_values() {
         let settings = Settings {
             pool_provider: None,
-            sts_endpoint: String::new(),
-            impersonation_endpoint: String::new(),
+            sts_endpoint: crate::source::STS_ENDPOINT.parse().unwrap(),
+            impersonation_endpoint: crate::source::IAM_CREDENTIALS_ENDPOINT.parse().unwrap(),
             token_lifetime: None,
             patterns: DEFAULT_PATTERNS.iter().map(|s| s.to_string()).collect(),
         };
@@ -358,30 +291,81 @@ mod tests {
         }
     }
 
+    /// `good`, or `good` with something hostile inserted, or anything at all.
+    fn hostile(good: &'static str) -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let evil = prop::sample::select(vec![
+            "#", "%2F", "\\", "&alt=1", "?", "/", "/../", " ", "\n", "\r\n", "\u{0}", ":", "@", "A", "\u{ff20}",
+            "\u{440}", "\u{200b}", "\u{ff0e}",
+        ]);
+        prop_oneof![
+            Just(good.to_string()),
+            (0..=good.len(), evil).prop_map(move |(i, e)| format!("{}{e}{}", &good[..i], &good[i..])),
+            (0..=good.len(), 1..3000usize).prop_map(move |(i, n)| format!(
+                "{}{}{}",
+                &good[..i],
+                "a".repeat(n),
+                &good[i..]
+            )),
+            ".{0,80}",
+        ]
+    }
+
     proptest::proptest! {
-        /// No request the kubelet (or anything on its stdin) sends makes
-        /// regcred panic; every answer is a value or an error.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Every request the kubelet could relay, with a tenant's hostile
+        /// values in its image, token and annotation, is either refused in
+        /// one line (exit code 2, never quoting the token) or becomes a
+        /// credential source built only from values that passed the strict
+        /// parsers; nothing panics.
         #[test]
         fn any_request_is_answered_without_panic(
-            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
-            image in ".{0,64}",
-            token in proptest::option::of(".{0,32}"),
+            image in hostile("europe-west1-docker.pkg.dev/p/r/i:tag"),
+            token in proptest::option::of(hostile("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwb2QifQ.c2ln")),
+            annotation in proptest::option::of(hostile("puller@project-1.iam.gserviceaccount.com")),
         ) {
-            let _ = parse_request(&bytes);
-            let json = serde_json::json!({"apiVersion": API_VERSION, "image": image, "serviceAccountToken": token});
-            if let Ok(r) = parse_request(json.to_string().as_bytes()) {
-                let _ = is_google(image_host(&r.image));
+            static HTTP: std::sync::LazyLock<HttpClient> =
+                std::sync::LazyLock::new(|| HttpClient::new(Duration::from_secs(1)).unwrap());
+            let mut json = serde_json::json!({"apiVersion": API_VERSION, "kind": "CredentialProviderRequest", "image": image});
+            if let Some(t) = &token {
+                json["serviceAccountToken"] = t.as_str().into();
+            }
+            if let Some(a) = &annotation {
+                json["serviceAccountAnnotations"] = serde_json::json!({GOOGLE_SERVICE_ACCOUNT_ANNOTATION: a});
+            }
+            match parse_request(json.to_string().as_bytes()) {
+                Ok(r) => {
+                    let allowed = |s: &str, extra: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c));
+                    if let Some(email) = &r.impersonate {
+                        proptest::prop_assert!(allowed(email.as_str(), "-.@") && !email.as_str().contains(char::is_uppercase));
+                    }
+                    proptest::prop_assert!(r.image.host().chars().all(|c| c.is_ascii_graphic()));
+                    let settings = Settings {
+                        pool_provider: Some("//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet".parse().unwrap()),
+                        sts_endpoint: crate::source::STS_ENDPOINT.parse().unwrap(),
+                        impersonation_endpoint: crate::source::IAM_CREDENTIALS_ENDPOINT.parse().unwrap(),
+                        token_lifetime: None,
+                        patterns: Vec::new(),
+                    };
+                    let node = || Err(SourceError::NotFound("no node credentials in this test".into()));
+                    let source = source_for(&r, &settings, node, &HTTP);
+                    proptest::prop_assert_eq!(source.is_ok(), r.token.is_some());
+                    let _ = is_google(r.image.host());
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    proptest::prop_assert!(!message.contains('\n') && message.len() < 1000, "{}", message);
+                    proptest::prop_assert_eq!(e.exit_code(), 2);
+                    if let Some(t) = token.filter(|t| t.len() >= 8) {
+                        proptest::prop_assert!(!message.contains(&t), "{}", message);
+                    }
+                }
             }
         }
     }
 
     #[test]
-    fn image_hosts_are_found_as_docker_names_them() {
-        assert_eq!(image_host("gcr.io/p/i:tag"), "gcr.io");
-        assert_eq!(image_host("europe-west1-docker.pkg.dev/p/r/i@sha256:abc"), "europe-west1-docker.pkg.dev");
-        assert_eq!(image_host("registry.example:5000/i"), "registry.example");
-        assert_eq!(image_host("nginx"), "docker.io");
-        assert_eq!(image_host("library/nginx:1"), "docker.io");
+    fn only_google_registries_get_credentials() {
         assert!(is_google("gcr.io") && is_google("eu.gcr.io") && is_google("us-docker.pkg.dev"));
         assert!(!is_google("docker.io") && !is_google("evil-gcr.io"));
     }

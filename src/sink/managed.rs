@@ -24,23 +24,9 @@ use kube::api::{ObjectMeta, Patch};
 use kube::Api;
 use serde_json::json;
 
-use super::{SinkError, WriteOutcome};
+use super::{SecretKey, SinkError, WriteOutcome};
 use crate::cluster::{self, Throttle};
 use crate::render::AuthsDocument;
-
-/// The Secret key whose presence makes a `kubernetes.io/dockerconfigjson` Secret.
-pub(crate) const DOCKERCONFIGJSON_KEY: &str = ".dockerconfigjson";
-
-/// The Secret type matching the data key regcred writes: the kubelet reads
-/// `.dockerconfigjson` only from a `kubernetes.io/dockerconfigjson` Secret;
-/// any other key is an Opaque Secret for tools that mount it.
-fn secret_type(key: &str) -> &'static str {
-    if key == DOCKERCONFIGJSON_KEY {
-        "kubernetes.io/dockerconfigjson"
-    } else {
-        "Opaque"
-    }
-}
 
 /// The label that says regcred keeps a key of this Secret. Its own, so that
 /// regcred never contends with whoever set `app.kubernetes.io/managed-by`
@@ -81,7 +67,7 @@ fn is_opted_out(labels: Option<&BTreeMap<String, String>>) -> bool {
 
 /// A new Secret holding only regcred's parts; regcred created it, so it is
 /// also its `app.kubernetes.io/managed-by`.
-fn new_managed(namespace: &str, name: &str, key: &str, doc: &[u8], expires_at: Option<&str>) -> Secret {
+fn new_managed(namespace: &str, name: &str, key: &SecretKey, doc: &[u8], expires_at: Option<&str>) -> Secret {
     let labels = [(MANAGED_BY_LABEL, MANAGED_BY_VALUE), (MANAGED_LABEL, MANAGED_VALUE)];
     Secret {
         metadata: ObjectMeta {
@@ -91,7 +77,7 @@ fn new_managed(namespace: &str, name: &str, key: &str, doc: &[u8], expires_at: O
             annotations: expires_at.map(|t| BTreeMap::from([(EXPIRES_AT_ANNOTATION.to_string(), t.to_string())])),
             ..Default::default()
         },
-        type_: Some(secret_type(key).into()),
+        type_: Some(key.secret_type().into()),
         data: Some(BTreeMap::from([(key.to_string(), ByteString(doc.to_vec()))])),
         ..Default::default()
     }
@@ -129,8 +115,8 @@ pub(crate) struct Seen {
 
 impl Seen {
     /// What matters of `secret` when regcred owns its data key `key`.
-    pub(crate) fn of(secret: &Secret, key: &str) -> Seen {
-        let owned = secret.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.as_slice());
+    pub(crate) fn of(secret: &Secret, key: &SecretKey) -> Seen {
+        let owned = secret.data.as_ref().and_then(|d| d.get(key.as_str())).map(|b| b.0.as_slice());
         let expires =
             secret.metadata.annotations.as_ref().and_then(|a| a.get(EXPIRES_AT_ANNOTATION)).map(String::as_str);
         Seen {
@@ -190,9 +176,8 @@ pub(crate) struct Target<'a> {
     pub api: &'a Api<Secret>,
     pub namespace: &'a str,
     pub name: &'a str,
-    /// The data key regcred owns; it decides the Secret's type
-    /// ([`secret_type`]).
-    pub key: &'a str,
+    /// The data key regcred owns; it decides the Secret's type.
+    pub key: &'a SecretKey,
     /// The sink's name in messages ("secret ci/gcr-pull").
     pub sink: &'a str,
 }
@@ -238,11 +223,11 @@ pub(crate) async fn ensure(
             Known::Seen(ref seen) if seen.opted_out => {
                 return Err(SinkError::OptedOut { sink: target.sink.to_string() });
             }
-            Known::Seen(ref seen) if seen.type_ != secret_type(target.key) => {
+            Known::Seen(ref seen) if seen.type_ != target.key.secret_type() => {
                 return Err(SinkError::TypeMismatch {
                     sink: target.sink.to_string(),
                     found: seen.type_.clone(),
-                    wanted: secret_type(target.key),
+                    wanted: target.key.secret_type(),
                     key: target.key.to_string(),
                 });
             }
@@ -256,7 +241,7 @@ pub(crate) async fn ensure(
                         "labels": { MANAGED_LABEL: MANAGED_VALUE },
                         "annotations": { EXPIRES_AT_ANNOTATION: owned.expires_at },
                     },
-                    "data": { target.key: &owned.doc },
+                    "data": { target.key.as_str(): &owned.doc },
                 });
                 let params = cluster::patch_params();
                 match target
@@ -313,15 +298,16 @@ mod tests {
         };
         let doc = crate::render::render(&credential, &crate::registry::RegistryHost::defaults()).unwrap();
         let owned = Owned::new(&doc, None);
+        let key: SecretKey = ".dockerconfigjson".parse().unwrap();
         let mut secret = Secret {
             data: Some([(".dockerconfigjson".to_string(), ByteString(doc.expose_bytes().to_vec()))].into()),
             ..Default::default()
         };
-        assert!(!owned.is_held_by(&Seen::of(&secret, ".dockerconfigjson")), "not marked as regcred's");
+        assert!(!owned.is_held_by(&Seen::of(&secret, &key)), "not marked as regcred's");
         secret.metadata.labels = Some([(MANAGED_LABEL.to_string(), MANAGED_VALUE.to_string())].into());
-        assert!(owned.is_held_by(&Seen::of(&secret, ".dockerconfigjson")));
+        assert!(owned.is_held_by(&Seen::of(&secret, &key)));
         secret.metadata.annotations = Some([(EXPIRES_AT_ANNOTATION.to_string(), "2030-01-01T00:00:00Z".into())].into());
-        assert!(!owned.is_held_by(&Seen::of(&secret, ".dockerconfigjson")), "a stale expiry is rewritten");
+        assert!(!owned.is_held_by(&Seen::of(&secret, &key)), "a stale expiry is rewritten");
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -343,14 +329,15 @@ mod tests {
 
     #[test]
     fn a_secret_regcred_creates_carries_both_marks_and_only_its_parts() {
-        let created = new_managed("ns", "n", "k", b"{}", None);
+        let key = |k: &str| k.parse::<SecretKey>().unwrap();
+        let created = new_managed("ns", "n", &key("k"), b"{}", None);
         let l = created.metadata.labels.unwrap();
         assert_eq!(l[MANAGED_BY_LABEL], "regcred", "regcred created it");
         assert_eq!(l[MANAGED_LABEL], "true");
         assert_eq!(created.metadata.annotations, None, "no expiry for a key that never expires");
         assert_eq!(created.data.unwrap().keys().collect::<Vec<_>>(), ["k"]);
         assert_eq!(created.type_.as_deref(), Some("Opaque"));
-        let pull = new_managed("ns", "n", DOCKERCONFIGJSON_KEY, b"{}", None);
+        let pull = new_managed("ns", "n", &key(super::super::DOCKERCONFIGJSON_KEY), b"{}", None);
         assert_eq!(pull.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"), "what the kubelet reads");
     }
 }

@@ -3,7 +3,9 @@
 //! Every destination implements [`Sink`]; the refresh loop writes the same
 //! document to each and treats their failures independently.
 
+mod args;
 mod file;
+mod key;
 pub(crate) mod managed;
 mod secret;
 
@@ -11,9 +13,11 @@ use std::time::SystemTime;
 
 // What a write did is the same for a Secret as for a file.
 pub(crate) use crate::atomic_write::WriteOutcome;
+pub(crate) use args::Args;
 pub(crate) use file::FileSettings;
 pub(crate) use file::FileSink;
-pub(crate) use managed::DOCKERCONFIGJSON_KEY;
+pub(crate) use key::SecretKey;
+pub(crate) use key::DOCKERCONFIGJSON_KEY;
 pub(crate) use secret::{SecretSink, SecretTarget};
 
 use k8s_openapi::api::core::v1::ObjectReference;

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::Api;
 
 use super::managed::{self, secret_ref, Known, Owned, Target};
-use super::{Sink, SinkError, WriteOutcome};
+use super::{SecretKey, Sink, SinkError, WriteOutcome};
 use crate::registry::{is_dns_label, is_dns_subdomain};
 use crate::render::AuthsDocument;
 
@@ -45,17 +45,17 @@ pub(crate) struct SecretSink {
     api: Api<Secret>,
     namespace: String,
     secret_name: String,
-    key: String,
+    key: SecretKey,
     name: String,
 }
 
 impl SecretSink {
-    pub(crate) fn new(client: kube::Client, namespace: &str, name: &str, key: &str) -> Self {
+    pub(crate) fn new(client: kube::Client, namespace: &str, name: &str, key: &SecretKey) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_string(),
             secret_name: name.to_string(),
-            key: key.to_string(),
+            key: key.clone(),
             name: format!("secret {namespace}/{name}"),
         }
     }

@@ -142,7 +142,7 @@ pub(crate) fn from_file(
     let imp = Impersonated::with_url(exchange, &url, &[], lifetime, http.clone()).ok_or_else(|| {
         key_problem(
             path,
-            format!("field `service_account_impersonation_url` {url:?} is not a generateAccessToken URL (https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/EMAIL:generateAccessToken)"),
+            format!("field `service_account_impersonation_url` {url:?} is not a generateAccessToken URL for a service account email (https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/EMAIL:generateAccessToken)"),
         )
     })?;
     Ok(Arc::new(imp))
@@ -582,11 +582,15 @@ mod tests {
         std::fs::write(&token, "t").unwrap();
         let mut json = gke_file(token.to_str().unwrap());
         json["service_account_impersonation_url"] =
-            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com:generateAccessToken".into();
+            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/puller@project-1.iam.gserviceaccount.com:generateAccessToken".into();
         json["service_account_impersonation"] = serde_json::json!({"token_lifetime_seconds": 600});
         let path = Path::new("/etc/wif.json");
         let source = from_file(path, &json.to_string(), None, &http()).unwrap();
-        assert!(source.describe().ends_with("impersonating sa@p.iam.gserviceaccount.com"), "{}", source.describe());
+        assert!(
+            source.describe().ends_with("impersonating puller@project-1.iam.gserviceaccount.com"),
+            "{}",
+            source.describe()
+        );
 
         json["service_account_impersonation"] = serde_json::json!({"token_lifetime_seconds": 50000});
         let err = from_file(path, &json.to_string(), None, &http()).err().unwrap().to_string();

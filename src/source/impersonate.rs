@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use super::{
-    key_problem, AuthorizedUser, Credential, CredentialSource, ServiceAccountKey, SourceError, CLOUD_PLATFORM_SCOPE,
-    OAUTH_USERNAME,
+    key_problem, AuthorizedUser, Credential, CredentialSource, Endpoint, ServiceAccountEmail, ServiceAccountKey,
+    SourceError, CLOUD_PLATFORM_SCOPE, OAUTH_USERNAME,
 };
 use crate::http::{HttpClient, Response};
 
@@ -34,7 +34,7 @@ const STEP: &str = "impersonating the service account";
 /// A token of `target`, minted with the inner source's token.
 pub(crate) struct Impersonated {
     inner: Arc<dyn CredentialSource>,
-    target: String,
+    target: ServiceAccountEmail,
     /// Full resource names (`projects/-/serviceAccounts/EMAIL`), in chain order.
     delegates: Vec<String>,
     lifetime: Duration,
@@ -45,21 +45,21 @@ pub(crate) struct Impersonated {
 
 impl Impersonated {
     /// Impersonates `target` through the IAM Credentials API at `endpoint`
-    /// (scheme and host, such as [`IAM_CREDENTIALS_ENDPOINT`]).
+    /// (scheme and host, such as [`IAM_CREDENTIALS_ENDPOINT`]). Both types
+    /// are checked, so the URL is the one it reads as.
     pub(crate) fn new(
         inner: Arc<dyn CredentialSource>,
-        target: &str,
-        delegates: &[String],
+        target: &ServiceAccountEmail,
+        delegates: &[ServiceAccountEmail],
         lifetime: Duration,
-        endpoint: &str,
+        endpoint: &Endpoint,
         http: HttpClient,
     ) -> Self {
-        let url =
-            format!("{}/v1/projects/-/serviceAccounts/{target}:generateAccessToken", endpoint.trim_end_matches('/'));
+        let url = format!("{endpoint}/v1/projects/-/serviceAccounts/{target}:generateAccessToken");
         Self {
             inner,
-            target: target.to_string(),
-            delegates: delegates.iter().map(|d| delegate_name(d)).collect(),
+            target: target.clone(),
+            delegates: delegates.iter().map(|d| delegate_name(d.as_str())).collect(),
             lifetime,
             url,
             http,
@@ -68,7 +68,7 @@ impl Impersonated {
 
     /// Impersonates through a full `generateAccessToken` URL, as credential
     /// files give it (`service_account_impersonation_url`). `None` if the URL
-    /// does not have that shape.
+    /// does not have that shape or does not name a service account email.
     pub(crate) fn with_url(
         inner: Arc<dyn CredentialSource>,
         url: &str,
@@ -79,7 +79,7 @@ impl Impersonated {
         let target = target_of(url)?;
         Some(Self {
             inner,
-            target: target.to_string(),
+            target,
             delegates: delegates.iter().map(|d| delegate_name(d)).collect(),
             lifetime,
             url: url.to_string(),
@@ -128,20 +128,19 @@ pub(crate) fn from_impersonated_file(
     let imp = Impersonated::with_url(inner, &url, &delegates, lifetime, http.clone()).ok_or_else(|| {
         key_problem(
             path,
-            format!("field `service_account_impersonation_url` {url:?} is not a generateAccessToken URL (https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/EMAIL:generateAccessToken)"),
+            format!("field `service_account_impersonation_url` {url:?} is not a generateAccessToken URL for a service account email (https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/EMAIL:generateAccessToken)"),
         )
     })?;
     Ok(Arc::new(imp))
 }
 
 /// The service-account email in a `.../serviceAccounts/EMAIL:generateAccessToken` URL.
-fn target_of(url: &str) -> Option<&str> {
+fn target_of(url: &str) -> Option<ServiceAccountEmail> {
     if !(url.starts_with("https://") || url.starts_with("http://")) {
         return None;
     }
     let rest = url.rsplit_once("/serviceAccounts/")?.1;
-    let email = rest.strip_suffix(":generateAccessToken")?;
-    (!email.is_empty() && !email.contains('/')).then_some(email)
+    rest.strip_suffix(":generateAccessToken")?.parse().ok()
 }
 
 /// Delegates may be given as emails (the flag, gcloud's files) or as full
@@ -266,10 +265,14 @@ mod tests {
     }
 
     #[test]
-    fn target_comes_from_the_url() {
-        let url = "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com:generateAccessToken";
-        assert_eq!(target_of(url), Some("sa@p.iam.gserviceaccount.com"));
-        assert_eq!(target_of("http://127.0.0.1:9/v1/projects/-/serviceAccounts/x@y:generateAccessToken"), Some("x@y"));
+    fn target_comes_from_the_url_and_must_be_a_service_account_email() {
+        let email = |s: &str| s.parse::<ServiceAccountEmail>().ok();
+        let url = "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/puller@project-1.iam.gserviceaccount.com:generateAccessToken";
+        assert_eq!(target_of(url), email("puller@project-1.iam.gserviceaccount.com"));
+        let local = "http://127.0.0.1:9/v1/projects/-/serviceAccounts/123-compute@developer.gserviceaccount.com:generateAccessToken";
+        assert_eq!(target_of(local), email("123-compute@developer.gserviceaccount.com"));
+        assert_eq!(target_of("http://127.0.0.1:9/v1/projects/-/serviceAccounts/x@y:generateAccessToken"), None);
+        assert_eq!(target_of("https://h/v1/projects/-/serviceAccounts/a@b.c#x:generateAccessToken"), None);
         assert_eq!(target_of("https://example.com/v1/projects/-/serviceAccounts/x@y:signJwt"), None);
         assert_eq!(target_of("ftp://h/v1/projects/-/serviceAccounts/x@y:generateAccessToken"), None);
         assert_eq!(target_of("https://h/v1/projects/-/serviceAccounts/:generateAccessToken"), None);
@@ -279,15 +282,17 @@ mod tests {
     fn flag_endpoint_builds_the_api_url() {
         let http = HttpClient::new(Duration::from_secs(1)).unwrap();
         let inner: Arc<dyn CredentialSource> = Arc::new(super::super::MetadataServer::from_env(http.clone()));
-        let imp = Impersonated::new(inner, "sa@p.iam", &[], DEFAULT_TOKEN_LIFETIME, "http://127.0.0.1:8/", http);
-        assert_eq!(imp.url, "http://127.0.0.1:8/v1/projects/-/serviceAccounts/sa@p.iam:generateAccessToken");
-        assert!(imp.describe().ends_with(", impersonating sa@p.iam"), "{}", imp.describe());
+        let target: ServiceAccountEmail = "puller@project-1.iam.gserviceaccount.com".parse().unwrap();
+        let endpoint: Endpoint = "http://127.0.0.1:8/".parse().unwrap();
+        let imp = Impersonated::new(inner, &target, &[], DEFAULT_TOKEN_LIFETIME, &endpoint, http);
+        assert_eq!(imp.url, format!("http://127.0.0.1:8/v1/projects/-/serviceAccounts/{target}:generateAccessToken"));
+        assert!(imp.describe().ends_with(&format!(", impersonating {target}")), "{}", imp.describe());
     }
 
     fn imp_file(source_credentials: serde_json::Value) -> String {
         serde_json::json!({
             "type": "impersonated_service_account",
-            "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/pull@p.iam.gserviceaccount.com:generateAccessToken",
+            "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/puller@project-1.iam.gserviceaccount.com:generateAccessToken",
             "delegates": ["d@p.iam.gserviceaccount.com"],
             "source_credentials": source_credentials,
         })
@@ -303,7 +308,7 @@ mod tests {
         assert_eq!(
             source.describe(),
             format!(
-                "authorized_user file {} (source_credentials), impersonating pull@p.iam.gserviceaccount.com",
+                "authorized_user file {} (source_credentials), impersonating puller@project-1.iam.gserviceaccount.com",
                 path.display()
             )
         );

@@ -31,11 +31,11 @@ impl MetadataServer {
         Self { host: host.trim().to_string(), http, step: STEP }
     }
 
-    /// Marks this source as the last resort of discovery, for clearer errors.
+    /// Marks this source as the last resort of discovery, for clearer errors
+    /// (wherever `GCE_METADATA_HOST` points: the other sources were looked
+    /// for all the same).
     pub(crate) fn into_fallback(mut self) -> Self {
-        if std::env::var_os("GCE_METADATA_HOST").is_none() {
-            self.step = FALLBACK_STEP;
-        }
+        self.step = FALLBACK_STEP;
         self
     }
 

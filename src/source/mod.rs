@@ -4,7 +4,10 @@
 //! the trait. [`discover`] picks a source from the configuration the way
 //! Google's client libraries do.
 
+mod args;
 mod authorized_user;
+mod email;
+mod endpoint;
 mod external_account;
 mod impersonate;
 mod json_key;
@@ -21,7 +24,10 @@ use serde::Deserialize;
 use crate::http::{HttpClient, HttpError, Response};
 
 pub(crate) use crate::credential::{Credential, MAX_TOKEN_LIFETIME, OAUTH_USERNAME};
+pub(crate) use args::{Args, ImpersonateWithKeyAuth};
 pub(crate) use authorized_user::AuthorizedUser;
+pub(crate) use email::{InvalidEmail, ServiceAccountEmail};
+pub(crate) use endpoint::{Endpoint, EndpointUrl};
 pub(crate) use external_account::{ExternalAccount, DEFAULT_TOKEN_URL as STS_ENDPOINT};
 pub(crate) use impersonate::{Impersonated, DEFAULT_TOKEN_LIFETIME, IAM_CREDENTIALS_ENDPOINT};
 pub(crate) use json_key::JsonKey;
@@ -157,9 +163,9 @@ impl std::fmt::Display for AuthMode {
 /// `--impersonate` with its delegates and endpoint, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Impersonation {
-    pub target: String,
-    pub delegates: Vec<String>,
-    pub endpoint: String,
+    pub target: ServiceAccountEmail,
+    pub delegates: Vec<ServiceAccountEmail>,
+    pub endpoint: Endpoint,
 }
 
 /// Builds the credential source the configuration asks for.

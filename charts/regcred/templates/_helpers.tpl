@@ -210,7 +210,7 @@ that says what to change.
 {{- $v := .Values }}
 {{- $t := $v.targets }}
 {{- $fanOut := include "regcred.fanOut" . }}
-{{- /* regcred's ranges on durations (src/cli.rs); the schema checked the syntax. */}}
+{{- /* regcred's ranges on durations (the value parsers beside each flag in src/); the schema checked the syntax. */}}
 {{- $timeout := include "regcred.durationMs" $v.refresh.requestTimeout | float64 }}
 {{- if or (lt $timeout 100.0) (gt $timeout 600000.0) }}
 {{- fail (printf "refresh.requestTimeout=%s: expected 100ms to 10m (the deadline of each request to Google or Kubernetes)" $v.refresh.requestTimeout) }}

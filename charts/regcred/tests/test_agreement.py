@@ -45,7 +45,8 @@ FED = {"federation.enabled": True,
        "federation.audience": "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/pool/providers/k8s"}
 FAN_SEL = {"targets.namespaceSelector": "regcred.dev/pull-secret=true"}
 CRON = {"mode": "cronjob"}
-POOL = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/pool/providers/k8s"
+POOL = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/pool/providers/kubelet"
+SA = "puller@project-1.iam.gserviceaccount.com"
 NODE = {"mode": "none", "credentialProvider.nodeInstaller.enabled": True}
 
 
@@ -94,21 +95,29 @@ CASES = [
     *[dur("refresh.resyncInterval", "--resync-interval", v) for v in ["10m", "1s", "999ms", "0s", "0", "banana"]],
     *[dur("impersonate.tokenLifetime", "--token-lifetime", v)
       for v in ["1h", "1800s", "12h", "13h", "12h1s", "43200s", "43201s", "0s", "0", "1s", "1500ms", "1.5h", "-1h", "banana", "1h 30m"]],
-    # Impersonation.
+    # Impersonation: Google's service account emails (src/source/email.rs).
     *[Case(f"impersonate.serviceAccount={v!r}", {"impersonate.serviceAccount": v}, [f"--impersonate={v}"])
-      for v in ["pull@p.iam.gserviceaccount.com", "pull", "pull@localhost", "a/b@c.d", "a@b.c", "pull@p..com",
-                "pull @p.iam.gserviceaccount.com", "pull@.p.com", "pull@p.com.", "a+b@c.d", "a@b@c.d"]],
-    Case("impersonate.delegates=[good]", {"impersonate.delegates": ["d@p.iam.gserviceaccount.com"]},
-         ["--impersonate-delegates=d@p.iam.gserviceaccount.com"], {"impersonate.serviceAccount": "a@p.iam.gserviceaccount.com"}),
+      for v in [SA, "puller@project-1.example.com.iam.gserviceaccount.com", "123456789012-compute@developer.gserviceaccount.com",
+                "project-1@appspot.gserviceaccount.com", "service-123456789012@gcp-sa-artifactregistry.iam.gserviceaccount.com",
+                "pull@project-1.iam.gserviceaccount.com", "puller@p.iam.gserviceaccount.com", "Puller@project-1.iam.gserviceaccount.com",
+                "a" * 31 + "@project-1.iam.gserviceaccount.com", "a" * 30 + "@" + "b" * 30 + "." + "c" * 63 + "." + "d" * 63 + ".iam.gserviceaccount.com",
+                "a" * 30 + "@" + "b" * 30 + "." + "c" * 63 + "." + "d" * 63 + "." + "e" * 50 + ".iam.gserviceaccount.com",
+                SA + "#frag", SA + "?alt=json", "a@b.c%2F..%2Fx", "x@y.z&alt=1", "a@b.c\\x", SA + "/x", SA + ":signJwt",
+                "puller\uff20project-1.iam.gserviceaccount.com", "\u0440uller@project-1.iam.gserviceaccount.com",
+                "pull", "pull@localhost", "a/b@c.d", "a@b.c", "pull @p.iam.gserviceaccount.com", "a+b@c.d", "a@b@c.d",
+                "puller@evil.com", SA + ".evil.com", "puller@project-1.example.gserviceaccount.com"]],
+    Case("impersonate.delegates=[good]", {"impersonate.delegates": ["hop-one@project-1.iam.gserviceaccount.com"]},
+         ["--impersonate-delegates=hop-one@project-1.iam.gserviceaccount.com"], {"impersonate.serviceAccount": SA}),
     Case("impersonate.delegates=[nope]", {"impersonate.delegates": ["nope"]}, ["--impersonate-delegates=nope"],
-         {"impersonate.serviceAccount": "a@p.iam.gserviceaccount.com"}),
-    Case("impersonate.delegates without serviceAccount", {"impersonate.delegates": ["d@p.iam.gserviceaccount.com"]},
-         ["--impersonate-delegates=d@p.iam.gserviceaccount.com"]),
+         {"impersonate.serviceAccount": SA}),
+    Case("impersonate.delegates without serviceAccount", {"impersonate.delegates": ["hop-one@project-1.iam.gserviceaccount.com"]},
+         ["--impersonate-delegates=hop-one@project-1.iam.gserviceaccount.com"]),
     *[Case(f"impersonate.endpoint={v!r}", {"impersonate.endpoint": v}, [f"--impersonation-endpoint={v}"],
-           {"impersonate.serviceAccount": "a@p.iam.gserviceaccount.com"})
-      for v in ["https://iamcredentials.p.googleapis.com", "http://127.0.0.1:9999/", "https://h/v1", "iam.local", "https://", "ftp://h"]],
+           {"impersonate.serviceAccount": SA})
+      for v in ["https://iamcredentials.p.googleapis.com", "http://127.0.0.1:9999/", "http://[::1]:9999", "https://h/v1",
+                "iam.local", "https://", "ftp://h", "https://u@h", "https://h?x", "https://h#x", "https://h x"]],
     Case("impersonate.serviceAccount with auth=json-key", {"auth": "json-key"}, ["--auth=json-key"],
-         {"impersonate.serviceAccount": "a@p.iam.gserviceaccount.com", "credentials.existingSecret": "key"}),
+         {"impersonate.serviceAccount": SA, "credentials.existingSecret": "key"}),
     # Auth and credentials.
     Case("credentials.existingSecret='key'", {"credentials.existingSecret": "key"}, ["--key-file=/etc/regcred/key/key.json"]),
     Case("federation.enabled", {"federation.enabled": True},
@@ -187,7 +196,7 @@ CASES = [
         ("CRON_TZ=UTC */30 * * * *", False, "Kubernetes refuses a time zone in the schedule (use cronjob.timeZone)"),
     ]],
     Case("cronjob.schedule='0 */2 * * *' with 3h impersonated tokens", {"cronjob.schedule": "0 */2 * * *"},
-         context={**CRON, "impersonate.serviceAccount": "a@p.iam.gserviceaccount.com", "impersonate.tokenLifetime": "3h"},
+         context={**CRON, "impersonate.serviceAccount": SA, "impersonate.tokenLifetime": "3h"},
          expect=True, why="tokens live 3 hours"),
     Case("cronjob.schedule='0 0 * * *' with auth=json-key", {"cronjob.schedule": "0 0 * * *"},
          context={**CRON, "auth": "json-key", "credentials.existingSecret": "key"}, expect=True, why="a key never expires"),
@@ -208,11 +217,10 @@ CASES = [
     # --dry-run with the flags after `--`.
     *[Case(f"credentialProvider.workloadIdentityProvider={v!r}", {"credentialProvider.workloadIdentityProvider": v},
            [f"--workload-identity-provider={v}"], NODE)
-      for v in [POOL, POOL.replace("/pool/", "/p-1/"), "pool", "//iam.googleapis.com/projects/1/workloadIdentityPools/p",
+      for v in [POOL, POOL.replace("/pool/", "/pool-1/"), POOL.replace("/pool/", "/p-1/"), POOL.replace("/kubelet", "/k8s"),
+                POOL.replace("/pool/", "/" + "p" * 33 + "/"), POOL.replace("123456789012", "my-project"), POOL + "?x", POOL + "/x",
+                "pool", "//iam.googleapis.com/projects/1/workloadIdentityPools/p",
                 "//iam.googleapis.com/locations/global/workforcePools/wf/providers/oidc"]],
-    Case("credentialProvider.workloadIdentityProvider with a project id", {"credentialProvider.workloadIdentityProvider":
-         POOL.replace("123456789012", "my-project")}, context=NODE, expect=False,
-         why="regcred checks only the shape; Security Token Service wants the project number"),
     Case("credentialProvider.keyFile='/etc/kubernetes/regcred/key.json'",
          {"credentialProvider.keyFile": "/etc/kubernetes/regcred/key.json"}, ["--key-file=/etc/kubernetes/regcred/key.json"], NODE),
     Case("credentialProvider.keyFile='key.json'", {"credentialProvider.keyFile": "key.json"}, context=NODE, expect=False,
@@ -220,8 +228,8 @@ CASES = [
     Case("credentialProvider.keyFile with workloadIdentityProvider", {"credentialProvider.keyFile": "/k.json"},
          ["--key-file=/k.json"], {**NODE, "credentialProvider.workloadIdentityProvider": POOL}, expect=False,
          why="pod identity never reads the node's key: the chart asks for one or the other"),
-    Case("credentialProvider.extraArgs=[--impersonate=...]", {"credentialProvider.extraArgs": ["--impersonate=pull@p.iam.gserviceaccount.com"]},
-         ["--impersonate=pull@p.iam.gserviceaccount.com"], NODE),
+    Case("credentialProvider.extraArgs=[--impersonate=...]", {"credentialProvider.extraArgs": [f"--impersonate={SA}"]},
+         [f"--impersonate={SA}"], NODE),
     *[Case(f"credentialProvider.extraArgs={v!r}", {"credentialProvider.extraArgs": v}, context=NODE, expect=True,
            why="passed through unchecked, like extraArgs; the installer refuses them at start (tests/provider_install.rs)")
       for v in [["--registry=docker.io"], ["--bogus"], ["--token-lifetime=13h"]]],

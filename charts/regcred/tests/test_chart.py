@@ -419,10 +419,10 @@ def impersonation_and_event_args():
     a = args(one(render(), "Deployment"))
     for flag in ("--impersonate", "--token-lifetime", "--impersonation-endpoint", "--rotation-events"):
         assert not any(x.startswith(flag) for x in a), flag
-    a = args(one(render(sets=["impersonate.serviceAccount=p@x.iam.gserviceaccount.com",
+    a = args(one(render(sets=["impersonate.serviceAccount=puller@project-1.iam.gserviceaccount.com",
                               "impersonate.endpoint=https://iam.example.com",
                               "impersonate.tokenLifetime=2h", "rotationEvents=true"]), "Deployment"))
-    assert "--impersonate=p@x.iam.gserviceaccount.com" in a
+    assert "--impersonate=puller@project-1.iam.gserviceaccount.com" in a
     assert "--impersonation-endpoint=https://iam.example.com" in a
     assert "--token-lifetime=2h" in a and "--rotation-events" in a
     # The lifetime also reaches credential files that impersonate.
@@ -448,7 +448,7 @@ def every_rendered_flag_exists_in_the_cli():
     if not binary:
         raise Skip("no regcred binary: cargo build --bin regcred, or set REGCRED_BIN")
     renders = [render("ci/" + f) for f in sorted(os.listdir(os.path.join(CHART, "ci")))]
-    renders.append(render(sets=["impersonate.serviceAccount=p@x.iam.gserviceaccount.com",
+    renders.append(render(sets=["impersonate.serviceAccount=puller@project-1.iam.gserviceaccount.com",
                                 "impersonate.endpoint=https://iam.example.com",
                                 "impersonate.tokenLifetime=2h", "rotationEvents=true"]))
     helps = {}
@@ -561,8 +561,8 @@ def contradictions_fail():
     cases = [
         (["auth=json-key"], "credentials.existingSecret"),
         (["federation.enabled=true"], "federation.audience"),
-        (["federation.enabled=true", "federation.audience=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k", "credentials.existingSecret=k"], "choose one"),
-        (["federation.enabled=true", "federation.audience=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k", "auth=json-key",
+        (["federation.enabled=true", "federation.audience=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet", "credentials.existingSecret=k"], "choose one"),
+        (["federation.enabled=true", "federation.audience=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet", "auth=json-key",
           "credentials.existingSecret="], "existingSecret"),
         (["targets.secrets[0].name=a", "targets.secrets[1].name=b", "targets.secrets[1].key=x"], "one key"),
         (["targets.allNamespaces=true", "targets.createSecrets=true"], "createSecrets"),
@@ -577,12 +577,12 @@ def contradictions_fail():
         (["targets.excludeNamespaces={a}"], "excludeNamespaces"),
         (["targets.allNamespaces=true", "targets.secrets[0].name=a", "targets.secrets[0].namespace=b"],
          "leave namespace empty"),
-        (["impersonate.delegates={a@b.c}"], "impersonate.serviceAccount"),
+        (["impersonate.delegates={hop-one@project-1.iam.gserviceaccount.com}"], "impersonate.serviceAccount"),
         (["impersonate.endpoint=https://iam.example.com"], "impersonate.serviceAccount"),
-        (["impersonate.serviceAccount=a@b.c", "auth=json-key", "credentials.existingSecret=k"], "auth=oauth"),
+        (["impersonate.serviceAccount=puller@project-1.iam.gserviceaccount.com", "auth=json-key", "credentials.existingSecret=k"], "auth=oauth"),
         (["targets.secrets=null"], "targets.secrets"),
         (["mode=none"], "credentialProvider.nodeInstaller.enabled"),
-        (["credentialProvider.workloadIdentityProvider=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k",
+        (["credentialProvider.workloadIdentityProvider=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet",
           "credentialProvider.keyFile=/k.json"], "set one of them"),
         (["credentialProvider.nodeInstaller.enabled=true", "credentialProvider.nodeInstaller.recheckInterval=10ms"],
          "at least 1s"),
@@ -619,7 +619,7 @@ def node_installer_alone_renders_only_the_daemonset():
         "install-credential-provider",
         "--bin-dir=/usr/local/lib/kubelet-credential-providers",
         "--config=/etc/kubernetes/credential-provider/regcred.json",
-        "--workload-identity-provider=//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/pool/providers/k8s",
+        "--workload-identity-provider=//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/pool/providers/kubelet",
         "--recheck-interval=5m", "--log-format=json",
         "--", "--registry=europe-west1-docker.pkg.dev",
     ], c["args"]
@@ -687,15 +687,19 @@ def readme_kubelet_configs_are_what_the_installer_writes():
     blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", readme, re.S)
               if "kind: CredentialProviderConfig" in b]
     assert len(blocks) == 2, f"{len(blocks)} CredentialProviderConfig examples in the README"
-    pool = "//iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER"
+    # The README's placeholders, which regcred refuses as a pool provider,
+    # stand for these values.
+    pool = "//iam.googleapis.com/projects/{}/locations/global/workloadIdentityPools/{}/providers/{}"
+    placeholders, values = ("PROJECT_NUMBER", "POOL", "PROVIDER"), ("123456789012", "pool-id", "provider-id")
     for block, flags in zip(blocks, [["--", "--key-file=/etc/kubernetes/regcred/wif.json"],
-                                     [f"--workload-identity-provider={pool}"]]):
+                                     [f"--workload-identity-provider={pool.format(*values)}"]]):
         with tempfile.TemporaryDirectory() as d:
             config = os.path.join(d, "config.json")
             p = subprocess.run([binary, "install-credential-provider", f"--bin-dir={d}", f"--config={config}",
                                 "--exit-after-install", *flags], capture_output=True, text=True, env={})
             assert p.returncode == 0, p.stderr
             written = json.load(open(config))
+        written = json.loads(json.dumps(written).replace(pool.format(*values), pool.format(*placeholders)))
         assert block == written, f"README:\n{block}\ninstaller:\n{written}"
 
 
@@ -784,7 +788,7 @@ def notes_warn_when_no_credential_source_is_configured():
     for configured in [
         'serviceAccount.annotations.iam\\.gke\\.io/gcp-service-account=pull@p.iam.gserviceaccount.com',
         "credentials.existingSecret=key",
-        "federation.enabled=true,federation.audience=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k",
+        "federation.enabled=true,federation.audience=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet",
         "extraEnv[0].name=GOOGLE_APPLICATION_CREDENTIALS,extraEnv[0].value=/k/key.json",
     ]:
         n = notes(configured)

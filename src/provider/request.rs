@@ -1,0 +1,230 @@
+//! What the kubelet sends, checked at the door.
+//!
+//! A request carries values that the cluster's tenants choose: the pod's
+//! image, its ServiceAccount's annotations and (with pod identity) a token
+//! for that ServiceAccount. Each is parsed here into a type whose rule is
+//! strict, so nothing past [`parse_request`] sees a raw value: an annotation
+//! that is not a service account email, an image that is not an image
+//! reference or a token that is not a JWT stops the request, in one line
+//! that names the field, before anything is sent to Google.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{ProviderError, API_VERSION, GOOGLE_SERVICE_ACCOUNT_ANNOTATION};
+use crate::secret::Secret;
+use crate::source::ServiceAccountEmail;
+
+/// A checked request.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub image: Image,
+    /// The pod's ServiceAccount token (pod identity); `None` for node identity.
+    pub token: Option<PodToken>,
+    /// The service account the ServiceAccount's annotation names.
+    pub impersonate: Option<ServiceAccountEmail>,
+}
+
+/// The request as the kubelet writes it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    image: String,
+    #[serde(default)]
+    service_account_token: Option<Secret<String>>,
+    #[serde(default)]
+    service_account_annotations: BTreeMap<String, String>,
+}
+
+/// An image reference, as far as regcred reads it: printable ASCII, no
+/// longer than any reference Docker's grammar allows (a 255-character name,
+/// a 128-character tag and a digest fit with room to spare).
+#[derive(Debug)]
+pub(crate) struct Image(String);
+
+const MAX_IMAGE: usize = 1024;
+
+impl Image {
+    fn parse(s: String) -> Result<Image, ProviderError> {
+        let bad = |problem: String| ProviderError::BadImage { image: quoted(&s), problem };
+        if s.is_empty() {
+            return Err(bad("it is empty".into()));
+        }
+        if let Some(c) = s.chars().find(|c| !c.is_ascii_graphic()) {
+            return Err(bad(format!("'{}' is not allowed (image references are printable ASCII)", c.escape_default())));
+        }
+        if s.len() > MAX_IMAGE {
+            return Err(bad(format!("{} bytes is longer than any image reference (at most {MAX_IMAGE})", s.len())));
+        }
+        Ok(Image(s))
+    }
+
+    /// The registry host, as Docker names it: the first path component when
+    /// it looks like a host, else Docker Hub.
+    pub(crate) fn host(&self) -> &str {
+        let image = self.0.as_str();
+        let first = image.split('/').next().unwrap_or(image);
+        let is_host = image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+        if is_host {
+            first.split(':').next().unwrap_or(first)
+        } else {
+            "docker.io"
+        }
+    }
+}
+
+/// A Kubernetes ServiceAccount token: a JWT, three base64url parts joined by
+/// dots, a few kilobytes at most. Only its shape is checked; Google's
+/// Security Token Service checks its signature.
+#[derive(Debug)]
+pub(crate) struct PodToken(Secret<String>);
+
+/// Kubernetes' tokens are about a kilobyte.
+const MAX_TOKEN: usize = 16 * 1024;
+
+impl PodToken {
+    /// `None` for an empty token (the kubelet sends none for node identity).
+    fn parse(token: Secret<String>) -> Result<Option<PodToken>, ProviderError> {
+        let t = token.expose();
+        if t.is_empty() {
+            return Ok(None);
+        }
+        // Never quote the token, not even a character of it.
+        if t.len() > MAX_TOKEN {
+            return Err(ProviderError::BadToken("it is longer than 16 KiB"));
+        }
+        let base64url = |p: &str| p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let parts: Vec<&str> = t.split('.').collect();
+        if parts.len() != 3 || parts[..2].iter().any(|p| p.is_empty()) || !parts.iter().all(|p| base64url(p)) {
+            return Err(ProviderError::BadToken("it is not a JWT (three base64url parts joined by dots)"));
+        }
+        Ok(Some(PodToken(token)))
+    }
+
+    /// The token, for the exchange at the Security Token Service.
+    pub(crate) fn secret(&self) -> Secret<String> {
+        self.0.clone()
+    }
+}
+
+/// Parses and checks the request from the kubelet.
+pub(crate) fn parse_request(input: &[u8]) -> Result<Request, ProviderError> {
+    let wire: Wire = serde_json::from_slice(input).map_err(|e| {
+        // serde's message quotes no input beyond a position; the token is safe.
+        ProviderError::BadRequest(format!("{e} (expected JSON with apiVersion {API_VERSION} and an `image`)"))
+    })?;
+    if !wire.api_version.is_empty() && wire.api_version != API_VERSION {
+        return Err(ProviderError::BadRequest(format!(
+            "apiVersion {} is not supported; configure the provider with apiVersion {API_VERSION}",
+            quoted(&wire.api_version)
+        )));
+    }
+    if !wire.kind.is_empty() && wire.kind != "CredentialProviderRequest" {
+        return Err(ProviderError::BadRequest(format!("kind {} is not CredentialProviderRequest", quoted(&wire.kind))));
+    }
+    let image = Image::parse(wire.image)?;
+    let token = match wire.service_account_token {
+        Some(token) => PodToken::parse(token)?,
+        None => None,
+    };
+    let impersonate = match wire.service_account_annotations.get(GOOGLE_SERVICE_ACCOUNT_ANNOTATION) {
+        None => None,
+        Some(value) if value.is_empty() => None,
+        Some(value) => {
+            Some(value.parse().map_err(|problem| ProviderError::BadAnnotation { value: quoted(value), problem })?)
+        }
+    };
+    Ok(Request { image, token, impersonate })
+}
+
+/// A value from the request as a log line can show it: quoted, every
+/// character outside printable ASCII escaped (so a look-alike shows as
+/// `\u{ff20}`, a newline as `\n`), and cut short when long.
+pub(crate) fn quoted(s: &str) -> String {
+    const SHOWN: usize = 64;
+    let head: String = s.chars().take(SHOWN).flat_map(char::escape_default).collect();
+    match s.chars().nth(SHOWN) {
+        Some(_) => format!("\"{head}\"... ({} bytes)", s.len()),
+        None => format!("\"{head}\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMAIL: &str = "puller@project-1.iam.gserviceaccount.com";
+
+    fn request(image: &str, token: &str, annotation: &str) -> serde_json::Value {
+        serde_json::json!({"apiVersion": API_VERSION, "kind": "CredentialProviderRequest", "image": image,
+            "serviceAccountToken": token, "serviceAccountAnnotations": {GOOGLE_SERVICE_ACCOUNT_ANNOTATION: annotation}})
+    }
+
+    fn parse(v: &serde_json::Value) -> Result<Request, ProviderError> {
+        parse_request(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn requests_follow_the_published_api() {
+        let r = parse(&request("europe-west1-docker.pkg.dev/p/r/i:tag", "eyJ.pod.sig", EMAIL)).unwrap();
+        assert_eq!(r.image.host(), "europe-west1-docker.pkg.dev");
+        assert_eq!(r.token.as_ref().unwrap().secret().expose(), "eyJ.pod.sig");
+        assert_eq!(r.impersonate.unwrap().as_str(), EMAIL);
+        let r = parse(&request("gcr.io/p/i", "eyJ.pod.sig", "")).unwrap();
+        assert!(!format!("{r:?}").contains("eyJ.pod.sig"), "the token is redacted in Debug");
+        assert!(r.impersonate.is_none(), "an empty annotation names no account");
+
+        // Node identity: no token, no annotations.
+        let r = parse_request(br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"gcr.io/p/i"}"#).unwrap();
+        assert!(r.token.is_none() && r.impersonate.is_none());
+        assert!(parse(&request("gcr.io/p/i", "", "")).unwrap().token.is_none(), "an empty token is no token");
+
+        for bad in [
+            &b"not json"[..],
+            br#"{"kind":"CredentialProviderRequest"}"#,
+            br#"{"image":""}"#,
+            br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1alpha1","image":"gcr.io/x"}"#,
+        ] {
+            let e = parse_request(bad).unwrap_err();
+            assert!(matches!(e, ProviderError::BadRequest(_) | ProviderError::BadImage { .. }), "{e}");
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn tenant_values_are_refused_naming_the_field() {
+        let e = parse(&request("gcr.io/p/i", "eyJ.pod.sig", "a@b.c#frag")).unwrap_err().to_string();
+        assert!(e.starts_with("invalid iam.gke.io/gcp-service-account annotation \"a@b.c#frag\""), "{e}");
+        assert!(e.contains("'#' is not allowed"), "{e}");
+        let e = parse(&request("gcr.io/p/i", "eyJ.pod.sig", "puller\u{ff20}project-1.iam.gserviceaccount.com"));
+        assert!(e.unwrap_err().to_string().contains("\"puller\\u{ff20}project-1"), "look-alikes are shown escaped");
+        let e = parse(&request("gcr.io/p/i", "eyJ.pod.sig", &"a".repeat(5000))).unwrap_err().to_string();
+        assert!(e.contains("... (5000 bytes)") && e.len() < 400, "{e}");
+
+        for token in ["eyJ.pod.sig\n", "eyJ.pod", "eyJ..sig", "eyJ.p d.sig", "eyJ.pod.sig.x", &"a.b.".repeat(5000)] {
+            let e = parse(&request("gcr.io/p/i", token, EMAIL)).unwrap_err();
+            assert!(matches!(e, ProviderError::BadToken(_)), "{token:?}: {e}");
+            assert!(e.to_string().starts_with("the request's serviceAccountToken is not"), "{e}");
+            assert!(!e.to_string().contains("eyJ"), "{e}");
+        }
+        for image in ["gcr.io/p/i\n", "gcr.io/p/i x", "gсr.io/p/i", &format!("gcr.io/{}", "i".repeat(2000))] {
+            let e = parse(&request(image, "eyJ.pod.sig", EMAIL)).unwrap_err();
+            assert!(e.to_string().starts_with("the request's `image` "), "{image:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn image_hosts_are_found_as_docker_names_them() {
+        let host = |s: &str| Image::parse(s.to_string()).unwrap().host().to_string();
+        assert_eq!(host("gcr.io/p/i:tag"), "gcr.io");
+        assert_eq!(host("europe-west1-docker.pkg.dev/p/r/i@sha256:abc"), "europe-west1-docker.pkg.dev");
+        assert_eq!(host("registry.example:5000/i"), "registry.example");
+        assert_eq!(host("nginx"), "docker.io");
+        assert_eq!(host("library/nginx:1"), "docker.io");
+    }
+}
