@@ -139,36 +139,31 @@ impl Node {
     /// A pod named `name` running `image` (pulled `Always`) as the
     /// ServiceAccount `sa`, with no pull Secret.
     pub async fn create_pod_as(&self, ns: &str, name: &str, image: &str, sa: &str) {
-        let pod: Pod = serde_json::from_value(json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name},
-            "spec": {
-                "serviceAccountName": sa,
-                "containers": [{"name": "app", "image": image, "imagePullPolicy": "Always"}],
-                "terminationGracePeriodSeconds": 0,
-            },
-        }))
-        .unwrap();
-        Api::<Pod>::namespaced(self.cluster.admin.clone(), ns)
-            .create(&PostParams::default(), &pod)
-            .await
-            .expect("create pod");
+        self.create_app_pod(ns, name, image, "Always", json!({"serviceAccountName": sa})).await
     }
 
     /// [`Node::create_pod`] with this `imagePullPolicy`.
     pub async fn create_pod_pulling(&self, ns: &str, name: &str, image: &str, pull_secret: Option<&str>, policy: &str) {
-        let pod: Pod = serde_json::from_value(json!({
+        let secrets = pull_secret.map(|s| vec![json!({"name": s})]).unwrap_or_default();
+        self.create_app_pod(ns, name, image, policy, json!({"imagePullSecrets": secrets})).await
+    }
+
+    /// A pod with one container `app` running `image`, and `spec` merged
+    /// into its spec.
+    async fn create_app_pod(&self, ns: &str, name: &str, image: &str, policy: &str, spec: Value) {
+        let mut pod = json!({
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name},
             "spec": {
-                "imagePullSecrets": pull_secret.map(|s| vec![json!({"name": s})]).unwrap_or_default(),
                 "containers": [{"name": "app", "image": image, "imagePullPolicy": policy}],
                 "terminationGracePeriodSeconds": 0,
             },
-        }))
-        .unwrap();
+        });
+        for (k, v) in spec.as_object().expect("spec fields") {
+            pod["spec"][k] = v.clone();
+        }
+        let pod: Pod = serde_json::from_value(pod).unwrap();
         Api::<Pod>::namespaced(self.cluster.admin.clone(), ns)
             .create(&PostParams::default(), &pod)
             .await
