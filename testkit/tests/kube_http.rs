@@ -2,6 +2,7 @@
 //! exactly as a client sees them on the wire.
 
 mod common;
+mod requests;
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,27 @@ fn assert_status(r: &Resp, code: u16, reason: &str) -> Value {
     assert_eq!(s["reason"], reason);
     assert_eq!(s["code"], code);
     s
+}
+
+/// The requests whose answers kube-apiserver gives (`requests/`, checked
+/// against a real one by `kube_conformance.rs`), answered alike.
+#[tokio::test]
+async fn answers_as_kube_apiserver_does() {
+    let k = KubeApi::start().await;
+    let mut emulator = requests::Backend::emulator(&k).await;
+    let mut report = Vec::new();
+    for (i, step) in requests::steps().iter().enumerate() {
+        let (answer, differences) = emulator.run(step).await;
+        if !differences.is_empty() {
+            report.push(format!(
+                "step {i}, {}: {}\n  answered {}",
+                step.name(),
+                differences.join("; "),
+                requests::short(&answer.body)
+            ));
+        }
+    }
+    assert!(report.is_empty(), "{}", report.join("\n"));
 }
 
 #[tokio::test]
