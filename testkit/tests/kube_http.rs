@@ -123,7 +123,19 @@ async fn create_get_patch_delete_and_conflicts() {
     );
     assert_eq!(s["message"], "secrets \"nope\" not found");
     let r = patch(&item, "application/merge-patch+json", &json!({"metadata": {"uid": "forged"}})).await;
+    let s = assert_status(&r, 422, "Invalid");
+    assert_eq!(
+        s["message"],
+        "Secret \"gcr-pull\" is invalid: metadata.uid: Invalid value: \"forged\": field is immutable"
+    );
+    let r = patch(
+        &item,
+        "application/merge-patch+json",
+        &json!({"metadata": {"uid": null, "creationTimestamp": "2001-01-01T00:00:00Z"}}),
+    )
+    .await;
     assert_eq!(r.json()["metadata"]["uid"], created["metadata"]["uid"]);
+    assert_eq!(r.json()["metadata"]["creationTimestamp"], created["metadata"]["creationTimestamp"]);
     assert_status(
         &patch(&item, "application/merge-patch+json", &json!({"metadata": {"name": "other"}})).await,
         400,

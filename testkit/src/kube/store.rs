@@ -281,8 +281,13 @@ impl Store {
             return Err(ApiError::conflict(res, name));
         }
         obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-        // Server-maintained metadata is not writable through a patch.
-        for server_set in ["uid", "creationTimestamp", "deletionTimestamp"] {
+        // `rest.BeforeUpdate`: the timestamps are the server's and a change
+        // to them is ignored; a patch that removes the uid keeps it, one that
+        // changes it fails validation (metadata.uid is immutable).
+        if meta_str(&obj, "uid").is_empty() {
+            obj["metadata"]["uid"] = current["metadata"]["uid"].clone();
+        }
+        for server_set in ["creationTimestamp", "deletionTimestamp"] {
             match current["metadata"].get(server_set) {
                 Some(v) => obj["metadata"][server_set] = v.clone(),
                 None => _ = obj["metadata"].as_object_mut().expect("object").remove(server_set),

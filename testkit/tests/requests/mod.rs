@@ -403,7 +403,8 @@ fn secrets() -> Vec<Step> {
         // A patch type kube-apiserver does not know.
         patch(json!({})).content_type("application/json").fails(415, "UnsupportedMediaType"),
         patch(json!({"metadata": {"name": "other"}})).fails(400, "BadRequest"),
-        // The timestamps are the server's.
+        // The uid cannot change; the timestamps are the server's.
+        patch(json!({"metadata": {"uid": "forged"}})).invalid(&[("metadata.uid", INVALID)]),
         patch(json!({"metadata": {"uid": null, "creationTimestamp": "2001-01-01T00:00:00Z"}}))
             .returns(json!({"metadata": {"uid": "$(uid:created)", "resourceVersion": "$(rv)"}})),
         delete(&secret("gcr-pull"), None).returns(json!({"kind": "Status", "status": "Success"})),
