@@ -397,6 +397,8 @@ fn secrets() -> Vec<Step> {
         patch(json!({"metadata": {"labels": {"x": null}}})).returns(json!({"metadata": {"labels": null}})),
         patch(json!({"metadata": {"labels": null}})).returns(json!({"metadata": {"resourceVersion": "$(rv)"}})),
         merge_patch(&secret("nope"), json!({})).fails(404, "NotFound"),
+        // Not an API error there: 500 with no reason.
+        patch(json!({"metadata": {"resourceVersion": "abc"}})).fails(500, ""),
         patch(json!([])).fails(400, "BadRequest"),
         patch(json!("x")).fails(400, "BadRequest"),
         patch(json!({})).raw_body("{").fails(400, "BadRequest"),
@@ -420,6 +422,7 @@ fn secrets() -> Vec<Step> {
             .fails(409, "Conflict"),
         delete(&secret("pre"), Some(json!({"preconditions": {"uid": "$(uid:pre)", "resourceVersion": "$(rv:pre)"}}))),
         delete(&secret("nope"), Some(json!({"preconditions": {"resourceVersion": "1"}}))).fails(404, "NotFound"),
+        delete(&secret("nope"), None).raw_body("{").content_type("application/json").fails(500, ""),
     ]
 }
 
@@ -436,6 +439,7 @@ fn secret_validation() -> Vec<Step> {
         post(SECRETS, json!({"metadata": {"name": "a", "labels": "x"}})).fails(400, "BadRequest"),
         post(SECRETS, json!({"metadata": {"name": "a"}, "type": 5})).fails(400, "BadRequest"),
         post(SECRETS, json!({"metadata": {"name": "a"}, "data": {"k": "!!!"}})).fails(400, "BadRequest"),
+        post(SECRETS, json!({"metadata": {"name": "a", "resourceVersion": "5"}})).fails(500, ""),
         // Names, keys, labels, annotations, sizes.
         post(SECRETS, json!({"metadata": {}})).invalid(&[("metadata.name", REQUIRED)]),
         post(SECRETS, json!({"metadata": {"name": "Bad_Name"}, "data": {"a/b": b64("x")}}))
@@ -608,6 +612,8 @@ fn paths() -> Vec<Step> {
         get(&format!("{SECRETS}?fieldSelector=foo%3Dbar")).fails(400, "BadRequest"),
         get(&format!("{SECRETS}?limit=abc")).fails(400, "BadRequest"),
         get(&format!("{SECRETS}?limit=1&continue=abc")).fails(400, "BadRequest"),
+        get(&format!("{SECRETS}?resourceVersion=abc")).fails(400, "BadRequest"),
+        get(&format!("{SECRETS}?watch=true&resourceVersion=abc&timeoutSeconds=1")).fails(500, ""),
         // Metadata only, as kube-rs asks for it.
         get("/api/v1/namespaces").accept(METADATA).fails(406, "NotAcceptable"),
         get("/api/v1/namespaces/$(ns)").accept(METADATA_LIST).fails(406, "NotAcceptable"),
