@@ -265,7 +265,7 @@ pub(crate) enum DecodeError {
     /// where a string belongs, a bad time); the text is its error message.
     Shape(String),
     /// Refused before decoding (not an object, a kind or apiVersion of another
-    /// resource): answered the same way on every path.
+    /// resource): its own answer to a create, an invalid patch to a patch.
     Refused(ApiError),
 }
 
@@ -292,13 +292,12 @@ impl DecodeError {
     /// re-encodes it, with `managedFields`; here it is the emulator's own
     /// object with sorted keys and without them.
     pub fn on_patch(self, patched: &Value) -> ApiError {
-        match self {
-            DecodeError::Shape(detail) => {
-                let doc = serde_json::to_string(patched).expect("json");
-                ApiError::invalid("", "", "", vec![Cause::invalid("patch", &doc, detail)])
-            }
-            DecodeError::Refused(e) => e,
-        }
+        let detail = match self {
+            DecodeError::Shape(detail) => detail,
+            DecodeError::Refused(e) => e.message,
+        };
+        let doc = serde_json::to_string(patched).expect("json");
+        ApiError::invalid("", "", "", vec![Cause::invalid("patch", &doc, detail)])
     }
 }
 

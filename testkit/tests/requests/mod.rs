@@ -404,6 +404,9 @@ fn secrets() -> Vec<Step> {
         patch(json!({})).raw_body("{").fails(400, "BadRequest"),
         // A patch type kube-apiserver does not know.
         patch(json!({})).content_type("application/json").fails(415, "UnsupportedMediaType"),
+        // A patched object that is not a Secret is an invalid patch.
+        patch(json!({"kind": "ConfigMap"})).invalid(&[("patch", INVALID)]),
+        patch(json!({"apiVersion": "v2"})).invalid(&[("patch", INVALID)]),
         patch(json!({"metadata": {"name": "other"}})).fails(400, "BadRequest"),
         // The uid cannot change; the timestamps are the server's.
         patch(json!({"metadata": {"uid": "forged"}})).invalid(&[("metadata.uid", INVALID)]),
