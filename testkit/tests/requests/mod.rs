@@ -620,6 +620,9 @@ fn paths() -> Vec<Step> {
         // Metadata only, as kube-rs asks for it.
         get("/api/v1/namespaces").accept(METADATA).fails(406, "NotAcceptable"),
         get("/api/v1/namespaces/$(ns)").accept(METADATA_LIST).fails(406, "NotAcceptable"),
+        get(&format!("/api/v1/namespaces?{never}"))
+            .accept(METADATA_LIST)
+            .returns(json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "items": null})),
         get("/api/v1/secrets?labelSelector=regcred.dev%2Fmanaged%3Dtrue")
             .accept(METADATA_LIST)
             .returns(json!({"kind": "PartialObjectMetadataList"})),
