@@ -21,7 +21,6 @@ use super::resources::{self, Resource, CORE, EVENTS_GROUP};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{json_response, success_status, ApiError};
 use super::store::{Change, ChangeType};
-use super::validate::go_json_syntax_error;
 use super::view::View;
 use super::Shared;
 
@@ -139,10 +138,11 @@ impl Req {
         if ct != accepted {
             return Err(ApiError::unsupported_media_type(accepted));
         }
+        // kube-apiserver's message ends with Go's decoder's; this one with serde's.
         serde_json::from_slice(&self.body).map_err(|e| {
             let what =
                 if accepted == "application/json" { "couldn't get version/kind; json parse" } else { "decoding patch" };
-            ApiError::bad_request(format!("{what} error: {}", go_json_syntax_error(&self.body, &e)))
+            ApiError::bad_request(format!("{what} error: {e}"))
         })
     }
 }
@@ -216,7 +216,7 @@ fn item(req: &Req, res: &'static Resource, ns: &str, name: &str) -> Result<Respo
             drop(store);
             Ok(json_response(StatusCode::OK, &req.view.object(res, obj)?))
         }
-        Method::PATCH => {
+        Method::PATCH if res.patchable => {
             let patch = req.json_body("application/merge-patch+json")?;
             if !patch.is_object() {
                 return Err(ApiError::bad_request(

@@ -333,7 +333,8 @@ impl Backend {
     }
 }
 
-fn dockerconfig_secret(name: &str, doc: &str) -> Value {
+/// A `kubernetes.io/dockerconfigjson` Secret holding `doc`.
+pub fn dockerconfig_secret(name: &str, doc: &str) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -349,8 +350,8 @@ const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/$(ns)/events";
 const METADATA: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
 const METADATA_LIST: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
 
-/// An events.k8s.io/v1 Event as regcred publishes one, about a Secret in `$(ns)`.
-fn event(name: &str) -> Value {
+/// An events.k8s.io/v1 Event as regcred publishes one, about a Secret in `namespace`.
+pub fn event(name: &str, namespace: &str) -> Value {
     json!({
         "apiVersion": "events.k8s.io/v1", "kind": "Event",
         "metadata": {"name": name},
@@ -359,7 +360,7 @@ fn event(name: &str) -> Value {
         "reportingInstance": "regcred-abc",
         "action": "Update", "reason": "Rotated", "type": "Normal",
         "note": "wrote a freshly minted credential",
-        "regarding": {"kind": "Secret", "namespace": "$(ns)", "name": "gcr-pull", "apiVersion": "v1"},
+        "regarding": {"kind": "Secret", "namespace": namespace, "name": "gcr-pull", "apiVersion": "v1"},
     })
 }
 
@@ -475,8 +476,6 @@ fn secret_validation() -> Vec<Step> {
         post(SECRETS, dockerconfig_secret("gcr-pull", "not json")).invalid(&[("data[.dockerconfigjson]", INVALID)]),
         post(SECRETS, json!({"metadata": {"name": "a"}, "type": "kubernetes.io/dockerconfigjson", "data": {"x": ""}}))
             .invalid(&[("data[.dockerconfigjson]", REQUIRED)]),
-        post(SECRETS, json!({"metadata": {"name": "cfg"}, "type": "kubernetes.io/dockercfg", "data": {"x": ""}}))
-            .invalid(&[("data[.dockercfg]", REQUIRED)]),
         post(SECRETS, dockerconfig_secret("s", "{}")).is(201),
         merge_patch(&secret("s"), json!({"data": {".dockerconfigjson": b64("[]")}}))
             .invalid(&[("data[.dockerconfigjson]", INVALID)]),
@@ -534,28 +533,11 @@ fn service_accounts() -> Vec<Step> {
 /// fields regcred sets.
 fn events() -> Vec<Step> {
     let with = |name: &str, field: &str, value: Value| {
-        let mut e = event(name);
+        let mut e = event(name, "$(ns)");
         e[field] = value;
         e
     };
-    let deprecated = [
-        ("deprecatedFirstTimestamp", json!("2025-01-01T00:00:00Z")),
-        ("deprecatedLastTimestamp", json!("2025-01-01T00:00:00Z")),
-        ("deprecatedCount", json!(3)),
-        ("deprecatedSource", json!({"component": "c"})),
-    ];
-    let mut old_fields = event("gcr-pull.10");
-    for (field, value) in deprecated {
-        old_fields[field] = value;
-    }
-    let old_style = json!({"metadata": {"name": "e5"}, "type": "Normal",
-                           "regarding": {"kind": "Secret", "namespace": "$(ns2)", "name": "x"}});
     vec![
-        post(EVENTS, json!({"metadata": {"name": "e1"}})).invalid(&[
-            ("eventTime", REQUIRED),
-            ("type", INVALID),
-            ("involvedObject.namespace", INVALID),
-        ]),
         post(EVENTS, json!({"metadata": {"name": "e1"}, "eventTime": "2025-01-01T00:00:00.000000Z"})).invalid(&[
             ("reportingController", REQUIRED),
             ("reportingController", INVALID),
@@ -565,10 +547,7 @@ fn events() -> Vec<Step> {
             ("type", INVALID),
             ("involvedObject.namespace", INVALID),
         ]),
-        post(EVENTS, event("gcr-pull.1")).is(201).returns(json!({
-            "deprecatedSource": {}, "deprecatedFirstTimestamp": null, "deprecatedLastTimestamp": null,
-            "deprecatedCount": null, "series": null, "eventTime": "2025-01-01T00:00:00.000000Z",
-        })),
+        post(EVENTS, event("gcr-pull.1", "$(ns)")).is(201).returns(json!({"eventTime": "2025-01-01T00:00:00.000000Z"})),
         post(EVENTS, with("gcr-pull.2", "type", json!("Info"))).invalid(&[("type", INVALID)]),
         post(EVENTS, with("gcr-pull.3", "reportingInstance", json!("i".repeat(129))))
             .invalid(&[("reportingInstance", INVALID)]),
@@ -582,20 +561,13 @@ fn events() -> Vec<Step> {
         post(EVENTS, with("gcr-pull.9", "eventTime", json!("2025-01-01T01:00:00.000000+01:00")))
             .is(201)
             .returns(json!({"eventTime": "2025-01-01T00:00:00.000000Z"})),
-        post(EVENTS, event(&format!("{}.1", "e".repeat(253)))).invalid(&[("metadata.name", INVALID)]),
-        post(EVENTS, old_fields).invalid(&[
-            ("firstTimestamp", INVALID),
-            ("lastTimestamp", INVALID),
-            ("count", INVALID),
-            ("source", INVALID),
-        ]),
+        post(EVENTS, event(&format!("{}.1", "e".repeat(253)), "$(ns)")).invalid(&[("metadata.name", INVALID)]),
         // With an eventTime the regarded object may be in another namespace;
         // without a namespace it may not be (outside default and kube-system).
         post(EVENTS, with("e3", "regarding", json!({"kind": "Secret", "namespace": "$(ns2)", "name": "x"}))).is(201),
         post(EVENTS, with("e4", "regarding", json!({"kind": "Secret", "name": "x"})))
             .invalid(&[("involvedObject.namespace", INVALID)]),
-        post(EVENTS, old_style).invalid(&[("involvedObject.namespace", INVALID), ("eventTime", REQUIRED)]),
-        post("/apis/events.k8s.io/v1/namespaces/$(missing)/events", event("e6")).fails(404, "NotFound"),
+        post("/apis/events.k8s.io/v1/namespaces/$(missing)/events", event("e6", "$(ns)")).fails(404, "NotFound"),
         get(EVENTS).returns(json!({"kind": "EventList", "apiVersion": "events.k8s.io/v1"})),
         delete(&format!("{EVENTS}/gcr-pull.1"), Some(json!({"preconditions": {"resourceVersion": "1"}})))
             .fails(409, "Conflict"),
