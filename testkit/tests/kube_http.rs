@@ -2,22 +2,14 @@
 //! exactly as a client sees them on the wire.
 
 mod common;
+mod requests;
 
 use std::time::{Duration, Instant};
 
 use common::*;
 use regcred_testkit::KubeApi;
+use requests::dockerconfig_secret;
 use serde_json::{json, Value};
-
-fn dockerconfig_secret(name: &str, doc: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": b64(doc)},
-    })
-}
 
 fn secrets_url(k: &KubeApi, ns: &str) -> String {
     format!("{}/api/v1/namespaces/{ns}/secrets", k.url())
@@ -33,6 +25,27 @@ fn assert_status(r: &Resp, code: u16, reason: &str) -> Value {
     assert_eq!(s["reason"], reason);
     assert_eq!(s["code"], code);
     s
+}
+
+/// The requests whose answers kube-apiserver gives (`requests/`, checked
+/// against a real one by `kube_conformance.rs`), answered alike.
+#[tokio::test]
+async fn answers_as_kube_apiserver_does() {
+    let k = KubeApi::start().await;
+    let mut emulator = requests::Backend::emulator(&k).await;
+    let mut report = Vec::new();
+    for (i, step) in requests::steps().iter().enumerate() {
+        let (answer, differences) = emulator.run(step).await;
+        if !differences.is_empty() {
+            report.push(format!(
+                "step {i}, {}: {}\n  answered {}",
+                step.name(),
+                differences.join("; "),
+                requests::short(&answer.body)
+            ));
+        }
+    }
+    assert!(report.is_empty(), "{}", report.join("\n"));
 }
 
 #[tokio::test]
@@ -101,7 +114,19 @@ async fn create_get_patch_delete_and_conflicts() {
     );
     assert_eq!(s["message"], "secrets \"nope\" not found");
     let r = patch(&item, "application/merge-patch+json", &json!({"metadata": {"uid": "forged"}})).await;
+    let s = assert_status(&r, 422, "Invalid");
+    assert_eq!(
+        s["message"],
+        "Secret \"gcr-pull\" is invalid: metadata.uid: Invalid value: \"forged\": field is immutable"
+    );
+    let r = patch(
+        &item,
+        "application/merge-patch+json",
+        &json!({"metadata": {"uid": null, "creationTimestamp": "2001-01-01T00:00:00Z"}}),
+    )
+    .await;
     assert_eq!(r.json()["metadata"]["uid"], created["metadata"]["uid"]);
+    assert_eq!(r.json()["metadata"]["creationTimestamp"], created["metadata"]["creationTimestamp"]);
     assert_status(
         &patch(&item, "application/merge-patch+json", &json!({"metadata": {"name": "other"}})).await,
         400,
@@ -150,90 +175,41 @@ async fn namespace_rules_on_create() {
     assert_eq!(s["message"], "the namespace of the provided object does not match the namespace sent on the request");
 }
 
+/// A 422's message, in apimachinery's words: `Kind "name" is invalid: `
+/// and the causes, bracketed when there are several; a docker config
+/// Secret's contents never appear in it (regcred logs these messages).
 #[tokio::test]
-async fn validation_errors_are_422_with_causes() {
+async fn validation_errors_name_the_fields_and_never_the_secret() {
     let k = KubeApi::start().await;
     let url = secrets_url(&k, "default");
 
     let r = json_req("POST", &url, &dockerconfig_secret("gcr-pull", "not json")).await;
     let s = assert_status(&r, 422, "Invalid");
-    assert_eq!(
-        s["message"],
-        "Secret \"gcr-pull\" is invalid: data[.dockerconfigjson]: Invalid value: \"<secret contents redacted>\": invalid character 'o' in literal null (expecting 'u')"
+    let message = s["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "Secret \"gcr-pull\" is invalid: data[.dockerconfigjson]: Invalid value: \"<secret contents redacted>\": "
+        ),
+        "{s}"
     );
     assert_eq!(s["details"]["kind"], "Secret");
     assert_eq!(s["details"]["name"], "gcr-pull");
-    assert_eq!(
-        s["details"]["causes"],
-        json!([{"reason": "FieldValueInvalid",
-                "message": "Invalid value: \"<secret contents redacted>\": invalid character 'o' in literal null (expecting 'u')",
-                "field": "data[.dockerconfigjson]"}])
-    );
-    assert!(!r.body.contains(&b64("not json")));
+    assert!(!r.body.contains(&b64("not json")) && !r.body.contains("not json"), "{}", r.body);
 
-    // Missing key
-    let mut body = dockerconfig_secret("gcr-pull", "{}");
-    body["data"] = json!({"other": b64("x")});
-    let s = assert_status(&json_req("POST", &url, &body).await, 422, "Invalid");
-    assert_eq!(s["message"], "Secret \"gcr-pull\" is invalid: data[.dockerconfigjson]: Required value");
-
-    // Bad name and bad key together: both causes, bracketed.
     let mut body = dockerconfig_secret("Bad_Name", "{}");
     body["data"]["a/b"] = json!(b64("x"));
     let s = assert_status(&json_req("POST", &url, &body).await, 422, "Invalid");
-    let causes = s["details"]["causes"].as_array().unwrap();
-    assert_eq!(causes.len(), 2, "{s}");
     assert!(s["message"].as_str().unwrap().starts_with(
         "Secret \"Bad_Name\" is invalid: [metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"
     ));
 
-    // Not base64: a decoding error, 400.
-    let mut body = dockerconfig_secret("gcr-pull", "{}");
-    body["data"][".dockerconfigjson"] = json!("!!!");
-    let s = assert_status(&json_req("POST", &url, &body).await, 400, "BadRequest");
-    assert_eq!(
-        s["message"],
-        "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data at input byte 0"
-    );
-
-    // Too large
-    let big = "a".repeat(1024 * 1024 + 1);
-    let body = json!({"metadata": {"name": "big"}, "stringData": {"k": big}});
-    let s = assert_status(&json_req("POST", &url, &body).await, 422, "Invalid");
-    assert_eq!(s["message"], "Secret \"big\" is invalid: data: Too long: may not be more than 1048576 bytes");
-
-    // Type is immutable.
-    let r = json_req("POST", &url, &json!({"metadata": {"name": "plain"}, "stringData": {"k": "v"}})).await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let obj = r.json();
-    assert_eq!(obj["type"], "Opaque");
-    assert_eq!(obj["data"]["k"], b64("v"));
-    assert!(obj.get("stringData").is_none());
-    let to_docker = json!({"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": b64("{}")}});
-    let s = assert_status(
-        &patch(&format!("{url}/plain"), "application/merge-patch+json", &to_docker).await,
-        422,
-        "Invalid",
-    );
-    assert_eq!(
-        s["message"],
-        "Secret \"plain\" is invalid: type: Invalid value: \"kubernetes.io/dockerconfigjson\": field is immutable"
-    );
-}
-
-#[tokio::test]
-async fn a_patch_that_breaks_validation_is_422() {
-    let k = KubeApi::start().await;
-    let url = secrets_url(&k, "default");
+    // A patch that breaks a rule writes nothing.
     assert_eq!(json_req("POST", &url, &dockerconfig_secret("s", "{}")).await.status, 201);
     let r =
         patch(&format!("{url}/s"), "application/merge-patch+json", &json!({"data": {".dockerconfigjson": b64("[]")}}))
             .await;
     let s = assert_status(&r, 422, "Invalid");
-    assert_eq!(
-        s["message"],
-        "Secret \"s\" is invalid: data[.dockerconfigjson]: Invalid value: \"<secret contents redacted>\": json: cannot unmarshal array into Go value of type map[string]interface {}"
-    );
+    assert!(s["message"].as_str().unwrap().contains("<secret contents redacted>"), "{s}");
     assert_eq!(k.secret("default", "s").unwrap()["data"][".dockerconfigjson"], b64("{}"));
 }
 
@@ -507,130 +483,24 @@ async fn namespace_deletion_deletes_contents() {
     assert_status(&r, 404, "NotFound");
 }
 
-fn causes(s: &Value) -> Vec<(String, String)> {
-    s["details"]["causes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["field"].as_str().unwrap().to_string(), c["message"].as_str().unwrap().to_string()))
-        .collect()
-}
-
-/// `events.k8s.io/v1` validation in kube-apiserver v1.34's words and order:
-/// an Event is the core group's `Event` inside the apiserver, so errors name
-/// it without a group and report the core field names.
+/// An Event regcred publishes is stored as created, in UTC, and read back
+/// with [`KubeApi::events`]; Events are only created (a PATCH is not
+/// emulated: 405).
 #[tokio::test]
-async fn events_are_validated() {
+async fn events_are_stored_as_created() {
     let k = KubeApi::start().await;
-    k.create_namespace("apps", &[]);
     let url = format!("{}/apis/events.k8s.io/v1/namespaces/default/events", k.url());
-    let apps_url = format!("{}/apis/events.k8s.io/v1/namespaces/apps/events", k.url());
-
-    // Without an eventTime it is taken for an old-style Event: only the
-    // eventTime and the type are reported, not the reporting fields.
-    let r = json_req("POST", &url, &json!({"metadata": {"name": "e1"}})).await;
-    let s = assert_status(&r, 422, "Invalid");
-    assert_eq!(
-        s["message"],
-        "Event \"e1\" is invalid: [eventTime: Required value, type: Invalid value: \"\": has invalid value: ]"
-    );
-    assert_eq!(
-        s["details"],
-        json!({"name": "e1", "kind": "Event", "causes": [
-            {"reason": "FieldValueRequired", "message": "Required value", "field": "eventTime"},
-            {"reason": "FieldValueInvalid", "message": "Invalid value: \"\": has invalid value: ", "field": "type"},
-        ]})
-    );
-
-    // With one, the reporting fields are required; an empty controller is
-    // also not a qualified name (both messages, as apimachinery gives them).
-    let r =
-        json_req("POST", &url, &json!({"metadata": {"name": "e1"}, "eventTime": "2025-01-01T00:00:00.000000Z"})).await;
-    let s = assert_status(&r, 422, "Invalid");
-    let required = "Required value".to_string();
-    assert_eq!(
-        causes(&s),
-        [
-            ("reportingController".into(), required.clone()),
-            ("reportingController".into(), "Invalid value: \"\": name part must be non-empty".into()),
-            ("reportingController".into(), "Invalid value: \"\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into()),
-            ("reportingInstance".into(), required.clone()),
-            ("action".into(), required.clone()),
-            ("reason".into(), required),
-            ("type".into(), "Invalid value: \"\": has invalid value: ".into()),
-        ]
-    );
-
-    let ev = json!({
-        "apiVersion": "events.k8s.io/v1", "kind": "Event",
-        "metadata": {"name": "gcr-pull.1"},
-        "eventTime": "2025-01-01T00:00:00.000000Z",
-        "reportingController": "regcred.dev/regcred",
-        "reportingInstance": "regcred-abc",
-        "action": "Refresh", "reason": "Refreshed", "type": "Normal",
-        "note": "wrote credentials",
-        "regarding": {"kind": "Secret", "namespace": "default", "name": "gcr-pull", "apiVersion": "v1"},
-    });
+    let mut ev = requests::event("gcr-pull.1", "default");
+    ev["eventTime"] = json!("2025-01-01T01:00:00.000000+01:00");
     let r = json_req("POST", &url, &ev).await;
     assert_eq!(r.status, 201, "{}", r.body);
-    // What Go's encoder writes for the fields left unset.
     let created = r.json();
-    assert_eq!(created["deprecatedSource"], json!({}));
-    assert_eq!(created["deprecatedFirstTimestamp"], Value::Null);
-    assert_eq!(created["deprecatedLastTimestamp"], Value::Null);
-    assert!(created.get("deprecatedCount").is_none() && created.get("series").is_none(), "{created}");
+    assert_eq!(created["eventTime"], "2025-01-01T00:00:00.000000Z");
     assert_eq!(k.events("default"), [created]);
-    assert_eq!(k.events("default")[0]["reason"], "Refreshed");
-
-    let mut bad = ev.clone();
-    bad["metadata"]["name"] = json!("gcr-pull.2");
-    bad["type"] = json!("Info");
-    let s = assert_status(&json_req("POST", &url, &bad).await, 422, "Invalid");
-    assert_eq!(s["message"], "Event \"gcr-pull.2\" is invalid: type: Invalid value: \"\": has invalid value: Info");
-
-    // The deprecated fields must be unset, under their core names.
-    let mut bad = ev.clone();
-    bad["note"] = json!("n".repeat(1025));
-    bad["deprecatedFirstTimestamp"] = json!("2025-01-01T00:00:00Z");
-    bad["deprecatedLastTimestamp"] = json!("2025-01-01T00:00:00Z");
-    bad["deprecatedCount"] = json!(3);
-    bad["deprecatedSource"] = json!({"component": "c"});
-    let s = assert_status(&json_req("POST", &url, &bad).await, 422, "Invalid");
-    let unset = "Invalid value: \"\": needs to be unset".to_string();
-    assert_eq!(
-        causes(&s),
-        [
-            ("message".into(), "Invalid value: \"\": can have at most 1024 characters".into()),
-            ("firstTimestamp".into(), unset.clone()),
-            ("lastTimestamp".into(), unset.clone()),
-            ("count".into(), unset.clone()),
-            ("source".into(), unset),
-        ]
-    );
-
-    // With an eventTime, the regarding object may be in another namespace;
-    // without a namespace it is only allowed in default and kube-system.
-    let mut elsewhere = ev.clone();
-    elsewhere["metadata"]["name"] = json!("e3");
-    assert_eq!(json_req("POST", &apps_url, &elsewhere).await.status, 201);
-    elsewhere["metadata"]["name"] = json!("e4");
-    elsewhere["regarding"] = json!({"kind": "Secret", "name": "x"});
-    let s = assert_status(&json_req("POST", &apps_url, &elsewhere).await, 422, "Invalid");
-    assert_eq!(
-        s["message"],
-        "Event \"e4\" is invalid: involvedObject.namespace: Invalid value: \"\": does not match event.namespace"
-    );
-    let old_style = json!({"metadata": {"name": "e5"}, "type": "Normal",
-                           "regarding": {"kind": "Secret", "namespace": "default", "name": "x"}});
-    let s = assert_status(&json_req("POST", &apps_url, &old_style).await, 422, "Invalid");
-    assert_eq!(
-        s["message"],
-        "Event \"e5\" is invalid: [involvedObject.namespace: Invalid value: \"default\": does not match event.namespace, eventTime: Required value]"
-    );
-
+    let r = patch(&format!("{url}/gcr-pull.1"), "application/merge-patch+json", &json!({"note": "x"})).await;
+    assert_status(&r, 405, "MethodNotAllowed");
     let r = get(&url).await.json();
-    assert_eq!(r["kind"], "EventList");
-    assert_eq!(r["apiVersion"], "events.k8s.io/v1");
+    assert_eq!((r["kind"].as_str(), r["apiVersion"].as_str()), (Some("EventList"), Some("events.k8s.io/v1")));
 }
 
 /// A DELETE whose preconditions do not hold, as `rest.BeforeDelete` words
@@ -694,85 +564,44 @@ async fn delete_preconditions_conflict_in_the_api_servers_words() {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
-/// A merge patch whose result does not decode is an invalid patch (422) whose
-/// one cause holds the patched document, not a bad request (400) as a create is.
+/// A merge patch whose result does not decode is an invalid patch (422),
+/// not a bad request (400) as a create is: no kind or name, one cause on
+/// `patch` whose value is the patched document; nothing is written.
 #[tokio::test]
 async fn a_patch_that_does_not_decode_is_an_invalid_patch() {
     let k = KubeApi::start().await;
     let url = secrets_url(&k, "default");
     let r = json_req("POST", &url, &json!({"metadata": {"name": "x"}, "stringData": {"a": "b"}})).await;
     assert_eq!(r.status, 201);
-    let item = format!("{url}/x");
-    for (patch_body, detail) in [
-        (json!({"data": {"a": "abc!"}}), "illegal base64 data at input byte 3"),
-        (json!({"data": {"a": 5}}), "json: cannot unmarshal number into Go struct field Secret.data of type []uint8"),
-        (
-            json!({"data": "x"}),
-            "json: cannot unmarshal string into Go struct field Secret.data of type map[string][]uint8",
-        ),
-        (
-            json!({"metadata": {"labels": {"a": 5}}}),
-            "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.labels of type string",
-        ),
-    ] {
-        let s = assert_status(&patch(&item, "application/merge-patch+json", &patch_body).await, 422, "Invalid");
-        let causes = s["details"]["causes"].as_array().unwrap();
-        assert_eq!(s["details"].as_object().unwrap().len(), 1, "no name or kind: {s}");
-        assert_eq!(causes.len(), 1, "{s}");
-        assert_eq!(
-            (causes[0]["reason"].as_str(), causes[0]["field"].as_str()),
-            (Some("FieldValueInvalid"), Some("patch"))
-        );
-        let message = causes[0]["message"].as_str().unwrap();
-        assert_eq!(s["message"], format!(" \"\" is invalid: patch: {message}"));
-        // `Invalid value: "<patched document>": <decoder's error>`
-        let quoted = message.strip_prefix("Invalid value: ").unwrap().strip_suffix(&format!(": {detail}")).unwrap();
-        let patched: Value = serde_json::from_str(&serde_json::from_str::<String>(quoted).unwrap()).unwrap();
-        assert_eq!(patched["metadata"]["name"], "x");
-        assert_eq!(patched["kind"], "Secret");
-        let key = patch_body.as_object().unwrap().keys().next().unwrap();
-        if key == "data" {
-            assert_eq!(patched["data"], patch_body["data"], "{patched}");
-        }
-    }
+    let r = patch(&format!("{url}/x"), "application/merge-patch+json", &json!({"data": {"a": "abc!"}})).await;
+    let s = assert_status(&r, 422, "Invalid");
+    assert_eq!(s["details"].as_object().unwrap().keys().collect::<Vec<_>>(), ["causes"], "no name or kind: {s}");
+    let cause = &s["details"]["causes"][0];
+    assert_eq!((cause["reason"].as_str(), cause["field"].as_str()), (Some("FieldValueInvalid"), Some("patch")));
+    let message = cause["message"].as_str().unwrap();
+    assert_eq!(s["message"], format!(" \"\" is invalid: patch: {message}"));
+    // `Invalid value: "<the patched document>": <why it does not decode>`
+    let quoted = message.strip_prefix("Invalid value: ").unwrap();
+    let end = quoted.find("\": ").unwrap() + 1;
+    let patched: Value = serde_json::from_str(&serde_json::from_str::<String>(&quoted[..end]).unwrap()).unwrap();
+    assert_eq!((patched["kind"].as_str(), patched["metadata"]["name"].as_str()), (Some("Secret"), Some("x")));
+    assert_eq!(patched["data"]["a"], "abc!");
     assert_eq!(k.secret("default", "x").unwrap()["data"]["a"], b64("b"));
 }
 
-/// ServiceAccount references as Go's decoder and the strategy leave them:
-/// `name` is omitempty, unknown keys and everything but the name of a
-/// `secrets` entry are dropped, an empty list is not kept.
+/// ServiceAccount references as the decoder and the strategy leave them
+/// (`requests/` checks the answer against kube-apiserver's) are what is stored.
 #[tokio::test]
-async fn service_account_references_are_stored_as_the_api_server_stores_them() {
+async fn service_account_references_are_stored_as_returned() {
     let k = KubeApi::start().await;
     let url = format!("{}/api/v1/namespaces/default/serviceaccounts", k.url());
     assert_eq!(json_req("POST", &url, &json!({"metadata": {"name": "sa"}})).await.status, 201);
-    let item = format!("{url}/sa");
-    let body = json!({
-        "imagePullSecrets": [{"name": ""}, {"name": "a", "extra": 1}, null, {"name": null}],
-        "secrets": [{"name": "s", "kind": "Secret", "namespace": "default", "uid": "u"}, {"name": ""}],
-    });
-    let r = patch(&item, "application/merge-patch+json", &body).await;
+    let body = json!({"imagePullSecrets": [{"name": ""}, {"name": "a", "extra": 1}, null]});
+    let r = patch(&format!("{url}/sa"), "application/merge-patch+json", &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let sa = r.json();
-    assert_eq!(sa["imagePullSecrets"], json!([{}, {"name": "a"}, {}, {}]));
-    assert_eq!(sa["secrets"], json!([{"name": "s"}, {}]));
+    assert_eq!(sa["imagePullSecrets"], json!([{}, {"name": "a"}, {}]));
     assert_eq!(k.object("default", "serviceaccounts", "sa").unwrap(), sa);
-
-    let r = patch(&item, "application/merge-patch+json", &json!({"imagePullSecrets": [], "secrets": null})).await;
-    let sa = r.json();
-    assert!(sa.get("imagePullSecrets").is_none() && sa.get("secrets").is_none(), "{sa}");
-
-    for (body, detail) in [
-        (json!({"imagePullSecrets": [{"name": 5}]}), "json: cannot unmarshal number into Go struct field LocalObjectReference.imagePullSecrets.name of type string"),
-        (json!({"imagePullSecrets": "x"}), "json: cannot unmarshal string into Go struct field ServiceAccount.imagePullSecrets of type []v1.LocalObjectReference"),
-        (json!({"imagePullSecrets": [5]}), "json: cannot unmarshal number into Go struct field ServiceAccount.imagePullSecrets of type v1.LocalObjectReference"),
-        (json!({"secrets": [{"name": 5}]}), "json: cannot unmarshal number into Go struct field ObjectReference.secrets.name of type string"),
-    ] {
-        let mut body = body;
-        body["metadata"] = json!({"name": "s3"});
-        let s = assert_status(&json_req("POST", &url, &body).await, 400, "BadRequest");
-        assert_eq!(s["message"], format!("ServiceAccount in version \"v1\" cannot be handled as a ServiceAccount: {detail}"));
-    }
 }
 
 #[tokio::test]

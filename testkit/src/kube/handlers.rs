@@ -21,7 +21,6 @@ use super::resources::{self, Resource, CORE, EVENTS_GROUP};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{json_response, success_status, ApiError};
 use super::store::{Change, ChangeType};
-use super::validate::go_json_syntax_error;
 use super::view::View;
 use super::Shared;
 
@@ -139,10 +138,11 @@ impl Req {
         if ct != accepted {
             return Err(ApiError::unsupported_media_type(accepted));
         }
+        // kube-apiserver's message ends with Go's decoder's; this one with serde's.
         serde_json::from_slice(&self.body).map_err(|e| {
             let what =
                 if accepted == "application/json" { "couldn't get version/kind; json parse" } else { "decoding patch" };
-            ApiError::bad_request(format!("{what} error: {}", go_json_syntax_error(&self.body, &e)))
+            ApiError::bad_request(format!("{what} error: {e}"))
         })
     }
 }
@@ -216,7 +216,7 @@ fn item(req: &Req, res: &'static Resource, ns: &str, name: &str) -> Result<Respo
             drop(store);
             Ok(json_response(StatusCode::OK, &req.view.object(res, obj)?))
         }
-        Method::PATCH => {
+        Method::PATCH if res.patchable => {
             let patch = req.json_body("application/merge-patch+json")?;
             if !patch.is_object() {
                 return Err(ApiError::bad_request(
@@ -227,7 +227,14 @@ fn item(req: &Req, res: &'static Resource, ns: &str, name: &str) -> Result<Respo
             Ok(json_response(StatusCode::OK, &req.view.object(res, patched)?))
         }
         Method::DELETE => {
-            let opts = if req.body.is_empty() { json!({}) } else { req.json_body("application/json")? };
+            // DeleteOptions that do not parse are not an API error there: 500.
+            let opts = match req.body.is_empty() {
+                true => json!({}),
+                false => req.json_body("application/json").map_err(|e| match e.code {
+                    400 => ApiError::unclassified(e.message),
+                    _ => e,
+                })?,
+            };
             let uid = opts.pointer("/preconditions/uid").and_then(Value::as_str);
             let rv = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str);
             let deleted = req.store().delete(res, ns, name, uid, rv)?;
@@ -309,7 +316,19 @@ fn decode_continue(token: &str) -> Result<(u64, String), ApiError> {
     Ok((v["rv"].as_u64().ok_or_else(bad)?, v["start"].as_str().ok_or_else(bad)?.to_string()))
 }
 
+/// A `resourceVersion` parameter, or the error kube-apiserver gives for one
+/// that is not a number.
+fn parse_resource_version(rv: &str) -> Result<u64, String> {
+    rv.parse().map_err(|_| {
+        let quoted = super::status::go_quote(rv);
+        format!("resourceVersion: Invalid value: {quoted}: strconv.ParseUint: parsing {quoted}: invalid syntax")
+    })
+}
+
 fn list(req: &Req, filter: Filter) -> Result<Response, ApiError> {
+    if let Some(rv) = req.query.get("resourceVersion").filter(|rv| !rv.is_empty()) {
+        parse_resource_version(rv).map_err(|e| ApiError::bad_request(format!("invalid resource version: {e}")))?;
+    }
     let limit: usize = match req.query.get("limit") {
         None | Some("") => 0,
         Some(l) => l.parse().map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?,
@@ -470,9 +489,8 @@ fn watch(req: &Req, filter: Filter) -> Result<Response, ApiError> {
         }
         start
     } else {
-        let rv: u64 = rv_param.parse().map_err(|_| {
-            ApiError::bad_request(format!("invalid resource version: {}", super::status::go_quote(rv_param)))
-        })?;
+        // Not an API error on a watch: 500 with no reason.
+        let rv = parse_resource_version(rv_param).map_err(ApiError::unclassified)?;
         if rv < store.compacted() {
             // The apiserver answers 200 and then an ERROR event carrying 410.
             pending.push_back(event_line("ERROR", &ApiError::expired(rv, store.compacted() + 1).to_json()));

@@ -6,21 +6,23 @@
 //! `events.k8s.io/v1` events (create), namespaces (read: the test writes them
 //! through the helpers below), JSON objects with server-set
 //! `uid`/`resourceVersion`/`creationTimestamp`, one global resourceVersion
-//! counter, optimistic concurrency (409 Conflict), validation errors as
-//! `422 Invalid` `Status` bodies with `details.causes`, label and field
-//! selectors, chunked LIST, WATCH streams that resume from a resourceVersion,
-//! and metadata-only responses (`PartialObjectMetadata[List]`, see
-//! [`view`](self::view)). The test drives "the rest of the cluster" through the
-//! synchronous helpers (`create_namespace`, `put_object`, ...), which produce
-//! the same watch events an external writer would.
+//! counter, optimistic concurrency (409 Conflict), the validation rules
+//! regcred's writes can break (see `validate`) as `422 Invalid` `Status`
+//! bodies with `details.causes`, label and field selectors, chunked LIST,
+//! WATCH streams that resume from a resourceVersion, and metadata-only
+//! responses (`PartialObjectMetadata[List]`, see [`view`](self::view)). The
+//! test drives "the rest of the cluster" through the synchronous helpers
+//! (`create_namespace`, `put_object`, ...), which produce the same watch
+//! events an external writer would.
 //!
 //! What it does not serve is refused the way the apiserver refuses what it
 //! does not support, never silently accepted: other patch types and body
-//! encodings (415), PUT and namespace writes (405), other resources and
-//! discovery (404), YAML/protobuf/Table responses (406). No `managedFields`
-//! are kept. Namespace deletion completes at once instead of lingering in
-//! `Terminating`. The real API server tests in `tests/e2e_*.rs` guard the
-//! rest.
+//! encodings (415), PUT, Event patches and namespace writes (405), other
+//! resources and discovery (404), YAML/protobuf/Table responses (406). No
+//! `managedFields` are kept. Namespace deletion completes at once instead of
+//! lingering in `Terminating`. This crate's `tests/kube_conformance.rs`
+//! holds the emulator's answers to a real kube-apiserver's; regcred's
+//! end-to-end tests (`tests/e2e_*.rs`) guard the rest.
 
 mod handlers;
 mod resources;

@@ -16,6 +16,10 @@ pub(crate) struct Resource {
     /// writes them, the test writes them through [`KubeApi`](super::KubeApi)'s
     /// helpers, and any other writer is refused with 405 rather than emulated.
     pub read_only: bool,
+    /// Served for merge patches. Events: regcred only creates them, and the
+    /// rules of an Event update are not emulated, so a PATCH is refused
+    /// with 405 rather than half checked.
+    pub patchable: bool,
 }
 
 impl Resource {
@@ -29,7 +33,16 @@ impl Resource {
     }
 
     const fn namespaced(plural: &'static str, kind: &'static str, list_kind: &'static str) -> Resource {
-        Resource { plural, kind, list_kind, group: "", api_version: "v1", namespaced: true, read_only: false }
+        Resource {
+            plural,
+            kind,
+            list_kind,
+            group: "",
+            api_version: "v1",
+            namespaced: true,
+            read_only: false,
+            patchable: true,
+        }
     }
 }
 
@@ -41,6 +54,7 @@ pub(crate) static SERVICE_ACCOUNTS: Resource =
 pub(crate) static EVENTS: Resource = Resource {
     group: "events.k8s.io",
     api_version: "events.k8s.io/v1",
+    patchable: false,
     ..Resource::namespaced("events", "Event", "EventList")
 };
 

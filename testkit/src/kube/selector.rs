@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use super::resources::Resource;
-use super::status::ApiError;
+use super::status::{ApiError, Cause};
 use super::validate;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -184,11 +184,11 @@ impl Parser {
 
 /// A label key must be a qualified name; the first error, as the parser words it.
 fn validate_key(k: &str) -> Result<(), String> {
-    validate::qualified_name_errors("key", k).first().map_or(Ok(()), |c| Err(c.full()))
+    validate::qualified_name_error(k).map_or(Ok(()), |e| Err(Cause::invalid("key", k, e).full()))
 }
 
 fn validate_value(v: &str) -> Result<(), String> {
-    validate::label_value_errors("values[0][key]", v).first().map_or(Ok(()), |c| Err(c.full()))
+    validate::label_value_error(v).map_or(Ok(()), |e| Err(Cause::invalid("values[0][key]", v, e).full()))
 }
 
 /// A parsed field selector: `field=value`, `field==value`, `field!=value`, comma = AND.

@@ -190,6 +190,12 @@ impl ApiError {
         ApiError::new(400, "BadRequest", message)
     }
 
+    /// An error kube-apiserver does not classify (a Go error, not an API
+    /// error, reached the handler): `500` with no reason.
+    pub fn unclassified(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, "", message)
+    }
+
     pub fn unauthorized() -> ApiError {
         ApiError::new(401, "Unauthorized", "Unauthorized")
     }

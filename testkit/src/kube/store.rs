@@ -225,7 +225,7 @@ impl Store {
         validate::normalize(res, &mut obj).map_err(|e| e.on_create(res))?;
         check_namespace(res, ns, &mut obj)?;
         if !meta_str(&obj, "resourceVersion").is_empty() {
-            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+            return Err(ApiError::unclassified("resourceVersion should not be set on objects to be created"));
         }
         self.namespace_active(ns)?;
         let name = meta_str(&obj, "name").to_string();
@@ -272,8 +272,8 @@ impl Store {
         check_namespace(res, ns, &mut obj)?;
         let want_rv = meta_str(&obj, "resourceVersion");
         if !want_rv.is_empty() && want_rv.parse::<u64>().is_err() {
-            return Err(ApiError::bad_request(format!(
-                "invalid resource version: {}",
+            return Err(ApiError::unclassified(format!(
+                "strconv.ParseUint: parsing {}: invalid syntax",
                 super::status::go_quote(want_rv)
             )));
         }
@@ -281,8 +281,13 @@ impl Store {
             return Err(ApiError::conflict(res, name));
         }
         obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-        // Server-maintained metadata is not writable through a patch.
-        for server_set in ["uid", "creationTimestamp", "deletionTimestamp"] {
+        // `rest.BeforeUpdate`: the timestamps are the server's and a change
+        // to them is ignored; a patch that removes the uid keeps it, one that
+        // changes it fails validation (metadata.uid is immutable).
+        if meta_str(&obj, "uid").is_empty() {
+            obj["metadata"]["uid"] = current["metadata"]["uid"].clone();
+        }
+        for server_set in ["creationTimestamp", "deletionTimestamp"] {
             match current["metadata"].get(server_set) {
                 Some(v) => obj["metadata"][server_set] = v.clone(),
                 None => _ = obj["metadata"].as_object_mut().expect("object").remove(server_set),

@@ -101,11 +101,13 @@ impl View {
                     res.list_kind
                 ),
             )),
+            // An empty one says `"items": null` there (a nil Go slice, not
+            // `omitempty`), where a full list says `[]`.
             View::MetadataList => Ok(json!({
                 "kind": "PartialObjectMetadataList",
                 "apiVersion": META_API_VERSION,
                 "metadata": metadata,
-                "items": items.iter().map(partial).collect::<Vec<_>>(),
+                "items": (!items.is_empty()).then(|| items.iter().map(partial).collect::<Vec<_>>()),
             })),
         }
     }
