@@ -437,19 +437,14 @@ async fn the_node_installer_makes_the_kubelet_pull_without_a_secret() {
     });
     let out = node.helm_install("regcred", &ns, &values).await;
     assert_eq!(out.code, Some(0), "helm install: {out:?}");
-    common::e2e::eventually(Duration::from_secs(60), "the installer's files", || async {
-        (config.exists() && bin_dir.join("regcred").exists()).then_some(())
-    })
-    .await;
+    node.installed_provider(&bin_dir, &config).await;
     // The same pulls through a Secret first, for comparison: a key, which
     // never expires, as the Secret's credential.
     let key = std::fs::read_to_string(node.cluster.dir.join("google/key.json")).unwrap();
     node.pull_secret(&ns, "key", "_json_key", &key).await;
     let through_secret = node.median_pull(&ns, "secret", &image, Some("key"), 20).await.expect("pulls with a Secret");
 
-    let config_flag = format!("--image-credential-provider-config={}", config.display());
-    let bin_flag = format!("--image-credential-provider-bin-dir={}", bin_dir.display());
-    node.restart_kubelet(&[&config_flag, &bin_flag]).await;
+    node.restart_kubelet_with_provider(&bin_dir, &config).await;
     let through_provider = node.median_pull(&ns, "provider", &image, None, 20).await;
     node.restart_kubelet(&[]).await;
     let through_provider =
@@ -494,13 +489,8 @@ async fn pod_identity_pulls_as_each_pods_own_google_identity() {
     });
     let out = node.helm_install("regcred", &ns, &values).await;
     assert_eq!(out.code, Some(0), "helm install: {out:?}");
-    common::e2e::eventually(Duration::from_secs(60), "the installer's files", || async {
-        (config.exists() && bin_dir.join("regcred").exists()).then_some(())
-    })
-    .await;
-    let config_flag = format!("--image-credential-provider-config={}", config.display());
-    let bin_flag = format!("--image-credential-provider-bin-dir={}", bin_dir.display());
-    node.restart_kubelet(&[&config_flag, &bin_flag]).await;
+    node.installed_provider(&bin_dir, &config).await;
+    node.restart_kubelet_with_provider(&bin_dir, &config).await;
     let image = node.image(PRIVATE_IMAGE);
     let mut outcomes = Vec::new();
     for sa in ["reader", "outsider"] {

@@ -11,7 +11,7 @@
 //! failure needs (`node dump`: the namespaces' pods and events, the tails of
 //! the kubelet's, containerd's, the registry's and Google's logs).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
@@ -215,6 +215,22 @@ impl Node {
             .await
             .expect("node kubelet");
         assert!(out.status.success(), "node kubelet: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Waits until the chart's node installer has put regcred into `bin_dir`
+    /// and the CredentialProviderConfig at `config`.
+    pub async fn installed_provider(&self, bin_dir: &Path, config: &Path) {
+        super::e2e::eventually(Duration::from_secs(60), "the installer's files", || async {
+            (config.exists() && bin_dir.join("regcred").exists()).then_some(())
+        })
+        .await;
+    }
+
+    /// Restarts the kubelet with the README's two credential-provider flags.
+    pub async fn restart_kubelet_with_provider(&self, bin_dir: &Path, config: &Path) {
+        let config_flag = format!("--image-credential-provider-config={}", config.display());
+        let bin_flag = format!("--image-credential-provider-bin-dir={}", bin_dir.display());
+        self.restart_kubelet(&[&config_flag, &bin_flag]).await;
     }
 
     /// The kubelet's `/stats/summary` entry for the pod `ns/name`, through
