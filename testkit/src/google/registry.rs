@@ -84,10 +84,6 @@ fn registry_error(status: StatusCode, code: &str, message: &str) -> Response {
 /// A credential Google does not accept.
 struct Rejected;
 
-fn unauthorized() -> Rejected {
-    Rejected
-}
-
 /// Who a Basic credential proves, if Google accepts it now, and until when
 /// (an access token's expiry; a key does not expire).
 /// `Err` when Google would not accept the credential.
@@ -95,24 +91,18 @@ fn identity(shared: &Shared, headers: &HeaderMap) -> Result<Option<(String, Opti
     let Some(auth) = headers.get(http::header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let basic = auth.to_str().ok().and_then(|v| v.strip_prefix("Basic ")).ok_or_else(unauthorized)?;
-    let decoded =
-        STANDARD.decode(basic.trim()).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(unauthorized)?;
-    let (user, password) = decoded.split_once(':').ok_or_else(unauthorized)?;
+    let basic = auth.to_str().ok().and_then(|v| v.strip_prefix("Basic ")).ok_or(Rejected)?;
+    let decoded = STANDARD.decode(basic.trim()).ok().and_then(|b| String::from_utf8(b).ok()).ok_or(Rejected)?;
+    let (user, password) = decoded.split_once(':').ok_or(Rejected)?;
     let key_json = match user {
         "oauth2accesstoken" => {
-            return shared
-                .valid_token(password)
-                .map(|t| Some((t.subject, Some(t.expires_at))))
-                .ok_or_else(unauthorized);
+            return shared.valid_token(password).map(|t| Some((t.subject, Some(t.expires_at)))).ok_or(Rejected);
         }
         "_json_key" => password.to_string(),
-        "_json_key_base64" => {
-            STANDARD.decode(password).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(unauthorized)?
-        }
-        _ => return Err(unauthorized()),
+        "_json_key_base64" => STANDARD.decode(password).ok().and_then(|b| String::from_utf8(b).ok()).ok_or(Rejected)?,
+        _ => return Err(Rejected),
     };
-    key_identity(shared, &key_json).map(|who| Some((who, None))).ok_or_else(unauthorized)
+    key_identity(shared, &key_json).map(|who| Some((who, None))).ok_or(Rejected)
 }
 
 /// The account of a service-account key the kit issued.
