@@ -12,6 +12,7 @@ use crate::events::Events;
 use crate::fanout::FanOut;
 use crate::health::Health;
 use crate::http::{HttpClient, HttpError};
+use crate::leader::Elector;
 use crate::metrics::Metrics;
 use crate::provider;
 use crate::refresh::{NamedSink, PassError, Refresher};
@@ -99,7 +100,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             std::io::stdout().write_all(&out).map_err(|e| AppError::Setup(format!("cannot write to stdout: {e}")))
         }
         Command::Once(plan) => {
-            let refresher = refresher(plan, timeout, &http()?, shutdown.clone()).await?;
+            let (refresher, _) = refresher(plan, timeout, &http()?, shutdown.clone()).await?;
             // A CronJob's pod may be stopped mid-run: give up at once rather
             // than sit through retries. Writes are atomic, so nothing is half-done.
             let mut shutdown = shutdown;
@@ -110,9 +111,17 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             println!("{summary}");
             Ok(())
         }
-        Command::Run(plan) => {
-            let refresher = refresher(plan, timeout, &http()?, shutdown.clone()).await?;
+        Command::Run(plan, None) => {
+            let (refresher, _) = refresher(plan, timeout, &http()?, shutdown.clone()).await?;
             refresher.run(shutdown).await;
+            info!("shutting down");
+            Ok(())
+        }
+        Command::Run(plan, Some(election)) => {
+            let (client, namespace) = crate::cluster::connect(timeout).await?;
+            let (refresher, (health, metrics)) = refresher(plan, timeout, &http()?, shutdown.clone()).await?;
+            let elector = Elector::new(client, &namespace, election, health, metrics);
+            elector.run(shutdown, |shutdown| refresher.run(shutdown), || refresher.stand_down()).await;
             info!("shutting down");
             Ok(())
         }
@@ -120,13 +129,13 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
 }
 
 /// The refresh loop for `plan`, with its sinks and, when asked for, the
-/// admin server already listening.
+/// admin server already listening; and what that server reports from.
 async fn refresher(
     plan: Plan,
     request_timeout: Duration,
     http: &HttpClient,
     shutdown: watch::Receiver<bool>,
-) -> Result<Refresher, AppError> {
+) -> Result<(Refresher, (Arc<Health>, Arc<Metrics>)), AppError> {
     let source = source::discover(&plan.source, http).map_err(AppError::Credentials)?;
     info!(source = %source.describe(), registries = plan.registries.len(), "credential source");
 
@@ -143,7 +152,10 @@ async fn refresher(
         let state = AdminState { health: health.clone(), metrics: metrics.clone() };
         tokio::spawn(admin::serve(listener, state, shutdown));
     }
-    Ok(Refresher { source, registries: plan.registries, sinks, timing: plan.timing, metrics, health, events })
+    let reporters = (health.clone(), metrics.clone());
+    let refresher =
+        Refresher { source, registries: plan.registries, sinks, timing: plan.timing, metrics, health, events };
+    Ok((refresher, reporters))
 }
 
 /// `credential-provider`: one request from the kubelet on stdin, one

@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::admin::AdminAddr;
 use crate::fanout;
+use crate::leader;
 use crate::provider::{self, install};
 use crate::registry::{self, RegistryHost};
 use crate::schedule::{self, duration_in, Timing};
@@ -42,7 +43,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Action {
     /// Keep the credentials fresh until stopped (a Deployment or a sidecar).
-    Run(WriteArgs),
+    Run(RunArgs),
     /// Refresh once and exit: 0 written or already current, 1 failed, 2 bad usage (a CronJob).
     Once(WriteArgs),
     /// Print the auths JSON to stdout; needs no cluster.
@@ -54,6 +55,15 @@ enum Action {
     /// --bin-dir, write the kubelet's CredentialProviderConfig, then keep both
     /// in place until stopped (a DaemonSet).
     InstallCredentialProvider(install::InstallArgs),
+}
+
+/// Flags of `run`: those of `once`, and leader election.
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    write: WriteArgs,
+    #[command(flatten)]
+    leader: leader::Args,
 }
 
 /// Flags of `credential-provider`, set in the `args` (or `env`) of the
@@ -131,8 +141,9 @@ pub struct Config {
 /// The validated command, holding what it needs and nothing else.
 #[derive(Clone, Debug)]
 pub enum Command {
-    /// Keep the credentials fresh until stopped.
-    Run(Plan),
+    /// Keep the credentials fresh until stopped; under leader election
+    /// only while this replica holds the Lease.
+    Run(Plan, Option<leader::Settings>),
     /// One refresh.
     Once(Plan),
     /// Print the auths document.
@@ -214,13 +225,16 @@ pub enum ConfigError {
     /// Impersonation asked of a mode that hands the registry the key.
     #[error(transparent)]
     ImpersonateWithKeyAuth(#[from] source::ImpersonateWithKeyAuth),
+    /// Leader-election timings that could let two replicas write at once.
+    #[error(transparent)]
+    LeaderTiming(#[from] leader::LeaderTimingError),
 }
 
 impl Cli {
     /// Hands each component its flags, and applies the rules between them.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let (request_timeout, log, dry_run) = match &self.action {
-            Action::Run(w) | Action::Once(w) => w.common.globals(),
+            Action::Run(RunArgs { write: w, .. }) | Action::Once(w) => w.common.globals(),
             Action::Render(c) => c.globals(),
             Action::CredentialProvider(p) => p.common.globals(),
             // It makes no requests, and checks its own flags (and the
@@ -231,7 +245,9 @@ impl Cli {
             }
         };
         let command = match self.action {
-            Action::Run(args) => Command::Run(args.into_plan(Some(RUN_ADMIN_ADDR))?),
+            Action::Run(RunArgs { write, leader }) => {
+                Command::Run(write.into_plan(Some(RUN_ADMIN_ADDR))?, leader.into_settings()?)
+            }
             Action::Once(args) => Command::Once(args.into_plan(None)?),
             Action::Render(common) => {
                 Command::Render { registries: common.registries.hosts(), source: common.source.into_settings()? }
@@ -300,7 +316,7 @@ mod tests {
 
     fn plan(args: &[&str]) -> Plan {
         match parse(args).unwrap().command {
-            Command::Run(plan) | Command::Once(plan) => plan,
+            Command::Run(plan, _) | Command::Once(plan) => plan,
             other => panic!("not run or once: {other:?}"),
         }
     }
@@ -395,5 +411,29 @@ mod tests {
         assert_eq!(p.token_lifetime, Some(Duration::from_secs(600)));
         assert_eq!(provider(&["--registry", "eu.gcr.io"]).patterns, ["eu.gcr.io"]);
         assert_eq!(provider(&["--registry", "eu.gcr.io", "--all-registries"]).patterns, provider::DEFAULT_PATTERNS);
+    }
+
+    #[test]
+    fn leader_election_is_for_run_only_with_timings_that_make_one_writer() {
+        let settings = |extra: &[&str]| match parse(&[&["run", "--secret", "p"], extra].concat()).unwrap().command {
+            Command::Run(_, leader) => leader,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(settings(&[]), None);
+        let on = settings(&["--leader-elect"]).unwrap();
+        assert_eq!(
+            (on.lease_name.as_str(), on.namespace, on.lease_duration, on.renew_deadline, on.retry_period),
+            ("regcred", None, Duration::from_secs(15), Duration::from_secs(10), Duration::from_secs(2)),
+            "client-go's defaults"
+        );
+        assert!(refused(&["once", "--secret", "p", "--leader-elect"]).contains("--leader-elect"));
+        let lease = ["run", "--secret", "p", "--leader-elect", "--leader-elect-lease-duration"];
+        assert!(
+            refused(&[&lease[..], &["10s"]].concat()).contains("must be shorter than --leader-elect-lease-duration")
+        );
+        assert!(refused(&[&lease[..], &["2500ms"]].concat()).contains("whole seconds"));
+        let retry = ["run", "--secret", "p", "--leader-elect", "--leader-elect-retry-period", "6s"];
+        assert!(refused(&retry).contains("at most half the --leader-elect-renew-deadline"));
+        assert!(refused(&["run", "--secret", "p", "--leader-elect-lease-name", "A_B"]).contains("DNS name"));
     }
 }

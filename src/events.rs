@@ -101,6 +101,11 @@ impl Events {
         }
     }
 
+    /// Publishes a change of leader, on the Lease.
+    pub(crate) async fn leader(&self, lease: &ObjectReference, note: &str) {
+        self.publish(lease, "Normal", "LeaderElection", "Lead", note.to_string()).await;
+    }
+
     async fn publish(&self, object: &ObjectReference, type_: &str, reason: &str, action: &str, note: String) {
         let namespace = object.namespace.clone().unwrap_or_default();
         let now = Timestamp::now();

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use tokio::time::Instant;
+
 /// What is known about one sink.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SinkState {
@@ -20,10 +22,21 @@ pub(crate) struct SinkState {
     pub permanent: bool,
 }
 
+/// Whether this replica writes, under leader election.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// It mints and writes: the only replica, or the leader.
+    Writer,
+    /// Another replica writes (or will): `holder` as last seen, believed to
+    /// be writing until `fresh_until` by this replica's clock.
+    Standby { holder: Option<String>, fresh_until: Option<Instant> },
+}
+
 /// Shared between the refresh loop (writer) and the admin server (reader).
 #[derive(Debug)]
 pub(crate) struct Health {
     sinks: Mutex<BTreeMap<String, SinkState>>,
+    role: Mutex<Role>,
     /// How far past its refresh point a credential may be and still count as ready.
     grace: Duration,
     /// How old a confirmation may be (for keys that never expire).
@@ -35,7 +48,7 @@ impl Health {
     /// process unready.
     pub(crate) fn new(sinks: impl IntoIterator<Item = String>, grace: Duration, stale_after: Duration) -> Self {
         let sinks = sinks.into_iter().map(|s| (s, SinkState::default())).collect();
-        Self { sinks: Mutex::new(sinks), grace, stale_after }
+        Self { sinks: Mutex::new(sinks), role: Mutex::new(Role::Writer), grace, stale_after }
     }
 
     pub(crate) fn succeeded(&self, sink: &str, expires_at: Option<SystemTime>, refresh_at: Option<SystemTime>) {
@@ -61,8 +74,19 @@ impl Health {
         s.permanent = permanent;
     }
 
-    /// `Ok` when every sink is fresh, else the reasons, one per sink.
+    /// Records whether this replica writes.
+    pub(crate) fn set_role(&self, role: Role) {
+        *self.role.lock().expect("health lock") = role;
+    }
+
+    /// `Ok` when every sink is fresh, else the reasons, one per sink. A
+    /// standby has no sinks of its own to vouch for: it is ready while a
+    /// leader holds the Lease and renews it, so a rollout is not held up by
+    /// it, and unready when nobody writes.
     pub(crate) fn readiness(&self, now: SystemTime) -> Result<(), Vec<String>> {
+        if let Role::Standby { holder, fresh_until } = &*self.role.lock().expect("health lock") {
+            return standby_readiness(holder.as_deref(), *fresh_until, Instant::now()).map_err(|why| vec![why]);
+        }
         let sinks = self.sinks.lock().expect("health lock");
         let problems: Vec<String> = sinks
             .iter()
@@ -73,6 +97,17 @@ impl Health {
         } else {
             Err(problems)
         }
+    }
+}
+
+/// A standby's readiness: a holder whose renewal it saw within a lease duration.
+fn standby_readiness(holder: Option<&str>, fresh_until: Option<Instant>, now: Instant) -> Result<(), String> {
+    match (holder, fresh_until) {
+        (Some(_), Some(until)) if now < until => Ok(()),
+        (Some(holder), _) => {
+            Err(format!("standby: the leader {holder} has not renewed the Lease within its lease duration"))
+        }
+        (None, _) => Err("standby: no replica holds the Lease".into()),
     }
 }
 

@@ -11,7 +11,8 @@
 //!   impersonation, federation); `sink`: where the document is written
 //!   (Secrets, files); `events`: Kubernetes Events;
 //! - `fanout`: the same Secret in every selected namespace; `refresh`:
-//!   the loop; `provider`: the kubelet credential provider;
+//!   the loop; `leader`: one writer among replicas (a Lease); `provider`:
+//!   the kubelet credential provider;
 //! - `admin`, `telemetry`: what operators see;
 //! - `cli`: the command line, assembled from each component's own flags
 //!   (`source::Args`, `fanout::Args`, ...) into a validated `Config` whose
@@ -35,6 +36,7 @@ pub(crate) mod events;
 pub(crate) mod fanout;
 pub(crate) mod health;
 pub(crate) mod http;
+pub(crate) mod leader;
 pub(crate) mod metrics;
 pub(crate) mod provider;
 pub(crate) mod refresh;

@@ -26,6 +26,7 @@ pub(crate) struct Metrics {
     write_failures: Family<Labels, Counter>,
     mint_duration: Histogram,
     write_duration: Family<Labels, Histogram>,
+    leader: Gauge,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -65,6 +66,13 @@ impl Metrics {
             "Time taken to write a sink, by kind (secret, file)",
             write_duration.clone(),
         );
+        let leader = Gauge::default();
+        leader.set(1);
+        registry.register(
+            "leader",
+            "1 when this replica mints and writes (the only replica, or the leader under --leader-elect), 0 on a standby",
+            leader.clone(),
+        );
         let build_info = Family::<Labels, Gauge>::default();
         build_info.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())]).set(1);
         registry.register("build_info", "regcred's version; always 1", build_info);
@@ -77,7 +85,13 @@ impl Metrics {
             write_failures,
             mint_duration,
             write_duration,
+            leader,
         }
+    }
+
+    /// Records whether this replica writes.
+    pub(crate) fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
     }
 
     /// Records a mint attempt and its outcome.

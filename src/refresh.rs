@@ -367,6 +367,14 @@ impl Refresher {
         }
     }
 
+    /// Stops what the sinks write in the background: this replica stopped
+    /// leading, and [`Refresher::run`] has been dropped.
+    pub(crate) fn stand_down(&self) {
+        for s in &self.sinks {
+            s.sink.stand_down();
+        }
+    }
+
     /// `regcred once`: one mint and one write to every sink, side by side,
     /// each retrying a transient failure on its own backoff a few times.
     pub(crate) async fn once(&self) -> Result<OnceSummary, PassError> {

@@ -179,6 +179,13 @@ impl Sink for FanOut {
             }),
         }
     }
+
+    /// Forgets the document, so the worker writes no namespace until the
+    /// next `write`; the watches keep running, so a replica that leads again
+    /// knows every Secret and rewrites only those that differ.
+    fn stand_down(&self) {
+        self.shared.state().current = None;
+    }
 }
 
 impl Shared {

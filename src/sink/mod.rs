@@ -39,6 +39,11 @@ pub(crate) trait Sink: Send + Sync {
     fn object_ref(&self) -> Option<ObjectReference> {
         None
     }
+
+    /// Stops whatever the sink writes in the background (fan-out keeps new
+    /// namespaces supplied), until the next [`Sink::write`]: this replica
+    /// no longer leads. Sinks that write only when asked need not act.
+    fn stand_down(&self) {}
 }
 
 /// Sends one request of a write to the API server: through `throttle` when

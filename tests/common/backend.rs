@@ -196,6 +196,9 @@ fn api_resource(plural: &str) -> ApiResource {
         "secrets" => ApiResource::erase::<Secret>(&()),
         "serviceaccounts" => ApiResource::erase::<ServiceAccount>(&()),
         "events" => ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event"), "events"),
+        "leases" => {
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease"), "leases")
+        }
         _ => panic!("the kit does not handle {plural}"),
     }
 }

@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod e2e;
 pub mod node;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

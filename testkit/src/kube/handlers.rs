@@ -17,7 +17,7 @@ use base64::Engine as _;
 use http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{json, Value};
 
-use super::resources::{self, Resource, CORE, EVENTS_GROUP};
+use super::resources::{self, Resource, COORDINATION_GROUP, CORE, EVENTS_GROUP};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{json_response, success_status, ApiError};
 use super::store::{Change, ChangeType};
@@ -151,6 +151,7 @@ async fn route(req: &Req, segs: &[&str]) -> Result<Response, ApiError> {
     match segs {
         ["api", "v1", rest @ ..] => resource_route(req, CORE, rest).await,
         ["apis", "events.k8s.io", "v1", rest @ ..] => resource_route(req, EVENTS_GROUP, rest).await,
+        ["apis", "coordination.k8s.io", "v1", rest @ ..] => resource_route(req, COORDINATION_GROUP, rest).await,
         _ => Err(ApiError::path_not_found()),
     }
 }

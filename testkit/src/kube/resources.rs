@@ -28,8 +28,12 @@ impl Resource {
     /// Every resource served here is a core type inside the apiserver:
     /// `events.k8s.io/v1` Events are converted to and stored as core Events,
     /// so their errors say `Event`, with no group (checked against v1.34).
+    /// Leases are `coordination.k8s.io` inside the apiserver too.
     pub fn internal_kind(&self) -> (&'static str, &'static str) {
-        ("", self.kind)
+        match self.plural {
+            "leases" => (self.group, self.kind),
+            _ => ("", self.kind),
+        }
     }
 
     const fn namespaced(plural: &'static str, kind: &'static str, list_kind: &'static str) -> Resource {
@@ -58,10 +62,18 @@ pub(crate) static EVENTS: Resource = Resource {
     ..Resource::namespaced("events", "Event", "EventList")
 };
 
+pub(crate) static LEASES: Resource = Resource {
+    group: "coordination.k8s.io",
+    api_version: "coordination.k8s.io/v1",
+    ..Resource::namespaced("leases", "Lease", "LeaseList")
+};
+
 /// Resources of the core group (`/api/v1`).
 pub(crate) static CORE: &[&Resource] = &[&NAMESPACES, &SECRETS, &SERVICE_ACCOUNTS];
 /// Resources of `events.k8s.io/v1`.
 pub(crate) static EVENTS_GROUP: &[&Resource] = &[&EVENTS];
+/// Resources of `coordination.k8s.io/v1`.
+pub(crate) static COORDINATION_GROUP: &[&Resource] = &[&LEASES];
 
 /// Looks up a resource by plural within one group version's list.
 pub(crate) fn find(list: &[&'static Resource], plural: &str) -> Option<&'static Resource> {
@@ -70,5 +82,5 @@ pub(crate) fn find(list: &[&'static Resource], plural: &str) -> Option<&'static 
 
 /// Looks up a resource by plural in any group (for the Rust-side helpers).
 pub(crate) fn by_plural(plural: &str) -> Option<&'static Resource> {
-    find(CORE, plural).or_else(|| find(EVENTS_GROUP, plural))
+    find(CORE, plural).or_else(|| find(EVENTS_GROUP, plural)).or_else(|| find(COORDINATION_GROUP, plural))
 }

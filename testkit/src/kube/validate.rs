@@ -263,6 +263,21 @@ pub(crate) fn normalize(res: &Resource, obj: &mut Value) -> Result<(), DecodeErr
                 map.insert("eventTime".into(), json!(utc));
             }
         }
+        "leases" => {
+            // spec.acquireTime and spec.renewTime are metav1.MicroTime too.
+            if let Some(Value::Object(spec)) = map.get_mut("spec") {
+                for field in ["acquireTime", "renewTime"] {
+                    if let Some(text) = spec.get(field).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                        let utc = parse_micro_time(text).ok_or_else(|| {
+                            DecodeError(format!(
+                                "spec.{field}: {text:?} is not a time with six fractional digits (RFC 3339)"
+                            ))
+                        })?;
+                        spec.insert(field.into(), json!(utc));
+                    }
+                }
+            }
+        }
         "serviceaccounts" => {
             // `secrets` ([]ObjectReference, reduced to the name by the
             // strategy's cleanSecretReferences) and `imagePullSecrets`
@@ -421,11 +436,29 @@ fn event_errors(obj: &Value) -> Vec<Cause> {
     out
 }
 
+/// `ValidateLeaseSpec`: durations and counts must not be negative, and a
+/// preferred holder needs a strategy.
+fn lease_errors(obj: &Value) -> Vec<Cause> {
+    let mut out = meta_errors(obj);
+    let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
+    if let Some(d) = spec.get("leaseDurationSeconds").and_then(Value::as_i64).filter(|d| *d <= 0) {
+        out.push(Cause::invalid("spec.leaseDurationSeconds", &d.to_string(), "must be greater than 0"));
+    }
+    if let Some(t) = spec.get("leaseTransitions").and_then(Value::as_i64).filter(|t| *t < 0) {
+        out.push(Cause::invalid("spec.leaseTransitions", &t.to_string(), "must be greater than or equal to 0"));
+    }
+    if !str_at(&spec, "/preferredHolder").is_empty() && str_at(&spec, "/strategy").is_empty() {
+        out.push(Cause::forbidden("spec.preferredHolder", "may only be specified if `strategy` is defined"));
+    }
+    out
+}
+
 /// Validation of a new object (`strategy.Validate`).
 pub(crate) fn validate_create(res: &Resource, obj: &Value) -> Vec<Cause> {
     match res.plural {
         "secrets" => meta_errors(obj).into_iter().chain(secret_errors(obj)).collect(),
         "events" => event_errors(obj),
+        "leases" => lease_errors(obj),
         _ => meta_errors(obj),
     }
 }
