@@ -45,6 +45,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* True (non-empty) when the Deployment's replicas elect a leader. */}}
+{{- define "regcred.leaderElection" -}}
+{{- if and (eq .Values.mode "deployment") (or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1)) }}true{{ end }}
+{{- end }}
+
 {{/* True (non-empty) when regcred writes into namespaces it selects itself. */}}
 {{- define "regcred.fanOut" -}}
 {{- with .Values.targets }}
@@ -224,6 +229,29 @@ that says what to change.
 {{- fail (printf "impersonate.tokenLifetime=%s: expected whole seconds from 1s to 12h (43200s)" .) }}
 {{- end }}
 {{- end }}
+{{- if include "regcred.leaderElection" . }}
+{{- $le := $v.leaderElection }}
+{{- $lease := include "regcred.durationMs" $le.leaseDuration | float64 }}
+{{- $renew := include "regcred.durationMs" $le.renewDeadline | float64 }}
+{{- $retry := include "regcred.durationMs" $le.retryPeriod | float64 }}
+{{- if or (lt $lease 2000.0) (gt $lease 600000.0) (ne $lease (floor (divf $lease 1000.0) | mulf 1000.0)) }}
+{{- fail (printf "leaderElection.leaseDuration=%s: expected whole seconds from 2s to 10m (a Lease records its duration in seconds)" $le.leaseDuration) }}
+{{- end }}
+{{- range $name, $ms := dict "renewDeadline" $renew "retryPeriod" $retry }}
+{{- if or (lt $ms 100.0) (gt $ms 600000.0) }}
+{{- fail (printf "leaderElection.%s=%s: expected 100ms to 10m" $name (get $le $name)) }}
+{{- end }}
+{{- end }}
+{{- if ge $renew $lease }}
+{{- fail (printf "leaderElection.renewDeadline=%s must be shorter than leaderElection.leaseDuration=%s: the leader stops writing at the renew deadline, and a standby takes over at the lease duration" $le.renewDeadline $le.leaseDuration) }}
+{{- end }}
+{{- if gt (mulf $retry 2.0) $renew }}
+{{- fail (printf "leaderElection.retryPeriod=%s must be at most half the leaderElection.renewDeadline=%s, so the leader gets a second try at renewing before it stops" $le.retryPeriod $le.renewDeadline) }}
+{{- end }}
+{{- end }}
+{{- if and (gt (int $v.replicaCount) 1) (ne $v.mode "deployment") }}
+{{- fail (printf "replicaCount=%d is for mode=deployment: a CronJob runs one pod per schedule, and overlapping runs are already safe" (int $v.replicaCount)) }}
+{{- end }}
 {{- if eq $v.mode "cronjob" }}
 {{- $gap := include "regcred.cronGapMinutes" . | int }}
 {{- $lifetime := include "regcred.tokenLifetimeMinutes" . | int }}
@@ -367,6 +395,13 @@ regcred's arguments. Call with (dict "root" $ "command" "run"|"once").
 {{- $args = append $args (printf "--jitter=%s" $v.refresh.jitter) }}
 {{- $args = append $args (printf "--resync-interval=%s" $v.refresh.resyncInterval) }}
 {{- $args = append $args (printf "--admin-addr=0.0.0.0:%d" (int $v.admin.port)) }}
+{{- if include "regcred.leaderElection" $root }}
+{{- $le := $v.leaderElection }}
+{{- $args = concat $args (list "--leader-elect" (printf "--leader-elect-lease-name=%s" (include "regcred.fullname" $root))) }}
+{{- $args = append $args (printf "--leader-elect-lease-duration=%s" $le.leaseDuration) }}
+{{- $args = append $args (printf "--leader-elect-renew-deadline=%s" $le.renewDeadline) }}
+{{- $args = append $args (printf "--leader-elect-retry-period=%s" $le.retryPeriod) }}
+{{- end }}
 {{- end }}
 {{- if $v.rotationEvents }}{{ $args = append $args "--rotation-events" }}{{ end }}
 {{- $args = append $args (printf "--request-timeout=%s" $v.refresh.requestTimeout) }}
@@ -485,7 +520,16 @@ volumes:
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with $v.affinity }}
+{{- $affinity := deepCopy $v.affinity }}
+{{- if and (eq .command "run") (gt (int $v.replicaCount) 1) $v.podAntiAffinity (not (hasKey $affinity "podAntiAffinity")) }}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "regcred.selectorLabels" $root | fromYaml)) }}
+{{- if eq $v.podAntiAffinity "hard" }}
+{{- $_ := set $affinity "podAntiAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $term)) }}
+{{- else }}
+{{- $_ := set $affinity "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term))) }}
+{{- end }}
+{{- end }}
+{{- with $affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}

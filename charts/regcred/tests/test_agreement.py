@@ -241,6 +241,21 @@ CASES = [
     *[Case(f"credentialProvider.nodeInstaller.{k}={v!r}", {f"credentialProvider.nodeInstaller.{k}": v}, [f"--{flag}={v}"], NODE)
       for k, flag in [("binDir", "bin-dir"), ("configFile", "config")] for v in ["/var/lib/kubelet/plugins", "relative"]],
     Case("node installer: log.format=xml", {"log.format": "xml"}, ["--log-format=xml"], {**NODE, "mode": "none"}),
+    # Leader election (src/leader/args.rs): on above one replica, or when asked.
+    Case("replicaCount=2", {"replicaCount": 2},
+         ["--leader-elect", "--leader-elect-lease-name=t-regcred", "--leader-elect-lease-duration=15s",
+          "--leader-elect-renew-deadline=10s", "--leader-elect-retry-period=2s"]),
+    Case("leaderElection.enabled with one replica", {"leaderElection.enabled": True},
+         ["--leader-elect", "--leader-elect-lease-name=t-regcred"]),
+    *[dur("leaderElection.leaseDuration", "--leader-elect-lease-duration", v, {"replicaCount": 2})
+      for v in ["15s", "2s", "1s", "10m", "11m", "2500ms", "11s", "10s", "0", "banana"]],
+    *[dur("leaderElection.renewDeadline", "--leader-elect-renew-deadline", v, {"replicaCount": 2})
+      for v in ["10s", "4s", "14s", "15s", "20s", "99ms", "banana"]],
+    *[dur("leaderElection.retryPeriod", "--leader-elect-retry-period", v, {"replicaCount": 2})
+      for v in ["2s", "5s", "5001ms", "6s", "100ms", "99ms", "banana"]],
+    Case("replicaCount=2 with mode=cronjob", {"replicaCount": 2}, context=CRON, expect=False,
+         why="a CronJob runs one pod per schedule; the chart refuses a value it would ignore"),
+    Case("replicaCount=0", {"replicaCount": 0}, expect=False, why="the schema wants at least one replica"),
     Case("extraArgs=[--watch-timeout=500s]", {"extraArgs": ["--watch-timeout=500s"]}, context=FAN_SEL, expect=True,
          why="passed through unchecked (the chart README says so); regcred refuses it at start"),
 ]

@@ -592,6 +592,44 @@ def contradictions_fail():
         assert needle in err, f"{sets}: {needle!r} not in {err!r}"
 
 
+# --- leader election -----------------------------------------------------------
+
+
+@test
+def replicas_elect_a_leader_through_one_lease_named_in_rbac():
+    docs = render("ci/leader-election-values.yaml")
+    dep = one(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    a = args(dep)
+    assert "--leader-elect" in a and "--leader-elect-lease-name=t-regcred" in a, a
+    roles = [r for r in kinds(docs, "Role") if r["metadata"]["name"] == "t-regcred-leader-election"]
+    assert len(roles) == 1 and roles[0]["metadata"]["namespace"] == NS, roles
+    lease_rules = {tuple(r["verbs"]): r.get("resourceNames") for r in rules(roles[0]) if "leases" in r["resources"]}
+    assert lease_rules == {("get", "patch"): ["t-regcred"], ("create",): None}, lease_rules
+    binding = [b for b in kinds(docs, "RoleBinding") if b["metadata"]["name"] == "t-regcred-leader-election"]
+    assert binding and binding[0]["subjects"][0]["name"] == "t-regcred", binding
+    assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    term = pod_spec(dep)["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    soft = pod_spec(one(render(sets=["replicaCount=2"]), "Deployment"))["affinity"]["podAntiAffinity"]
+    assert "preferredDuringSchedulingIgnoredDuringExecution" in soft, soft
+    assert pod_spec(one(render(sets=["replicaCount=2", "affinity.podAntiAffinity.x=1"]), "Deployment"))["affinity"][
+        "podAntiAffinity"] == {"x": 1}, "affinity's own podAntiAffinity wins"
+
+
+@test
+def one_replica_elects_no_leader_unless_asked():
+    docs = render()
+    dep = one(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 1
+    assert not [x for x in args(dep) if x.startswith("--leader-elect")]
+    assert not [r for r in kinds(docs, "Role") if r["metadata"]["name"].endswith("-leader-election")]
+    assert "affinity" not in pod_spec(dep) and not kinds(docs, "PodDisruptionBudget")
+    asked = args(one(render(sets=["leaderElection.enabled=true"]), "Deployment"))
+    assert "--leader-elect" in asked, asked
+
+
 # --- kubelet credential provider: the node installer -----------------------
 
 INSTALLER = "ci/credential-provider-values.yaml"
