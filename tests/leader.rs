@@ -30,14 +30,18 @@ struct Replica {
 
 impl Replica {
     fn start(kit: &Kit, name: &'static str, kubeconfig: Option<&Path>) -> Replica {
+        Replica::start_with(kit, name, kubeconfig, &["--secret", "pull"], true)
+    }
+
+    /// A replica writing to `sinks` and its own file, with the kit's key
+    /// (`keyed`) or the metadata server's cached token.
+    fn start_with(kit: &Kit, name: &'static str, kubeconfig: Option<&Path>, sinks: &[&str], keyed: bool) -> Replica {
         let file = kit.path(&format!("{name}.json"));
         let admin = common::free_port();
         let admin_addr = format!("127.0.0.1:{admin}");
-        let mut cmd = kit.keyed(
-            "run",
+        let args = [
+            sinks,
             &[
-                "--secret",
-                "pull",
                 "--output-file",
                 file.to_str().unwrap(),
                 "--admin-addr",
@@ -52,7 +56,9 @@ impl Replica {
                 "--log-level",
                 "debug",
             ],
-        );
+        ]
+        .concat();
+        let mut cmd = if keyed { kit.keyed("run", &args) } else { kit.command(&[&["run"], &args[..]].concat()) };
         cmd.env("POD_NAME", name);
         if let Some(k) = kubeconfig {
             cmd.env("KUBECONFIG", k);
@@ -275,5 +281,53 @@ mod emulator_only {
         );
         assert!(a_log.contains("no renewal within the renew deadline"), "{a_log}");
         drop(proxy);
+    }
+
+    /// After a failover the new leader's fan-out writes only the Secrets
+    /// that differ: none when its mint returns the same token (the metadata
+    /// server hands out its cached one), one write per namespace when the
+    /// token is new (a key).
+    #[tokio::test]
+    async fn a_new_leader_rewrites_only_the_namespaces_whose_secret_changes() {
+        for (keyed, expected) in [(false, 0), (true, 5)] {
+            let kit = Kit::start_emulator().await;
+            let label = ("team", "pulls");
+            for i in 0..5 {
+                kit.kube.create_namespace(&format!("team-{i}"), &[label]).await;
+            }
+            let sinks = ["--secret", "pull", "--namespace-selector", "team=pulls"];
+            let a = Replica::start_with(&kit, "replica-a", None, &sinks, keyed);
+            let b = Replica::start_with(&kit, "replica-b", None, &sinks, keyed);
+            let i = leader(&kit, &[&a, &b]).await;
+            let (mut lead, standby) = if i == 0 { (a, b) } else { (b, a) };
+            wait_for(Duration::from_secs(10), "every namespace written", async || {
+                let mut all = true;
+                for i in 0..5 {
+                    all &= kit.kube.secret(&format!("team-{i}"), "pull").await.is_some();
+                }
+                all.then_some(())
+            })
+            .await;
+            let holder_before = holder(&kit).await;
+            lead.child.start_kill().unwrap();
+            lead.child.wait().await.unwrap();
+            kit.emulator().clear_requests();
+            wait_for(Duration::from_secs(10), "the standby's first write", async || {
+                standby.file.exists().then_some(())
+            })
+            .await;
+            assert_ne!(holder(&kit).await, holder_before);
+            // The fan-out cycle follows the file write: give it time to finish.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let writes = kit
+                .emulator()
+                .requests()
+                .iter()
+                .filter(|r| r.path.contains("/secrets") && matches!(r.method.as_str(), "PATCH" | "POST" | "PUT"))
+                .count();
+            assert_eq!(writes, expected, "writes of the new leader's first fan-out (keyed: {keyed})");
+            let (code, stderr) = terminate(standby.child).await;
+            assert_eq!(code, Some(0), "{stderr}");
+        }
     }
 }

@@ -505,3 +505,89 @@ async fn pod_identity_pulls_as_each_pods_own_google_identity() {
         outcomes[1]
     );
 }
+
+/// Two replicas, one writer (leader election with a Lease), installed with
+/// `replicaCount=2`: the Secret is written once per rotation, as with one
+/// replica, and only by the Lease's holder; deleting the leader's pod hands
+/// over to the standby, whose first write is measured. A pod pulls after.
+#[tokio::test]
+#[ignore = "needs the real node: testkit/control-plane/node up DIR, then REGCRED_NODE_DIR=DIR cargo test --test node -- --ignored"]
+async fn two_replicas_write_once_per_rotation_and_the_standby_takes_over_from_a_deleted_leader() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let node = Node::get().await;
+    let ns = node.namespace("ha").await;
+    let _scene = node.scene(&[&ns]);
+    let values = json!({"image": node.regcred_image(), "registries": [node.registry], "replicaCount": 2});
+    let out = node.helm_install("regcred", &ns, &values).await;
+    assert_eq!(out.code, Some(0), "helm install: {out:?}");
+    let leases: kube::Api<Lease> = kube::Api::namespaced(node.cluster.admin.clone(), &ns);
+    let holder = || async {
+        let lease = leases.get_opt("regcred").await.ok()??;
+        let holder = lease.spec?.holder_identity?;
+        // POD_NAME_suffix: the pod's name.
+        holder.rsplit_once('_').map(|(pod, _)| pod.to_string())
+    };
+    let leader = common::e2e::eventually(Duration::from_secs(60), "a leader", holder).await;
+    let pods: Vec<String> = node
+        .pods(&ns, "app.kubernetes.io/instance=regcred,app.kubernetes.io/component=refresher")
+        .await
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    let standby = pods.iter().find(|p| **p != leader).unwrap().clone();
+
+    // Writes per rotation over two token lifetimes: each write gives the
+    // Secret a new resourceVersion, each rotation a new password.
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(node.cluster.admin.clone(), &ns);
+    let (mut versions, mut passwords) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    let window = Instant::now();
+    while window.elapsed() < node.token_lifetime * 2 {
+        if let Ok(s) = secrets.get("gcr-pull").await {
+            versions.insert(s.metadata.resource_version.unwrap_or_default());
+            passwords.insert(node.pull_password(&ns, "gcr-pull").await.unwrap_or_default());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "figure: two replicas over {:.0} s: {} writes of the Secret for {} rotations",
+        window.elapsed().as_secs_f64(),
+        versions.len(),
+        passwords.len()
+    );
+    assert!(passwords.len() >= 3, "too few rotations to count: {}", passwords.len());
+    assert_eq!(versions.len(), passwords.len(), "a write per rotation, as with one replica");
+    let standby_log = node.logs(&ns, &standby, "regcred").await;
+    assert!(!standby_log.contains("wrote credential"), "the standby wrote: {standby_log}");
+    assert!(standby_log.contains("standing by"), "{standby_log}");
+
+    // Delete the leader's pod, as a node drain would.
+    let before = node.pull_password(&ns, "gcr-pull").await;
+    let deleted = Instant::now();
+    kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(node.cluster.admin.clone(), &ns)
+        .delete(&leader, &Default::default())
+        .await
+        .expect("delete the leader's pod");
+    let new_leader = common::e2e::eventually(Duration::from_secs(60), "a new leader", || async {
+        holder().await.filter(|h| *h != leader)
+    })
+    .await;
+    let took_lease = deleted.elapsed();
+    common::e2e::eventually(Duration::from_secs(60), "the new leader's first write", || async {
+        node.pull_password(&ns, "gcr-pull").await.filter(|p| Some(p) != before.as_ref())
+    })
+    .await;
+    let took_write = deleted.elapsed();
+    eprintln!(
+        "figure: leader pod deleted to the Lease held by {new_leader}: {:.1} s; to its first write: {:.1} s",
+        took_lease.as_secs_f64(),
+        took_write.as_secs_f64()
+    );
+    // The standby, or the Deployment's new pod if it looked first: the
+    // leader released the Lease on SIGTERM, and whoever looks next takes it.
+    assert_ne!(new_leader, leader);
+    // The leader released the Lease on SIGTERM: well within a lease duration.
+    assert!(took_write < Duration::from_secs(15), "took {took_write:?}");
+    node.create_pod(&ns, "after-failover", &node.image(PRIVATE_IMAGE), Some("gcr-pull")).await;
+    assert_eq!(node.pull_outcome(&ns, "after-failover").await, Pull::Pulled);
+}
