@@ -285,6 +285,7 @@ impl Refresher {
             self.report_mint(&minted).await;
             let wait = match minted {
                 Ok(current) => {
+                    let current = same_credential_again(published.current.borrow().as_deref(), current);
                     generation = current.generation;
                     failures = 0;
                     published.set_mint_error(None);
@@ -432,6 +433,26 @@ impl Refresher {
     }
 }
 
+/// A mint that returned the credential already published (the metadata
+/// server hands out its cached token until shortly before it expires) is
+/// nothing new for the sinks: it keeps the published generation, so no sink
+/// rewrites, and the earlier expiry estimate (the two differ only by how
+/// each answer's `expires_in` was rounded to the second), so a Secret's
+/// expiry annotation does not change by a second and cost a write.
+fn same_credential_again(published: Option<&Current>, minted: Current) -> Current {
+    match published {
+        Some(p) if p.doc == minted.doc => {
+            let expires_at = match (p.expires_at, minted.expires_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            debug!("the source returned the credential already published; nothing to write");
+            Current { expires_at, generation: p.generation, ..minted }
+        }
+        _ => minted,
+    }
+}
+
 /// Sleeps until `at`, or for ever.
 async fn sleep_until(at: Option<Instant>) {
     match at {
@@ -491,5 +512,26 @@ mod tests {
         assert!(!s.due(1, now + Duration::from_secs(60)));
         assert!(s.due(2, now), "but a new one, yes");
         assert_eq!(s.next_wake(), Some(now + RESYNC));
+    }
+
+    fn current(password: &str, expires_in: u64, generation: u64) -> Current {
+        let credential = crate::credential::Credential {
+            username: "oauth2accesstoken".into(),
+            password: crate::secret::Secret::new(password.into()),
+            expires_at: None,
+        };
+        let doc = render(&credential, &["gcr.io".parse().unwrap()]).unwrap();
+        let expires_at = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(expires_in));
+        Current { doc, expires_at, refresh_at: None, generation }
+    }
+
+    #[test]
+    fn the_same_credential_again_is_not_a_new_generation_and_keeps_the_earlier_expiry() {
+        let published = current("tok-1", 1000, 3);
+        let again = same_credential_again(Some(&published), current("tok-1", 1001, 4));
+        assert_eq!((again.generation, again.expires_at), (3, published.expires_at));
+        let new = same_credential_again(Some(&published), current("tok-2", 2000, 4));
+        assert_eq!(new.generation, 4, "a new token is a new generation");
+        assert_eq!(same_credential_again(None, current("tok-1", 1000, 1)).generation, 1);
     }
 }
