@@ -146,6 +146,22 @@ pub(crate) fn unready(s: &SinkState, now: SystemTime, grace: Duration, stale_aft
 mod tests {
     use super::*;
 
+    #[tokio::test(start_paused = true)]
+    async fn a_standby_is_ready_only_while_a_leader_renews_the_lease() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(15);
+        assert_eq!(standby_readiness(Some("a_1"), Some(later), now), Ok(()));
+        let stale = standby_readiness(Some("a_1"), Some(later), later).unwrap_err();
+        assert!(stale.contains("a_1 has not renewed"), "{stale}");
+        assert!(standby_readiness(None, None, now).unwrap_err().contains("no replica holds the Lease"));
+        // The role decides: a standby's readiness is the Lease's, whatever
+        // its (never written) sinks say.
+        let h = Health::new(["s".to_string()], Duration::from_secs(60), Duration::from_secs(60));
+        assert!(h.readiness(SystemTime::now()).is_err(), "a writer whose sink was never written");
+        h.set_role(Role::Standby { holder: Some("a_1".into()), fresh_until: Some(now + Duration::from_secs(1)) });
+        assert_eq!(h.readiness(SystemTime::now()), Ok(()));
+    }
+
     fn t(s: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
     }
