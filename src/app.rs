@@ -7,6 +7,7 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 use crate::admin::{self, AdminState};
+use crate::aws;
 use crate::cli::{Command, Config, Plan, Secrets};
 use crate::events::Events;
 use crate::fanout::FanOut;
@@ -14,7 +15,8 @@ use crate::health::Health;
 use crate::http::{HttpClient, HttpError};
 use crate::metrics::Metrics;
 use crate::provider;
-use crate::refresh::{NamedSink, PassError, Refresher};
+use crate::refresh::{Group, NamedSink, PassError, Refresher};
+use crate::registry::{Cloud, RegistryHost};
 use crate::sink::{FileSink, SecretSink};
 use crate::source::{self, SourceError};
 
@@ -24,7 +26,7 @@ pub enum AppError {
     /// Bad flags or files: the user must change something (exit 2).
     #[error(transparent)]
     Config(#[from] crate::cli::ConfigError),
-    /// No usable Google credentials were found.
+    /// No usable Google (or AWS) credentials were found.
     #[error(transparent)]
     Credentials(SourceError),
     /// No usable Kubernetes client configuration.
@@ -90,9 +92,9 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         Command::CredentialProvider { source, provider } => {
             credential_provider(&source, &provider, &http()?).await.map_err(AppError::Provider)
         }
-        Command::Render { source, registries } => {
-            let source = source::discover(&source, &http()?).map_err(AppError::Credentials)?;
-            let doc = crate::refresh::render_once(&*source, &registries).await.map_err(AppError::Refresh)?;
+        Command::Render { source, aws, registries } => {
+            let groups = groups(&registries, &source, &aws, &http()?)?;
+            let doc = crate::refresh::render_once(&groups).await.map_err(AppError::Refresh)?;
             let mut out = doc.expose_bytes().to_vec();
             out.push(b'\n');
             use std::io::Write as _;
@@ -127,8 +129,10 @@ async fn refresher(
     http: &HttpClient,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Refresher, AppError> {
-    let source = source::discover(&plan.source, http).map_err(AppError::Credentials)?;
-    info!(source = %source.describe(), registries = plan.registries.len(), "credential source");
+    let groups = groups(&plan.registries, &plan.source, &plan.aws, http)?;
+    for g in &groups {
+        info!(source = %g.source.describe(), registries = g.hosts.len(), "credential source");
+    }
 
     let metrics = Arc::new(Metrics::new());
     let (sinks, events) = build_sinks(&plan, request_timeout).await?;
@@ -143,7 +147,39 @@ async fn refresher(
         let state = AdminState { health: health.clone(), metrics: metrics.clone() };
         tokio::spawn(admin::serve(listener, state, shutdown));
     }
-    Ok(Refresher { source, registries: plan.registries, sinks, timing: plan.timing, metrics, health, events })
+    Ok(Refresher { groups, sinks, timing: plan.timing, metrics, health, events })
+}
+
+/// The hosts grouped by the credential that serves them, each group with
+/// its source: one Google source for every Google host, one ECR token per
+/// ECR registry (account and region), one for ECR Public. A cloud's
+/// credentials are looked for only when one of its hosts is asked for.
+fn groups(
+    hosts: &[RegistryHost],
+    google: &source::Settings,
+    aws: &aws::Settings,
+    http: &HttpClient,
+) -> Result<Vec<Group>, AppError> {
+    let mut by_cloud: std::collections::BTreeMap<&Cloud, Vec<RegistryHost>> = Default::default();
+    for host in hosts {
+        by_cloud.entry(host.cloud()).or_default().push(host.clone());
+    }
+    let aws_needed = by_cloud.keys().any(|c| matches!(c, Cloud::Ecr(_) | Cloud::EcrPublic));
+    let aws_credentials = match aws_needed {
+        true => Some(aws::discover(aws, http).map_err(AppError::Credentials)?),
+        false => None,
+    };
+    let mut groups = Vec::new();
+    for (cloud, hosts) in by_cloud {
+        let source = match (cloud, &aws_credentials) {
+            (Cloud::Google, _) => source::discover(google, http).map_err(AppError::Credentials)?,
+            (Cloud::Ecr(registry), Some(c)) => aws::ecr_source(registry, c.clone(), aws, http),
+            (Cloud::EcrPublic, Some(c)) => aws::ecr_public_source(c.clone(), aws, http),
+            (_, None) => unreachable!("AWS credentials are discovered whenever an AWS host is asked for"),
+        };
+        groups.push(Group { source, hosts });
+    }
+    Ok(groups)
 }
 
 /// `credential-provider`: one request from the kubelet on stdin, one

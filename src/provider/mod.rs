@@ -140,7 +140,7 @@ impl ProviderError {
 
 /// Whether `host` is one of Google's registries.
 pub(crate) fn is_google(host: &str) -> bool {
-    host.parse::<RegistryHost>().is_ok()
+    host.parse::<RegistryHost>().is_ok_and(|h| h.is_google())
 }
 
 /// The credential source for this request: the pod's identity when the
@@ -368,5 +368,6 @@ mod tests {
     fn only_google_registries_get_credentials() {
         assert!(is_google("gcr.io") && is_google("eu.gcr.io") && is_google("us-docker.pkg.dev"));
         assert!(!is_google("docker.io") && !is_google("evil-gcr.io"));
+        assert!(!is_google("123456789012.dkr.ecr.us-east-1.amazonaws.com") && !is_google("public.ecr.aws"));
     }
 }
