@@ -29,7 +29,7 @@ use crate::events::{Events, Failure};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::registry::RegistryHost;
-use crate::render::{render, render_entries, AuthsDocument};
+use crate::render::{render, render_entries, AuthsDocument, RenderError};
 use crate::schedule::{self, Timing};
 use crate::sink::{Sink, SinkError, WriteOutcome};
 use crate::source::{CredentialSource, SourceError};
@@ -224,7 +224,7 @@ pub enum PassError {
     #[error("{provider} credential for {hosts}: {source}")]
     Group { provider: &'static str, hosts: String, source: Box<SourceError> },
     #[error("the credential cannot be rendered: {0}")]
-    Render(#[from] crate::render::RenderError),
+    Render(#[from] RenderError),
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Sinks(Vec<SinkError>),
 }
@@ -275,7 +275,7 @@ impl Refresher {
         let started = std::time::Instant::now();
         let minted = group.source.credential().await;
         self.metrics.mint(started.elapsed(), minted.as_ref().err().map(SourceError::metric_label));
-        let credential = minted.map_err(|e| self.group_error(group, e))?;
+        let credential = minted.map_err(|e| group_error(&self.groups, group, e))?;
         render(&credential, &group.hosts)?;
         let refresh_at = credential
             .expires_at
@@ -290,24 +290,21 @@ impl Refresher {
         Ok(Minted { credential, refresh_at })
     }
 
-    /// A group's source error, naming its hosts and provider unless the
-    /// document is Google's alone (whose messages stay as they were).
-    fn group_error(&self, group: &Group, e: SourceError) -> PassError {
-        if self.groups.len() == 1 && group.hosts.iter().all(RegistryHost::is_google) {
-            return PassError::Source(e);
-        }
-        PassError::Group { provider: group.provider(), hosts: group.host_list(), source: Box::new(e) }
-    }
-
-    /// The document of every group's credential, when each holds a usable one.
-    fn assemble(&self, minted: &[Option<Minted>], generation: u64) -> Option<Current> {
+    /// The document of every group's credential, when each holds a usable
+    /// one: a group without one (not minted yet, or expired while its mints
+    /// fail) is refused, never left out.
+    fn assemble(&self, minted: &[Option<Minted>], generation: u64) -> Result<Current, RenderError> {
         let now = SystemTime::now();
-        let all: Vec<&Minted> = minted.iter().map(|m| m.as_ref().filter(|m| m.usable(now))).collect::<Option<_>>()?;
+        let all: Vec<&Minted> = minted
+            .iter()
+            .map(|m| m.as_ref().filter(|m| m.usable(now)))
+            .collect::<Option<_>>()
+            .ok_or(RenderError::MissingCredential)?;
         let entries = self.groups.iter().zip(&all).flat_map(|(g, m)| g.hosts.iter().map(|h| (h, &m.credential)));
-        let doc = render_entries(entries).ok()?;
+        let doc = render_entries(entries)?;
         let expires_at = all.iter().filter_map(|m| m.credential.expires_at).min();
         let refresh_at = all.iter().filter_map(|m| m.refresh_at).min();
-        Some(Current { doc, expires_at, refresh_at, generation })
+        Ok(Current { doc, expires_at, refresh_at, generation })
     }
 
     /// Tells the Secrets' Events whether their credential can be refreshed.
@@ -368,11 +365,11 @@ impl Refresher {
     fn publish(&self, published: &Published) {
         let mut held = published.held();
         match self.assemble(&held.minted, held.generation + 1) {
-            Some(current) => {
+            Ok(current) => {
                 held.generation = current.generation;
                 published.current.send_replace(Some(Arc::new(current)));
             }
-            None => debug!("not every credential group holds a usable credential yet: nothing published"),
+            Err(e) => debug!(reason = %e, "nothing published; the sinks keep the last document"),
         }
     }
 
@@ -480,9 +477,7 @@ impl Refresher {
     pub(crate) async fn once(&self) -> Result<OnceSummary, PassError> {
         let minted = futures::future::join_all((0..self.groups.len()).map(|i| self.mint_once(i))).await;
         let minted = first_error(minted)?;
-        let current = self
-            .assemble(&minted.into_iter().map(Some).collect::<Vec<_>>(), 1)
-            .ok_or_else(|| PassError::Render(crate::render::RenderError::EmptyPassword))?;
+        let current = self.assemble(&minted.into_iter().map(Some).collect::<Vec<_>>(), 1)?;
         let writes = self.sinks.iter().map(|s| self.write_once(s, &current));
         let results = futures::future::join_all(writes).await;
         let mut outcomes = Vec::new();
@@ -544,6 +539,15 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// A group's source error, naming its hosts and provider unless the
+/// document is Google's alone (whose messages stay as they were).
+fn group_error(groups: &[Group], group: &Group, e: SourceError) -> PassError {
+    if groups.len() == 1 && group.hosts.iter().all(RegistryHost::is_google) {
+        return PassError::Source(e);
+    }
+    PassError::Group { provider: group.provider(), hosts: group.host_list(), source: Box::new(e) }
+}
+
 /// Every result, or the first error (the others are logged: one line
 /// reaches the user, naming the first group that failed).
 fn first_error<T>(results: Vec<Result<T, PassError>>) -> Result<Vec<T>, PassError> {
@@ -562,13 +566,8 @@ fn first_error<T>(results: Vec<Result<T, PassError>>) -> Result<Vec<T>, PassErro
 /// `regcred render`: mint every group side by side and render, without
 /// writing anywhere.
 pub(crate) async fn render_once(groups: &[Group]) -> Result<AuthsDocument, PassError> {
-    let mixed = groups.len() > 1 || groups.iter().any(|g| g.hosts.iter().any(|h| !h.is_google()));
-    let mints = groups.iter().map(|g| async move {
-        g.source.credential().await.map_err(|e| match mixed {
-            true => PassError::Group { provider: g.provider(), hosts: g.host_list(), source: Box::new(e) },
-            false => PassError::Source(e),
-        })
-    });
+    let mints =
+        groups.iter().map(|g| async move { g.source.credential().await.map_err(|e| group_error(groups, g, e)) });
     let credentials = first_error(futures::future::join_all(mints).await)?;
     let entries = groups.iter().zip(&credentials).flat_map(|(g, c)| g.hosts.iter().map(move |h| (h, c)));
     Ok(render_entries(entries)?)

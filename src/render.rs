@@ -35,6 +35,10 @@ pub enum RenderError {
     NoRegistries,
     #[error("the credential source returned an empty password")]
     EmptyPassword,
+    /// A credential group holds no usable credential (not minted yet, or
+    /// expired): the document would be partial.
+    #[error("a registry's credential expired before the document was rendered")]
+    MissingCredential,
 }
 
 #[derive(Serialize)]
