@@ -89,8 +89,8 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         Command::InstallCredentialProvider(args) => {
             provider::install::run(args, shutdown).await.map_err(AppError::Install)
         }
-        Command::CredentialProvider { source, provider } => {
-            credential_provider(&source, &provider, &http()?).await.map_err(AppError::Provider)
+        Command::CredentialProvider { source, aws, provider } => {
+            credential_provider(&source, &aws, &provider, &http()?).await.map_err(AppError::Provider)
         }
         Command::Render { source, aws, registries } => {
             let groups = groups(&registries, &source, &aws, &http()?)?;
@@ -186,6 +186,7 @@ fn groups(
 /// answer on stdout.
 async fn credential_provider(
     node_source: &source::Settings,
+    aws_settings: &aws::Settings,
     settings: &provider::Settings,
     http: &HttpClient,
 ) -> Result<(), provider::ProviderError> {
@@ -197,12 +198,27 @@ async fn credential_provider(
         .map_err(|e| provider::ProviderError::BadRequest(format!("cannot read stdin: {e}")))?;
     let request = provider::parse_request(&input)?;
     let host = request.image.host();
+    let other_cloud = host.parse::<RegistryHost>().ok().filter(|h| !h.is_google());
     let response = if provider::is_google(host) {
         let source = provider::source_for(&request, settings, || source::discover(node_source, http), http)?;
         let credential = source.credential().await?;
         provider::answer(settings, &credential.username, &credential.password, credential.expires_at, SystemTime::now())
+    } else if let Some(registry) = other_cloud {
+        // A pod's token must not be answered with the node's identity.
+        if request.token.is_some() {
+            let provider = registry.cloud().provider();
+            return Err(provider::ProviderError::PodIdentityNotSupported { host: host.to_string(), provider });
+        }
+        let credentials = aws::discover(aws_settings, http)?;
+        let source = match registry.cloud() {
+            Cloud::Ecr(ecr) => aws::ecr_source(ecr, credentials, aws_settings, http),
+            _ => aws::ecr_public_source(credentials, aws_settings, http),
+        };
+        let credential = source.credential().await?;
+        let now = SystemTime::now();
+        provider::answer_registry(host, &credential.username, &credential.password, credential.expires_at, now)
     } else {
-        debug!(host, "not a Google registry: no credentials");
+        debug!(host, "not a registry regcred knows: no credentials");
         provider::not_google()
     };
     let mut out = std::io::stdout().lock();

@@ -157,6 +157,8 @@ pub enum Command {
     CredentialProvider {
         /// Node identity: where the credential comes from without a pod token.
         source: source::Settings,
+        /// Node identity for ECR images.
+        aws: aws::Settings,
         /// Pod identity and the answer's shape.
         provider: provider::Settings,
     },
@@ -224,8 +226,10 @@ pub enum ConfigError {
     /// Impersonation asked of a mode that hands the registry the key.
     #[error(transparent)]
     ImpersonateWithKeyAuth(#[from] source::ImpersonateWithKeyAuth),
-    /// The kubelet plugin asked for a registry it cannot answer yet.
-    #[error("credential-provider answers Google's registries only so far; {host} is {provider}'s: write it with `run` or `once` instead")]
+    /// `credential-provider --registry` with another cloud's host: the flag
+    /// names the keys of Google's answer; ECR images are answered for their
+    /// own host without it.
+    #[error("credential-provider's --registry names the keys of Google's answer; {host} is {provider}'s: leave it out (ECR images are answered for their own registry) and list its pattern in the kubelet's matchImages")]
     ProviderHost {
         /// The host asked for.
         host: String,
@@ -274,7 +278,11 @@ impl Cli {
                     return Err(ConfigError::ProviderHost { host: h.to_string(), provider: h.cloud().provider() });
                 }
                 let provider = provider.into_settings(&common.source, &common.registries);
-                Command::CredentialProvider { source: common.source.into_settings()?, provider }
+                Command::CredentialProvider {
+                    source: common.source.into_settings()?,
+                    aws: common.aws.into_settings(),
+                    provider,
+                }
             }
         };
         Ok(Config { command, request_timeout, log, dry_run })
@@ -405,7 +413,7 @@ mod tests {
         let e = refused(&["render", "--auth", "json-key", "--registry", &format!("gcr.io,{ecr}")]);
         assert!(e.contains(ecr) && e.contains("Amazon ECR") && e.contains("--auth oauth"), "{e}");
         let e = refused(&["credential-provider", "--registry", ecr]);
-        assert!(e.contains(ecr) && e.contains("Google's registries only"), "{e}");
+        assert!(e.contains(ecr) && e.contains("names the keys of Google's answer"), "{e}");
         let e = refused(&["render", "--registry", "123.dkr.ecr.eu-west-1.amazonaws.com"]);
         assert!(e.contains("ACCOUNT.dkr.ecr.REGION.amazonaws.com"), "{e}");
         let e = refused(&["render", "--aws-role-arn", "puller"]);

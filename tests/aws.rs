@@ -294,3 +294,57 @@ async fn help_names_the_ecr_host_forms() {
         assert!(out.stdout.contains(form), "{form} missing from --help");
     }
 }
+
+/// `regcred credential-provider` with `request` on stdin, as the kubelet runs it.
+async fn provide(kit: &Kit, aws: &Aws, request: &Value, env: &[(&str, String)]) -> Output {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child =
+        command(kit, aws, &["credential-provider"], env).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(request.to_string().as_bytes()).await;
+    drop(stdin);
+    finish(child).await
+}
+
+#[tokio::test]
+async fn the_kubelet_plugin_answers_ecr_images_for_their_registry_with_the_nodes_identity() {
+    let (kit, aws) = kits().await;
+    let api = "credentialprovider.kubelet.k8s.io/v1";
+    for (image, host) in
+        [(format!("{ECR}/team/app:1"), ECR), ("public.ecr.aws/team/app@sha256:00".into(), "public.ecr.aws")]
+    {
+        let out =
+            provide(&kit, &aws, &json!({"apiVersion": api, "kind": "CredentialProviderRequest", "image": image}), &[])
+                .await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let v: Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(
+            v["auth"].as_object().unwrap().keys().collect::<Vec<_>>(),
+            [host],
+            "keyed by the image's registry alone"
+        );
+        let token = ecr_entry_of(&aws, &v["auth"][host]);
+        assert!(token.principal.contains(&aws.instance_role()), "the node's identity (IMDS): {token:?}");
+        assert_eq!(v["cacheKeyType"], "Registry");
+        let cached: u64 = v["cacheDuration"].as_str().unwrap().trim_end_matches('s').parse().unwrap();
+        let lifetime = token.expires_at.duration_since(SystemTime::now()).unwrap().as_secs();
+        assert!(cached <= lifetime - 290 && cached >= lifetime - 310, "{cached}s cached, {lifetime}s left");
+    }
+
+    let pod = json!({"apiVersion": api, "kind": "CredentialProviderRequest", "image": format!("{ECR}/a:1"),
+                     "serviceAccountToken": "eyJ.pod.token", "serviceAccountAnnotations": {}});
+    let out = provide(&kit, &aws, &pod, &[]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("per-pod identity is Google's alone so far") && out.stderr.contains(ECR),
+        "{}",
+        out.stderr
+    );
+}
+
+/// An answer's or document's entry for an ECR host: user `AWS`, a current
+/// token the emulator issued.
+fn ecr_entry_of(aws: &Aws, entry: &Value) -> regcred_testkit::IssuedEcrToken {
+    assert_eq!(entry["username"], "AWS", "{entry}");
+    aws.current_ecr_token(entry["password"].as_str().unwrap()).expect("a current ECR token the emulator issued")
+}
