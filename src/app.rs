@@ -26,9 +26,19 @@ pub enum AppError {
     /// Bad flags or files: the user must change something (exit 2).
     #[error(transparent)]
     Config(#[from] crate::cli::ConfigError),
-    /// No usable Google (or AWS) credentials were found.
+    /// No usable Google credentials were found.
     #[error(transparent)]
     Credentials(SourceError),
+    /// No usable credentials of another cloud were found for these hosts.
+    #[error("{provider} credential for {hosts}: {source}")]
+    CloudCredentials {
+        /// The cloud ("Amazon ECR").
+        provider: &'static str,
+        /// The hosts that need them, comma-separated.
+        hosts: String,
+        /// Why none were found.
+        source: Box<SourceError>,
+    },
     /// No usable Kubernetes client configuration.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
@@ -164,10 +174,15 @@ fn groups(
     for host in hosts {
         by_cloud.entry(host.cloud()).or_default().push(host.clone());
     }
-    let aws_needed = by_cloud.keys().any(|c| matches!(c, Cloud::Ecr(_) | Cloud::EcrPublic));
-    let aws_credentials = match aws_needed {
-        true => Some(aws::discover(aws, http).map_err(AppError::Credentials)?),
-        false => None,
+    let aws_hosts: Vec<&RegistryHost> =
+        hosts.iter().filter(|h| matches!(h.cloud(), Cloud::Ecr(_) | Cloud::EcrPublic)).collect();
+    let aws_credentials = match aws_hosts.first() {
+        Some(first) => Some(aws::discover(aws, http).map_err(|source| AppError::CloudCredentials {
+            provider: first.cloud().provider(),
+            hosts: aws_hosts.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", "),
+            source: Box::new(source),
+        })?),
+        None => None,
     };
     let mut groups = Vec::new();
     for (cloud, hosts) in by_cloud {

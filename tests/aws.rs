@@ -138,6 +138,21 @@ async fn a_wrong_secret_key_fails_the_signature_check_in_one_line() {
 }
 
 #[tokio::test]
+async fn half_an_aws_identity_is_a_usage_error_naming_the_host() {
+    let (kit, aws) = kits().await;
+    let env = [("AWS_ROLE_ARN", ROLE.to_string())];
+    let out = run(&kit, &aws, &["render", "--registry", &format!("gcr.io,{ECR}")], &env).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    let line = out.stderr.trim();
+    assert!(line.starts_with(&format!("regcred: error: Amazon ECR credential for {ECR}: no AWS credentials found: AWS_ROLE_ARN is set but AWS_WEB_IDENTITY_TOKEN_FILE is not")), "{line}");
+    assert!(
+        aws.requests().is_empty() && kit.google.requests().is_empty(),
+        "nothing is minted before every source is found"
+    );
+}
+
+#[tokio::test]
 async fn static_keys_pod_identity_and_instance_metadata_each_mint() {
     let (kit, aws) = kits().await;
     let doc = render_doc(&run(&kit, &aws, &["render", "--registry", ECR], &static_env(&aws)).await);
