@@ -150,6 +150,13 @@ async fn half_an_aws_identity_is_a_usage_error_naming_the_host() {
         aws.requests().is_empty() && kit.google.requests().is_empty(),
         "nothing is minted before every source is found"
     );
+
+    let mut env = irsa_env(&kit, &aws);
+    env[1].1 = kit.path("no-such-token").display().to_string();
+    let out = run(&kit, &aws, &["render", "--registry", ECR], &env).await;
+    assert_eq!(out.code, Some(1), "read at each mint, so a refresh failure: {out:?}");
+    let expected = format!("AWS_WEB_IDENTITY_TOKEN_FILE={}: no such file; check the path and the volume", env[1].1);
+    assert!(out.stderr.trim().contains(&expected), "{}", out.stderr);
 }
 
 #[tokio::test]

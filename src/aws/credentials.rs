@@ -113,16 +113,13 @@ impl AwsCredentialSource for ContainerEndpoint {
 /// Reads a projected token file; a missing or unreadable one is retried
 /// (the kubelet rewrites it), and the message names the variable.
 pub(crate) fn read_token(path: &std::path::Path, var: &'static str) -> Result<String, SourceError> {
-    let token = std::fs::read_to_string(path).map_err(|e| SourceError::Refused {
-        step: var,
-        url: path.display().to_string(),
-        status: 0,
-        code: "TokenFile".into(),
-        message: crate::source::unreadable(&e),
-        retryable: true,
-        retry_after: None,
-    })?;
-    Ok(token.trim().to_string())
+    let problem = |problem: String| SourceError::TokenFile { var, path: path.to_path_buf(), problem };
+    let token = std::fs::read_to_string(path).map_err(|e| problem(crate::source::unreadable(&e)))?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(problem("the file is empty".into()));
+    }
+    Ok(token.to_string())
 }
 
 /// IMDSv2: a session token from `PUT /latest/api/token`, then the instance

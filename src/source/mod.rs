@@ -92,6 +92,10 @@ pub enum SourceError {
         retryable: bool,
         retry_after: Option<Duration>,
     },
+    /// A projected token file another cloud's credentials are read from
+    /// (`AWS_WEB_IDENTITY_TOKEN_FILE`): retried, as the kubelet rewrites it.
+    #[error("{var}={}: {problem}", .path.display())]
+    TokenFile { var: &'static str, path: PathBuf, problem: String },
     /// Another cloud's credentials could not be found (Google's say so in
     /// [`SourceError::NotFound`]).
     #[error("no {cloud} credentials found: {detail}")]
@@ -120,7 +124,7 @@ impl SourceError {
             | SourceError::Unsupported(_)
             | SourceError::NoCredentials { .. } => false,
             SourceError::Refused { retryable, .. } => *retryable,
-            SourceError::SubjectToken { .. } => true,
+            SourceError::SubjectToken { .. } | SourceError::TokenFile { .. } => true,
             SourceError::Endpoint { status, .. } => crate::http::is_retryable_status(*status),
             SourceError::BadResponse { .. } | SourceError::Http { .. } => true,
         }
@@ -145,7 +149,7 @@ impl SourceError {
             SourceError::Http { source: HttpError::Timeout { .. }, .. } => "timeout",
             SourceError::Http { .. } => "transport",
             SourceError::NotFound(_) => "not_found",
-            SourceError::SubjectToken { .. } => "subject_token",
+            SourceError::SubjectToken { .. } | SourceError::TokenFile { .. } => "subject_token",
             SourceError::Unsupported(_) => "unsupported",
             SourceError::Refused { status, .. } if *status >= 500 => "endpoint_5xx",
             SourceError::Refused { retryable: true, .. } => "endpoint_throttled",
