@@ -239,6 +239,35 @@ async fn ecr_faults_are_retried_and_absurd_expiries_clamped() {
 }
 
 #[tokio::test]
+async fn sts_throttling_is_retried_and_a_refused_web_identity_is_not() {
+    let (kit, aws) = kits().await;
+    let env = irsa_env(&kit, &aws);
+    let file = kit.path("config.json").display().to_string();
+    let throttled = "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>";
+    // IRSA calls STS first: the first POST is AssumeRoleWithWebIdentity.
+    let fault = Fault::Status { code: 400, body: Some(throttled.into()), retry_after: None };
+    aws.faults().inject(Some("POST"), "/", fault, 1);
+    let out = run(&kit, &aws, &["once", "--registry", ECR, "--output-file", &file], &env).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stderr.contains("STS AssumeRoleWithWebIdentity") && out.stderr.contains("400 Throttling: Rate exceeded"),
+        "{}",
+        out.stderr
+    );
+    ecr_entry(&aws, &read_json(Path::new(&file)).unwrap(), ECR);
+
+    // A token for another audience is refused for good: one request, no retry.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let token = kit.google.sign_jwt(&json!({"iss": ISSUER, "aud": "other", "sub": "s", "iat": now, "exp": now + 600}));
+    std::fs::write(kit.path("eks-token"), token).unwrap();
+    let before = aws.requests().len();
+    let out = run(&kit, &aws, &["once", "--registry", ECR, "--output-file", &file], &env).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.trim().lines().last().unwrap().contains("400 InvalidIdentityToken"), "{}", out.stderr);
+    assert_eq!(aws.requests().len(), before + 1);
+}
+
+#[tokio::test]
 async fn a_failing_ecr_group_never_publishes_a_partial_document_and_google_keeps_refreshing() {
     let (kit, aws) = kits().await;
     kit.google.set_token_lifetime(Duration::from_secs(4));
