@@ -186,11 +186,12 @@ fn groups(
     };
     let mut groups = Vec::new();
     for (cloud, hosts) in by_cloud {
-        let source = match (cloud, &aws_credentials) {
-            (Cloud::Google, _) => source::discover(google, http).map_err(AppError::Credentials)?,
-            (Cloud::Ecr(registry), Some(c)) => aws::ecr_source(registry, c.clone(), aws, http),
-            (Cloud::EcrPublic, Some(c)) => aws::ecr_public_source(c.clone(), aws, http),
-            (_, None) => unreachable!("AWS credentials are discovered whenever an AWS host is asked for"),
+        // Exhaustive, so that a new cloud's host kind cannot fall into another's source.
+        const FOUND: &str = "AWS credentials are discovered whenever an AWS host is asked for";
+        let source = match cloud {
+            Cloud::Google => source::discover(google, http).map_err(AppError::Credentials)?,
+            Cloud::Ecr(registry) => aws::ecr_source(registry, aws_credentials.clone().expect(FOUND), aws, http),
+            Cloud::EcrPublic => aws::ecr_public_source(aws_credentials.clone().expect(FOUND), aws, http),
         };
         groups.push(Group { source, hosts });
     }
@@ -213,28 +214,34 @@ async fn credential_provider(
         .map_err(|e| provider::ProviderError::BadRequest(format!("cannot read stdin: {e}")))?;
     let request = provider::parse_request(&input)?;
     let host = request.image.host();
-    let other_cloud = host.parse::<RegistryHost>().ok().filter(|h| !h.is_google());
-    let response = if provider::is_google(host) {
-        let source = provider::source_for(&request, settings, || source::discover(node_source, http), http)?;
-        let credential = source.credential().await?;
-        provider::answer(settings, &credential.username, &credential.password, credential.expires_at, SystemTime::now())
-    } else if let Some(registry) = other_cloud {
-        // A pod's token must not be answered with the node's identity.
-        if request.token.is_some() {
-            let provider = registry.cloud().provider();
-            return Err(provider::ProviderError::PodIdentityNotSupported { host: host.to_string(), provider });
+    let registry = host.parse::<RegistryHost>().ok();
+    // Exhaustive, so that a new cloud's host kind cannot fall into another's source.
+    let response = match registry.as_ref().map(RegistryHost::cloud) {
+        Some(Cloud::Google) if provider::is_google(host) => {
+            let source = provider::source_for(&request, settings, || source::discover(node_source, http), http)?;
+            let credential = source.credential().await?;
+            let now = SystemTime::now();
+            provider::answer(settings, &credential.username, &credential.password, credential.expires_at, now)
         }
-        let credentials = aws::discover(aws_settings, http)?;
-        let source = match registry.cloud() {
-            Cloud::Ecr(ecr) => aws::ecr_source(ecr, credentials, aws_settings, http),
-            _ => aws::ecr_public_source(credentials, aws_settings, http),
-        };
-        let credential = source.credential().await?;
-        let now = SystemTime::now();
-        provider::answer_registry(host, &credential.username, &credential.password, credential.expires_at, now)
-    } else {
-        debug!(host, "not a registry regcred knows: no credentials");
-        provider::not_google()
+        Some(cloud @ (Cloud::Ecr(_) | Cloud::EcrPublic)) => {
+            // A pod's token must not be answered with the node's identity.
+            if request.token.is_some() {
+                let provider = cloud.provider();
+                return Err(provider::ProviderError::PodIdentityNotSupported { host: host.to_string(), provider });
+            }
+            let credentials = aws::discover(aws_settings, http)?;
+            let source = match cloud {
+                Cloud::Ecr(ecr) => aws::ecr_source(ecr, credentials, aws_settings, http),
+                _ => aws::ecr_public_source(credentials, aws_settings, http),
+            };
+            let credential = source.credential().await?;
+            let now = SystemTime::now();
+            provider::answer_registry(host, &credential.username, &credential.password, credential.expires_at, now)
+        }
+        Some(Cloud::Google) | None => {
+            debug!(host, "not a registry regcred knows: no credentials");
+            provider::not_google()
+        }
     };
     let mut out = std::io::stdout().lock();
     out.write_all(&provider::to_json(&response)).and_then(|()| out.flush()).map_err(provider::ProviderError::Output)
