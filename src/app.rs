@@ -7,6 +7,7 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 use crate::admin::{self, AdminState};
+use crate::aws;
 use crate::cli::{Command, Config, Plan, Secrets};
 use crate::events::Events;
 use crate::fanout::FanOut;
@@ -15,7 +16,8 @@ use crate::http::{HttpClient, HttpError};
 use crate::leader::Elector;
 use crate::metrics::Metrics;
 use crate::provider;
-use crate::refresh::{NamedSink, PassError, Refresher};
+use crate::refresh::{Group, NamedSink, PassError, Refresher};
+use crate::registry::{Cloud, RegistryHost};
 use crate::sink::{FileSink, SecretSink};
 use crate::source::{self, SourceError};
 
@@ -28,6 +30,16 @@ pub enum AppError {
     /// No usable Google credentials were found.
     #[error(transparent)]
     Credentials(SourceError),
+    /// No usable credentials of another cloud were found for these hosts.
+    #[error("{provider} credential for {hosts}: {source}")]
+    CloudCredentials {
+        /// The cloud ("Amazon ECR").
+        provider: &'static str,
+        /// The hosts that need them, comma-separated.
+        hosts: String,
+        /// Why none were found.
+        source: Box<SourceError>,
+    },
     /// No usable Kubernetes client configuration.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
@@ -88,12 +100,12 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         Command::InstallCredentialProvider(args) => {
             provider::install::run(args, shutdown).await.map_err(AppError::Install)
         }
-        Command::CredentialProvider { source, provider } => {
-            credential_provider(&source, &provider, &http()?).await.map_err(AppError::Provider)
+        Command::CredentialProvider { source, aws, provider } => {
+            credential_provider(&source, &aws, &provider, &http()?).await.map_err(AppError::Provider)
         }
-        Command::Render { source, registries } => {
-            let source = source::discover(&source, &http()?).map_err(AppError::Credentials)?;
-            let doc = crate::refresh::render_once(&*source, &registries).await.map_err(AppError::Refresh)?;
+        Command::Render { source, aws, registries } => {
+            let groups = groups(&registries, &source, &aws, &http()?)?;
+            let doc = crate::refresh::render_once(&groups).await.map_err(AppError::Refresh)?;
             let mut out = doc.expose_bytes().to_vec();
             out.push(b'\n');
             use std::io::Write as _;
@@ -136,8 +148,10 @@ async fn refresher(
     http: &HttpClient,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(Refresher, (Arc<Health>, Arc<Metrics>)), AppError> {
-    let source = source::discover(&plan.source, http).map_err(AppError::Credentials)?;
-    info!(source = %source.describe(), registries = plan.registries.len(), "credential source");
+    let groups = groups(&plan.registries, &plan.source, &plan.aws, http)?;
+    for g in &groups {
+        info!(source = %g.source.describe(), registries = g.hosts.len(), "credential source");
+    }
 
     let metrics = Arc::new(Metrics::new());
     let (sinks, events) = build_sinks(&plan, request_timeout).await?;
@@ -153,15 +167,52 @@ async fn refresher(
         tokio::spawn(admin::serve(listener, state, shutdown));
     }
     let reporters = (health.clone(), metrics.clone());
-    let refresher =
-        Refresher { source, registries: plan.registries, sinks, timing: plan.timing, metrics, health, events };
-    Ok((refresher, reporters))
+    Ok((Refresher { groups, sinks, timing: plan.timing, metrics, health, events }, reporters))
+}
+
+/// The hosts grouped by the credential that serves them, each group with
+/// its source: one Google source for every Google host, one ECR token per
+/// ECR registry (account and region), one for ECR Public. A cloud's
+/// credentials are looked for only when one of its hosts is asked for.
+fn groups(
+    hosts: &[RegistryHost],
+    google: &source::Settings,
+    aws: &aws::Settings,
+    http: &HttpClient,
+) -> Result<Vec<Group>, AppError> {
+    let mut by_cloud: std::collections::BTreeMap<&Cloud, Vec<RegistryHost>> = Default::default();
+    for host in hosts {
+        by_cloud.entry(host.cloud()).or_default().push(host.clone());
+    }
+    let aws_hosts: Vec<&RegistryHost> =
+        hosts.iter().filter(|h| matches!(h.cloud(), Cloud::Ecr(_) | Cloud::EcrPublic)).collect();
+    let aws_credentials = match aws_hosts.first() {
+        Some(first) => Some(aws::discover(aws, http).map_err(|source| AppError::CloudCredentials {
+            provider: first.cloud().provider(),
+            hosts: aws_hosts.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", "),
+            source: Box::new(source),
+        })?),
+        None => None,
+    };
+    let mut groups = Vec::new();
+    for (cloud, hosts) in by_cloud {
+        // Exhaustive, so that a new cloud's host kind cannot fall into another's source.
+        const FOUND: &str = "AWS credentials are discovered whenever an AWS host is asked for";
+        let source = match cloud {
+            Cloud::Google => source::discover(google, http).map_err(AppError::Credentials)?,
+            Cloud::Ecr(registry) => aws::ecr_source(registry, aws_credentials.clone().expect(FOUND), aws, http),
+            Cloud::EcrPublic => aws::ecr_public_source(aws_credentials.clone().expect(FOUND), aws, http),
+        };
+        groups.push(Group { source, hosts });
+    }
+    Ok(groups)
 }
 
 /// `credential-provider`: one request from the kubelet on stdin, one
 /// answer on stdout.
 async fn credential_provider(
     node_source: &source::Settings,
+    aws_settings: &aws::Settings,
     settings: &provider::Settings,
     http: &HttpClient,
 ) -> Result<(), provider::ProviderError> {
@@ -173,13 +224,34 @@ async fn credential_provider(
         .map_err(|e| provider::ProviderError::BadRequest(format!("cannot read stdin: {e}")))?;
     let request = provider::parse_request(&input)?;
     let host = request.image.host();
-    let response = if provider::is_google(host) {
-        let source = provider::source_for(&request, settings, || source::discover(node_source, http), http)?;
-        let credential = source.credential().await?;
-        provider::answer(settings, &credential.username, &credential.password, credential.expires_at, SystemTime::now())
-    } else {
-        debug!(host, "not a Google registry: no credentials");
-        provider::not_google()
+    let registry = host.parse::<RegistryHost>().ok();
+    // Exhaustive, so that a new cloud's host kind cannot fall into another's source.
+    let response = match registry.as_ref().map(RegistryHost::cloud) {
+        Some(Cloud::Google) if provider::is_google(host) => {
+            let source = provider::source_for(&request, settings, || source::discover(node_source, http), http)?;
+            let credential = source.credential().await?;
+            let now = SystemTime::now();
+            provider::answer(settings, &credential.username, &credential.password, credential.expires_at, now)
+        }
+        Some(cloud @ (Cloud::Ecr(_) | Cloud::EcrPublic)) => {
+            // A pod's token must not be answered with the node's identity.
+            if request.token.is_some() {
+                let provider = cloud.provider();
+                return Err(provider::ProviderError::PodIdentityNotSupported { host: host.to_string(), provider });
+            }
+            let credentials = aws::discover(aws_settings, http)?;
+            let source = match cloud {
+                Cloud::Ecr(ecr) => aws::ecr_source(ecr, credentials, aws_settings, http),
+                _ => aws::ecr_public_source(credentials, aws_settings, http),
+            };
+            let credential = source.credential().await?;
+            let now = SystemTime::now();
+            provider::answer_registry(host, &credential.username, &credential.password, credential.expires_at, now)
+        }
+        Some(Cloud::Google) | None => {
+            debug!(host, "not a registry regcred knows: no credentials");
+            provider::not_google()
+        }
     };
     let mut out = std::io::stdout().lock();
     out.write_all(&provider::to_json(&response)).and_then(|()| out.flush()).map_err(provider::ProviderError::Output)

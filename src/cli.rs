@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::admin::AdminAddr;
+use crate::aws;
 use crate::fanout;
 use crate::leader;
 use crate::provider::{self, install};
@@ -23,9 +24,11 @@ use crate::source;
 use crate::telemetry;
 
 /// regcred keeps Kubernetes image-pull credentials for Google's container
-/// registries (gcr.io, *.gcr.io, LOCATION-docker.pkg.dev) fresh.
+/// registries (gcr.io, *.gcr.io, LOCATION-docker.pkg.dev) and Amazon ECR
+/// (ACCOUNT.dkr.ecr.REGION.amazonaws.com, public.ecr.aws) fresh.
 ///
-/// It mints a short-lived OAuth access token, renders the Docker config.json
+/// It mints a short-lived token for each registry's cloud (a Google OAuth
+/// access token, an ECR authorization token), renders one Docker config.json
 /// "auths" document, and writes it to Kubernetes Secrets and/or files, again
 /// before each token expires.
 #[derive(Debug, Parser)]
@@ -84,6 +87,9 @@ struct CommonArgs {
 
     #[command(flatten)]
     registries: registry::Args,
+
+    #[command(flatten)]
+    aws: aws::Args,
 
     /// Check the flags and environment variables and exit (0 valid, 2 not, with
     /// the same one-line message a real start would give), without reading
@@ -148,8 +154,10 @@ pub enum Command {
     Once(Plan),
     /// Print the auths document.
     Render {
-        /// Where the credential comes from.
+        /// Where Google credentials come from.
         source: source::Settings,
+        /// Where AWS credentials and ECR tokens come from.
+        aws: aws::Settings,
         /// The hosts to render it for.
         registries: Vec<RegistryHost>,
     },
@@ -160,6 +168,8 @@ pub enum Command {
     CredentialProvider {
         /// Node identity: where the credential comes from without a pod token.
         source: source::Settings,
+        /// Node identity for ECR images.
+        aws: aws::Settings,
         /// Pod identity and the answer's shape.
         provider: provider::Settings,
     },
@@ -168,8 +178,10 @@ pub enum Command {
 /// What `run` and `once` do: where credentials come from, where they go, when.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    /// Where credentials come from.
+    /// Where Google credentials come from.
     pub source: source::Settings,
+    /// Where AWS credentials and ECR tokens come from.
+    pub aws: aws::Settings,
     /// The hosts to write credentials for, sorted and de-duplicated.
     pub registries: Vec<RegistryHost>,
     /// The Kubernetes Secrets to write.
@@ -228,6 +240,27 @@ pub enum ConfigError {
     /// Leader-election timings that could let two replicas write at once.
     #[error(transparent)]
     LeaderTiming(#[from] leader::LeaderTimingError),
+    /// `credential-provider --registry` with another cloud's host: the flag
+    /// names the keys of Google's answer; ECR images are answered for their
+    /// own host without it.
+    #[error("credential-provider's --registry names the keys of Google's answer; {host} is {provider}'s: leave it out (ECR images are answered for their own registry) and list its pattern in the kubelet's matchImages")]
+    ProviderHost {
+        /// The host asked for.
+        host: String,
+        /// Its cloud.
+        provider: &'static str,
+    },
+    /// `--auth json-key`/`json-key-base64` beside another cloud's host: the
+    /// Google key is no credential for it.
+    #[error("--auth {auth} hands Google registries the key itself; {host} is {provider}'s and takes its own token: use --auth oauth with it")]
+    KeyAuthWithOtherCloud {
+        /// `--auth`.
+        auth: source::AuthMode,
+        /// The other cloud's host.
+        host: String,
+        /// Its cloud.
+        provider: &'static str,
+    },
 }
 
 impl Cli {
@@ -250,15 +283,37 @@ impl Cli {
             }
             Action::Once(args) => Command::Once(args.into_plan(None)?),
             Action::Render(common) => {
-                Command::Render { registries: common.registries.hosts(), source: common.source.into_settings()? }
+                let registries = common.registries.hosts();
+                let source = common.source.into_settings()?;
+                check_key_auth(&source, &registries)?;
+                Command::Render { registries, source, aws: common.aws.into_settings() }
             }
             Action::InstallCredentialProvider(args) => Command::InstallCredentialProvider(args),
             Action::CredentialProvider(ProviderArgs { common, provider }) => {
+                if let Some(h) = common.registries.hosts().into_iter().find(|h| !h.is_google()) {
+                    return Err(ConfigError::ProviderHost { host: h.to_string(), provider: h.cloud().provider() });
+                }
                 let provider = provider.into_settings(&common.source, &common.registries);
-                Command::CredentialProvider { source: common.source.into_settings()?, provider }
+                Command::CredentialProvider {
+                    source: common.source.into_settings()?,
+                    aws: common.aws.into_settings(),
+                    provider,
+                }
             }
         };
         Ok(Config { command, request_timeout, log, dry_run })
+    }
+}
+
+/// A Google key handed to registries as the password is Google's alone.
+fn check_key_auth(source: &source::Settings, registries: &[RegistryHost]) -> Result<(), ConfigError> {
+    match registries.iter().find(|h| !h.is_google()) {
+        Some(h) if source.auth != source::AuthMode::OAuth => Err(ConfigError::KeyAuthWithOtherCloud {
+            auth: source.auth,
+            host: h.to_string(),
+            provider: h.cloud().provider(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -286,6 +341,8 @@ impl WriteArgs {
         let WriteArgs { common, sinks, timing, rotation_events, admin_addr, fan_out } = self;
         let registries = common.registries.hosts();
         let source = common.source.into_settings()?;
+        check_key_auth(&source, &registries)?;
+        let aws = common.aws.into_settings();
         let secrets = match fan_out.into_settings(&sinks.secrets, &sinks.secret_key)? {
             Some(settings) => Secrets::FanOut(settings),
             None if sinks.secrets.is_empty() => Secrets::None,
@@ -300,7 +357,7 @@ impl WriteArgs {
             Some(AdminAddr::At(addr)) => Some(addr),
             None => default_admin,
         };
-        Ok(Plan { source, registries, secrets, files, timing: timing.timing(), admin_addr, rotation_events })
+        Ok(Plan { source, aws, registries, secrets, files, timing: timing.timing(), admin_addr, rotation_events })
     }
 }
 
@@ -357,7 +414,26 @@ mod tests {
         };
         let hosts = render(&["--registry", "us.gcr.io,gcr.io", "--registry", "gcr.io"]);
         assert_eq!(hosts.iter().map(|h| h.as_str()).collect::<Vec<_>>(), ["gcr.io", "us.gcr.io"]);
+        let ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+        let mixed = render(&["--registry", &format!("gcr.io,{ecr},public.ecr.aws")]);
+        assert_eq!(
+            mixed.iter().map(|h| h.cloud().provider()).collect::<Vec<_>>(),
+            ["Amazon ECR", "Google", "Amazon ECR Public"]
+        );
         assert!(render(&["--all-registries"]).len() > 40);
+    }
+
+    #[test]
+    fn other_clouds_refuse_what_only_google_can_do() {
+        let ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+        let e = refused(&["render", "--auth", "json-key", "--registry", &format!("gcr.io,{ecr}")]);
+        assert!(e.contains(ecr) && e.contains("Amazon ECR") && e.contains("--auth oauth"), "{e}");
+        let e = refused(&["credential-provider", "--registry", ecr]);
+        assert!(e.contains(ecr) && e.contains("names the keys of Google's answer"), "{e}");
+        let e = refused(&["render", "--registry", "123.dkr.ecr.eu-west-1.amazonaws.com"]);
+        assert!(e.contains("ACCOUNT.dkr.ecr.REGION.amazonaws.com"), "{e}");
+        let e = refused(&["render", "--aws-role-arn", "puller"]);
+        assert!(e.contains("IAM role ARN"), "{e}");
     }
 
     #[test]

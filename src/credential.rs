@@ -41,4 +41,28 @@ impl Credential {
         let expires_at = now.checked_add(lifetime.min(MAX_TOKEN_LIFETIME));
         Credential { username: OAUTH_USERNAME.to_string(), password: Secret::new(token), expires_at }
     }
+
+    /// A registry token the cloud says expires at `expires_at` (seconds
+    /// since the epoch, as ECR answers it), for `username`.
+    ///
+    /// Clamped to [`MAX_TOKEN_LIFETIME`] from `now` (ECR's tokens live 12 h)
+    /// for the reasons [`Credential::access_token`] gives; `None` when the
+    /// token is already expired or the time is not a number.
+    pub(crate) fn expiring_at(username: &str, token: String, expires_at: f64, now: SystemTime) -> Option<Credential> {
+        let now_secs = now.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs_f64();
+        let left = expires_at - now_secs;
+        if !left.is_finite() || left <= 0.0 {
+            return None;
+        }
+        let max = MAX_TOKEN_LIFETIME.as_secs_f64();
+        if left > max {
+            tracing::warn!(
+                claimed_secs = left as u64,
+                assumed_secs = MAX_TOKEN_LIFETIME.as_secs(),
+                "the registry claims a token lifetime beyond 12h; refreshing as if it were 12h"
+            );
+        }
+        let expires_at = now.checked_add(Duration::from_secs_f64(left.min(max)));
+        Some(Credential { username: username.to_string(), password: Secret::new(token), expires_at })
+    }
 }

@@ -93,6 +93,19 @@ impl HttpClient {
         self.send(finish(url, request, Bytes::from(body))?).await
     }
 
+    /// Any method with headers and a body, as given: the signed AWS calls
+    /// (whose headers must be sent exactly as signed) and IMDS's `PUT`.
+    pub(crate) async fn call(
+        &self,
+        method: hyper::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Response, HttpError> {
+        let request = headers.iter().fold(Request::builder().method(method).uri(url), |r, (k, v)| r.header(*k, *v));
+        self.send(finish(url, request, Bytes::from(body))?).await
+    }
+
     /// Sends a request, as [`USER_AGENT`], and reads the whole body, all
     /// within the timeout.
     pub(crate) async fn send(&self, mut req: Request<Full<Bytes>>) -> Result<Response, HttpError> {

@@ -1,5 +1,5 @@
 //! regcred keeps Kubernetes image-pull credentials for Google's container
-//! registries fresh.
+//! registries and Amazon ECR fresh.
 //!
 //! The pieces, bottom floor first; every import points down
 //! (`.ci/module-graph` prints the floors and fails CI on a circle):
@@ -8,7 +8,8 @@
 //! - `render`: the Docker `config.json` auths document; `cluster`: the
 //!   Kubernetes client and its one request policy;
 //! - `source`: where credentials come from (key file, metadata server,
-//!   impersonation, federation); `sink`: where the document is written
+//!   impersonation, federation), the `CredentialSource` seam; `aws`: AWS
+//!   credentials and the ECR token sources; `sink`: where the document is written
 //!   (Secrets, files); `events`: Kubernetes Events;
 //! - `fanout`: the same Secret in every selected namespace; `refresh`:
 //!   the loop; `leader`: one writer among replicas (a Lease); `provider`:
@@ -29,6 +30,7 @@
 pub(crate) mod admin;
 pub mod app;
 pub(crate) mod atomic_write;
+pub(crate) mod aws;
 pub mod cli;
 pub(crate) mod cluster;
 pub(crate) mod credential;

@@ -2,6 +2,13 @@
 //! until the next refresh point; on failure back off and keep the last good
 //! document.
 //!
+//! The hosts of one document are served by one or more credential groups
+//! (all Google hosts share one token; each ECR registry has its own). Each
+//! group mints on its own schedule, from its own token's expiry; a document
+//! is published only while every group holds a usable credential, so a
+//! failing group never yields a partial document: the others keep minting,
+//! and it keeps its last credential while it backs off.
+//!
 //! The mint and each sink run side by side, each on its own schedule: the
 //! mint publishes the newest document, and each sink writes the newest one
 //! it does not hold yet, retrying its failures on its own backoff. So a
@@ -9,7 +16,7 @@
 //! other sink; when it catches up it skips to the newest document, and it
 //! never writes an older document over a newer one.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use futures::FutureExt as _;
@@ -17,11 +24,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::credential::Credential;
 use crate::events::{Events, Failure};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::registry::RegistryHost;
-use crate::render::{render, AuthsDocument};
+use crate::render::{render, render_entries, AuthsDocument, RenderError};
 use crate::schedule::{self, Timing};
 use crate::sink::{Sink, SinkError, WriteOutcome};
 use crate::source::{CredentialSource, SourceError};
@@ -35,10 +43,29 @@ pub(crate) struct NamedSink {
     pub kind: &'static str,
 }
 
+/// The hosts one credential serves, and the source that mints it.
+pub(crate) struct Group {
+    pub source: Arc<dyn CredentialSource>,
+    /// Never empty: every host takes the same cloud's credential.
+    pub hosts: Vec<RegistryHost>,
+}
+
+impl Group {
+    /// The cloud's name ("Google", "Amazon ECR").
+    fn provider(&self) -> &'static str {
+        self.hosts.first().map_or("registry", |h| h.cloud().provider())
+    }
+
+    /// The hosts, comma-separated, for messages.
+    fn host_list(&self) -> String {
+        self.hosts.iter().map(RegistryHost::as_str).collect::<Vec<_>>().join(", ")
+    }
+}
+
 /// Everything the loop needs.
 pub(crate) struct Refresher {
-    pub source: Arc<dyn CredentialSource>,
-    pub registries: Vec<RegistryHost>,
+    /// One per credential: never empty.
+    pub groups: Vec<Group>,
     pub sinks: Vec<NamedSink>,
     pub timing: Timing,
     pub metrics: Arc<Metrics>,
@@ -65,23 +92,55 @@ impl Current {
     }
 }
 
-/// What the mint hands the sinks: the newest document (a watch channel
+/// One group's newest credential and when it falls due.
+#[derive(Clone)]
+struct Minted {
+    credential: Credential,
+    refresh_at: Option<SystemTime>,
+}
+
+impl Minted {
+    fn usable(&self, now: SystemTime) -> bool {
+        self.credential.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+/// What the groups hold, by group index, and the generation last published.
+#[derive(Default)]
+struct Held {
+    minted: Vec<Option<Minted>>,
+    errors: Vec<Option<String>>,
+    generation: u64,
+}
+
+/// What the mints hand the sinks: the newest document (a watch channel
 /// holds only the latest value, so a sink that was busy finds the newest
-/// one, never a queue of stale ones), and why the last mint failed.
+/// one, never a queue of stale ones), and why the last mint of each group
+/// failed.
 struct Published {
     current: watch::Sender<Option<Arc<Current>>>,
-    /// Shown by /readyz next to every sink while minting fails, also after
-    /// a sink re-asserted the last good document.
-    mint_error: Mutex<Option<String>>,
+    held: Mutex<Held>,
 }
 
 impl Published {
-    fn mint_error(&self) -> Option<String> {
-        self.mint_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    fn new(groups: usize) -> Published {
+        let held = Held { minted: vec![None; groups], errors: vec![None; groups], generation: 0 };
+        Published { current: watch::channel(None).0, held: Mutex::new(held) }
     }
 
-    fn set_mint_error(&self, error: Option<String>) {
-        *self.mint_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = error;
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Shown by /readyz next to every sink while any group's minting fails,
+    /// also after a sink re-asserted the last good document.
+    fn mint_error(&self) -> Option<String> {
+        let errors: Vec<String> = self.held().errors.iter().flatten().cloned().collect();
+        (!errors.is_empty()).then(|| errors.join("; "))
+    }
+
+    fn set_mint_error(&self, group: usize, error: Option<String>) {
+        self.held().errors[group] = error;
     }
 }
 
@@ -159,8 +218,13 @@ impl SinkSchedule {
 pub enum PassError {
     #[error("{0}")]
     Source(#[from] SourceError),
+    /// A mint of a document that holds other clouds' hosts too (or of a
+    /// cloud other than Google's, whose errors always say so): which
+    /// hosts and provider failed.
+    #[error("{provider} credential for {hosts}: {source}")]
+    Group { provider: &'static str, hosts: String, source: Box<SourceError> },
     #[error("the credential cannot be rendered: {0}")]
-    Render(#[from] crate::render::RenderError),
+    Render(#[from] RenderError),
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Sinks(Vec<SinkError>),
 }
@@ -169,6 +233,7 @@ impl PassError {
     fn is_retryable(&self) -> bool {
         match self {
             PassError::Source(e) => e.is_retryable(),
+            PassError::Group { source, .. } => source.is_retryable(),
             PassError::Render(_) => true,
             PassError::Sinks(errs) => errs.iter().any(SinkError::is_retryable),
         }
@@ -177,6 +242,7 @@ impl PassError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             PassError::Source(e) => e.retry_after(),
+            PassError::Group { source, .. } => source.retry_after(),
             PassError::Sinks(errs) => errs.iter().filter_map(SinkError::retry_after).max(),
             PassError::Render(_) => None,
         }
@@ -203,26 +269,46 @@ impl std::fmt::Display for OnceSummary {
 }
 
 impl Refresher {
-    async fn mint(&self, generation: u64) -> Result<Current, PassError> {
+    /// Mints group `index`'s credential and checks that it renders.
+    async fn mint(&self, index: usize) -> Result<Minted, PassError> {
+        let group = &self.groups[index];
         let started = std::time::Instant::now();
-        let minted = self.source.credential().await;
+        let minted = group.source.credential().await;
         self.metrics.mint(started.elapsed(), minted.as_ref().err().map(SourceError::metric_label));
-        let credential = minted?;
-        let doc = render(&credential, &self.registries)?;
+        let credential = minted.map_err(|e| group_error(&self.groups, group, e))?;
+        render(&credential, &group.hosts)?;
         let refresh_at = credential
             .expires_at
             .map(|exp| schedule::refresh_at(SystemTime::now(), exp, &self.timing, fastrand::f64()));
         info!(
-            source = %self.source.describe(),
+            provider = group.provider(),
+            source = %group.source.describe(),
             expires_at = credential.expires_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
             refresh_at = refresh_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
             "minted a credential"
         );
-        Ok(Current { doc, expires_at: credential.expires_at, refresh_at, generation })
+        Ok(Minted { credential, refresh_at })
+    }
+
+    /// The document of every group's credential, when each holds a usable
+    /// one: a group without one (not minted yet, or expired while its mints
+    /// fail) is refused, never left out.
+    fn assemble(&self, minted: &[Option<Minted>], generation: u64) -> Result<Current, RenderError> {
+        let now = SystemTime::now();
+        let all: Vec<&Minted> = minted
+            .iter()
+            .map(|m| m.as_ref().filter(|m| m.usable(now)))
+            .collect::<Option<_>>()
+            .ok_or(RenderError::MissingCredential)?;
+        let entries = self.groups.iter().zip(&all).flat_map(|(g, m)| g.hosts.iter().map(|h| (h, &m.credential)));
+        let doc = render_entries(entries)?;
+        let expires_at = all.iter().filter_map(|m| m.credential.expires_at).min();
+        let refresh_at = all.iter().filter_map(|m| m.refresh_at).min();
+        Ok(Current { doc, expires_at, refresh_at, generation })
     }
 
     /// Tells the Secrets' Events whether their credential can be refreshed.
-    async fn report_mint(&self, minted: &Result<Current, PassError>) {
+    async fn report_mint<T>(&self, minted: &Result<T, PassError>) {
         let Some(events) = &self.events else { return };
         for object in self.sinks.iter().filter_map(|s| s.sink.object_ref()) {
             match minted {
@@ -267,30 +353,48 @@ impl Refresher {
     /// (every write is atomic, so one cut short leaves the old document or
     /// the new) and `run` returns when the last one has.
     pub(crate) async fn run(&self, shutdown: watch::Receiver<bool>) {
-        let published = Published { current: watch::channel(None).0, mint_error: Mutex::new(None) };
+        let published = Published::new(self.groups.len());
         let sinks: Vec<_> = self.sinks.iter().map(|s| self.keep(s, &published, shutdown.clone())).collect();
-        tokio::join!(self.keep_minting(&published, shutdown), futures::future::join_all(sinks));
+        let mints: Vec<_> =
+            (0..self.groups.len()).map(|i| self.keep_minting(i, &published, shutdown.clone())).collect();
+        tokio::join!(futures::future::join_all(mints), futures::future::join_all(sinks));
     }
 
-    /// Mints whenever the current credential falls due (or, after a failed
-    /// mint, when its backoff has passed) and publishes the new document.
-    async fn keep_minting(&self, published: &Published, mut shutdown: watch::Receiver<bool>) {
-        let mut generation = 0;
+    /// Publishes the document of every group's newest credential, if each
+    /// group holds a usable one; else the sinks keep the last document.
+    fn publish(&self, published: &Published) {
+        let mut held = published.held();
+        match self.assemble(&held.minted, held.generation + 1) {
+            Ok(current) => {
+                let current = same_credential_again(published.current.borrow().as_deref(), current);
+                held.generation = current.generation;
+                published.current.send_replace(Some(Arc::new(current)));
+            }
+            Err(e) => debug!(reason = %e, "nothing published; the sinks keep the last document"),
+        }
+    }
+
+    /// Mints group `index`'s credential whenever it falls due (or, after a
+    /// failed mint, when its backoff has passed) and publishes the new
+    /// document.
+    async fn keep_minting(&self, index: usize, published: &Published, mut shutdown: watch::Receiver<bool>) {
         let mut failures = 0u32;
         loop {
             let minted = tokio::select! {
-                minted = self.mint(generation + 1) => minted,
+                minted = self.mint(index) => minted,
                 _ = shutdown.changed() => return,
             };
             self.report_mint(&minted).await;
             let wait = match minted {
-                Ok(current) => {
-                    let current = same_credential_again(published.current.borrow().as_deref(), current);
-                    generation = current.generation;
+                Ok(minted) => {
                     failures = 0;
-                    published.set_mint_error(None);
-                    let refresh_at = current.refresh_at;
-                    published.current.send_replace(Some(Arc::new(current)));
+                    let refresh_at = minted.refresh_at;
+                    {
+                        let mut held = published.held();
+                        held.minted[index] = Some(minted);
+                        held.errors[index] = None;
+                    }
+                    self.publish(published);
                     self.until_due(refresh_at).boxed()
                 }
                 Err(e) => {
@@ -301,7 +405,7 @@ impl Refresher {
                     for s in &self.sinks {
                         self.health.failed(s.sink.name(), e.to_string(), false);
                     }
-                    published.set_mint_error(Some(e.to_string()));
+                    published.set_mint_error(index, Some(e.to_string()));
                     tokio::time::sleep(delay).boxed()
                 }
             };
@@ -376,10 +480,13 @@ impl Refresher {
         }
     }
 
-    /// `regcred once`: one mint and one write to every sink, side by side,
-    /// each retrying a transient failure on its own backoff a few times.
+    /// `regcred once`: one mint of every group, then one write to every
+    /// sink, side by side, each retrying a transient failure on its own
+    /// backoff a few times.
     pub(crate) async fn once(&self) -> Result<OnceSummary, PassError> {
-        let current = self.mint_once().await?;
+        let minted = futures::future::join_all((0..self.groups.len()).map(|i| self.mint_once(i))).await;
+        let minted = first_error(minted)?;
+        let current = self.assemble(&minted.into_iter().map(Some).collect::<Vec<_>>(), 1)?;
         let writes = self.sinks.iter().map(|s| self.write_once(s, &current));
         let results = futures::future::join_all(writes).await;
         let mut outcomes = Vec::new();
@@ -396,11 +503,11 @@ impl Refresher {
         Ok(OnceSummary { outcomes, expires_at: current.expires_at })
     }
 
-    /// `once`'s mint, retried at a transient failure.
-    async fn mint_once(&self) -> Result<Current, PassError> {
+    /// `once`'s mint of group `index`, retried at a transient failure.
+    async fn mint_once(&self, index: usize) -> Result<Minted, PassError> {
         let mut attempt = 0;
         loop {
-            let minted = self.mint(1).await;
+            let minted = self.mint(index).await;
             self.report_mint(&minted).await;
             match minted {
                 Ok(current) => return Ok(current),
@@ -461,12 +568,38 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// `regcred render`: mint and render, without writing anywhere.
-pub(crate) async fn render_once(
-    source: &dyn CredentialSource,
-    registries: &[RegistryHost],
-) -> Result<AuthsDocument, PassError> {
-    Ok(render(&source.credential().await?, registries)?)
+/// A group's source error, naming its hosts and provider unless the
+/// document is Google's alone (whose messages stay as they were).
+fn group_error(groups: &[Group], group: &Group, e: SourceError) -> PassError {
+    if groups.len() == 1 && group.hosts.iter().all(RegistryHost::is_google) {
+        return PassError::Source(e);
+    }
+    PassError::Group { provider: group.provider(), hosts: group.host_list(), source: Box::new(e) }
+}
+
+/// Every result, or the first error (the others are logged: one line
+/// reaches the user, naming the first group that failed).
+fn first_error<T>(results: Vec<Result<T, PassError>>) -> Result<Vec<T>, PassError> {
+    let mut oks = Vec::new();
+    let mut first = None;
+    for result in results {
+        match result {
+            Ok(v) => oks.push(v),
+            Err(e) if first.is_none() => first = Some(e),
+            Err(e) => warn!(error = %e, "another credential group failed too"),
+        }
+    }
+    first.map_or(Ok(oks), Err)
+}
+
+/// `regcred render`: mint every group side by side and render, without
+/// writing anywhere.
+pub(crate) async fn render_once(groups: &[Group]) -> Result<AuthsDocument, PassError> {
+    let mints =
+        groups.iter().map(|g| async move { g.source.credential().await.map_err(|e| group_error(groups, g, e)) });
+    let credentials = first_error(futures::future::join_all(mints).await)?;
+    let entries = groups.iter().zip(&credentials).flat_map(|(g, c)| g.hosts.iter().map(move |h| (h, c)));
+    Ok(render_entries(entries)?)
 }
 
 #[cfg(test)]

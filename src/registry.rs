@@ -1,4 +1,5 @@
-//! Registry hosts: validation, the default set and the `--all-registries` set.
+//! Registry hosts: validation, the cloud each belongs to, the default set
+//! and the `--all-registries` set.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,15 +11,83 @@ pub(crate) const DEFAULT_HOSTS: &[&str] = &["gcr.io", "us.gcr.io", "eu.gcr.io", 
 /// so that adding a region is a one-line change.
 const ALL_HOSTS: &str = include_str!("registries.txt");
 
-/// A Google registry host name that accepts an OAuth access token as a
-/// Docker password.
+/// A registry host name regcred can mint a credential for, and the cloud
+/// whose credential it takes. Ordered by the host name first, so that sorted
+/// hosts are in the order the auths document lists them.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RegistryHost(String);
+pub struct RegistryHost {
+    host: String,
+    cloud: Cloud,
+}
+
+/// Whose credential a registry host takes, with what the host says about it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Cloud {
+    /// gcr.io, *.gcr.io, LOCATION-docker.pkg.dev: an OAuth access token.
+    Google,
+    /// A private ECR registry: an ECR authorization token of its region.
+    Ecr(EcrRegistry),
+    /// ECR Public (`public.ecr.aws`): an ECR Public authorization token.
+    EcrPublic,
+}
+
+impl Cloud {
+    /// The provider's name, for messages and logs.
+    pub(crate) fn provider(&self) -> &'static str {
+        match self {
+            Cloud::Google => "Google",
+            Cloud::Ecr(_) => "Amazon ECR",
+            Cloud::EcrPublic => "Amazon ECR Public",
+        }
+    }
+}
+
+/// A private ECR registry, as its host names it:
+/// `ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com[.cn]`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct EcrRegistry {
+    /// The 12-digit AWS account ID.
+    pub(crate) account: String,
+    /// The AWS region (`us-east-1`, `cn-north-1`, `us-gov-west-1`).
+    pub(crate) region: String,
+    /// The FIPS endpoint (`dkr.ecr-fips`): the API is `ecr-fips` too.
+    pub(crate) fips: bool,
+}
+
+impl EcrRegistry {
+    /// The DNS suffix of the region's partition: `amazonaws.com.cn` in China.
+    pub(crate) fn dns_suffix(&self) -> &'static str {
+        if self.region.starts_with("cn-") {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        }
+    }
+
+    /// The ECR API endpoint that issues this registry's tokens.
+    pub(crate) fn api_endpoint(&self) -> String {
+        let service = if self.fips { "ecr-fips" } else { "api.ecr" };
+        format!("https://{service}.{}.{}", self.region, self.dns_suffix())
+    }
+}
+
+/// ECR Public's one registry host.
+pub(crate) const ECR_PUBLIC_HOST: &str = "public.ecr.aws";
 
 impl RegistryHost {
     /// The host as it appears as a key in the auths document.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.host
+    }
+
+    /// The cloud whose credential this host takes.
+    pub(crate) fn cloud(&self) -> &Cloud {
+        &self.cloud
+    }
+
+    /// Whether this is one of Google's registries.
+    pub(crate) fn is_google(&self) -> bool {
+        self.cloud == Cloud::Google
     }
 
     /// Every host listed in the registries data file.
@@ -33,7 +102,7 @@ impl RegistryHost {
 
     /// The default Container Registry hosts.
     pub fn defaults() -> Vec<RegistryHost> {
-        DEFAULT_HOSTS.iter().map(|h| RegistryHost(h.to_string())).collect()
+        DEFAULT_HOSTS.iter().map(|h| RegistryHost { host: h.to_string(), cloud: Cloud::Google }).collect()
     }
 }
 
@@ -41,7 +110,10 @@ impl RegistryHost {
 #[derive(Debug, clap::Args)]
 #[group(skip)]
 pub(crate) struct Args {
-    /// Registry host to write credentials for; repeat or comma-separate.
+    /// Registry host to write credentials for; repeat or comma-separate. Google:
+    /// gcr.io, *.gcr.io, LOCATION-docker.pkg.dev; Amazon ECR:
+    /// ACCOUNT.dkr.ecr.REGION.amazonaws.com (also .amazonaws.com.cn and
+    /// ACCOUNT.dkr.ecr-fips.REGION.amazonaws.com) and public.ecr.aws.
     /// [default: gcr.io, us.gcr.io, eu.gcr.io, asia.gcr.io, marketplace.gcr.io]
     #[arg(long = "registry", env = "REGCRED_REGISTRY", value_name = "HOST", value_delimiter = ',')]
     registries: Vec<RegistryHost>,
@@ -77,7 +149,7 @@ impl Args {
 
 impl fmt::Display for RegistryHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.host)
     }
 }
 
@@ -104,8 +176,40 @@ pub enum InvalidHost {
     WithSchemeOrPath(String),
     #[error("not a valid DNS name")]
     BadDnsName(String),
-    #[error("not a Google registry: regcred's credentials work only for gcr.io, *.gcr.io and LOCATION-docker.pkg.dev")]
-    NotGoogle(String),
+    #[error("not a registry regcred knows: its credentials work only for gcr.io, *.gcr.io and LOCATION-docker.pkg.dev (Google), and ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn], ACCOUNT.dkr.ecr-fips.REGION.amazonaws.com and public.ecr.aws (Amazon ECR)")]
+    Unknown(String),
+    #[error("not an Amazon ECR registry host: expected ACCOUNT.dkr.ecr.REGION.amazonaws.com (ACCOUNT 12 digits; .amazonaws.com.cn in China; dkr.ecr-fips for FIPS) or public.ecr.aws")]
+    BadEcrHost(String),
+}
+
+/// The ECR registry a host under `amazonaws.com[.cn]` names; `None` for a
+/// host that is not ECR's at all, `Some(Err)` for a malformed ECR host.
+fn parse_ecr(host: &str) -> Option<Result<EcrRegistry, ()>> {
+    let rest = host.strip_suffix(".amazonaws.com").or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
+    let china = host.ends_with(".cn");
+    let mut labels = rest.split('.');
+    let (account, dkr, service, region) = (labels.next()?, labels.next()?, labels.next()?, labels.next());
+    if dkr != "dkr" || !matches!(service, "ecr" | "ecr-fips") {
+        return None;
+    }
+    let valid = account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && region.is_some_and(|r| is_region(r) && r.starts_with("cn-") == china)
+        && labels.next().is_none();
+    Some(match (valid, region) {
+        (true, Some(region)) => {
+            Ok(EcrRegistry { account: account.into(), region: region.into(), fips: service == "ecr-fips" })
+        }
+        _ => Err(()),
+    })
+}
+
+/// An AWS region name: `us-east-1`, `ap-southeast-2`, `us-gov-west-1`.
+fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && parts.last().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl FromStr for RegistryHost {
@@ -119,15 +223,24 @@ impl FromStr for RegistryHost {
         if !is_dns_subdomain(&host) {
             return Err(InvalidHost::BadDnsName(s.to_string()));
         }
+        if host == ECR_PUBLIC_HOST {
+            return Ok(RegistryHost { host, cloud: Cloud::EcrPublic });
+        }
+        match parse_ecr(&host) {
+            Some(Ok(ecr)) => return Ok(RegistryHost { host, cloud: Cloud::Ecr(ecr) }),
+            Some(Err(())) => return Err(InvalidHost::BadEcrHost(s.to_string())),
+            None if host.contains(".dkr.ecr") => return Err(InvalidHost::BadEcrHost(s.to_string())),
+            None => {}
+        }
         let google = host == "gcr.io"
             || host.ends_with(".gcr.io")
             || host
                 .strip_suffix("-docker.pkg.dev")
                 .is_some_and(|location| !location.is_empty() && !location.contains('.'));
         if !google {
-            return Err(InvalidHost::NotGoogle(s.to_string()));
+            return Err(InvalidHost::Unknown(s.to_string()));
         }
-        Ok(RegistryHost(host))
+        Ok(RegistryHost { host, cloud: Cloud::Google })
     }
 }
 
@@ -147,11 +260,46 @@ mod tests {
     fn rejects_other_hosts_with_a_reason() {
         assert!(matches!("https://gcr.io".parse::<RegistryHost>(), Err(InvalidHost::WithSchemeOrPath(_))));
         assert!(matches!("gcr.io/project".parse::<RegistryHost>(), Err(InvalidHost::WithSchemeOrPath(_))));
-        assert!(matches!("docker.io".parse::<RegistryHost>(), Err(InvalidHost::NotGoogle(_))));
-        assert!(matches!("docker.pkg.dev".parse::<RegistryHost>(), Err(InvalidHost::NotGoogle(_))));
-        assert!(matches!("evil.com-docker.pkg.dev".parse::<RegistryHost>(), Err(InvalidHost::NotGoogle(_))));
+        assert!(matches!("docker.io".parse::<RegistryHost>(), Err(InvalidHost::Unknown(_))));
+        assert!(matches!("docker.pkg.dev".parse::<RegistryHost>(), Err(InvalidHost::Unknown(_))));
+        assert!(matches!("evil.com-docker.pkg.dev".parse::<RegistryHost>(), Err(InvalidHost::Unknown(_))));
         assert!(matches!("gcr..io".parse::<RegistryHost>(), Err(InvalidHost::BadDnsName(_))));
         assert!(matches!("".parse::<RegistryHost>(), Err(InvalidHost::BadDnsName(_))));
+    }
+
+    #[test]
+    fn ecr_hosts_name_their_registry() {
+        let ecr = |h: &str| match h.parse::<RegistryHost>().map(|h| h.cloud().clone()) {
+            Ok(Cloud::Ecr(r)) => (r.account.clone(), r.region.clone(), r.fips, r.api_endpoint()),
+            other => panic!("{h}: {other:?}"),
+        };
+        let e = ecr("123456789012.dkr.ecr.eu-west-1.amazonaws.com");
+        assert_eq!(
+            e,
+            ("123456789012".into(), "eu-west-1".into(), false, "https://api.ecr.eu-west-1.amazonaws.com".into())
+        );
+        assert_eq!(
+            ecr("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn").3,
+            "https://api.ecr.cn-north-1.amazonaws.com.cn"
+        );
+        let fips = ecr("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com");
+        assert_eq!((fips.2, fips.3.as_str()), (true, "https://ecr-fips.us-gov-west-1.amazonaws.com"));
+        assert_eq!("public.ecr.aws".parse::<RegistryHost>().unwrap().cloud(), &Cloud::EcrPublic);
+        for bad in [
+            "12345678901.dkr.ecr.us-east-1.amazonaws.com",
+            "1234567890123.dkr.ecr.us-east-1.amazonaws.com",
+            "abcdefghijkl.dkr.ecr.us-east-1.amazonaws.com",
+            "123456789012.dkr.ecr.amazonaws.com",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com.cn",
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com",
+            "123456789012.dkr.ecr.us-east-1.evil.com",
+            "x.123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        ] {
+            let e = bad.parse::<RegistryHost>().unwrap_err();
+            assert!(matches!(e, InvalidHost::BadEcrHost(_)), "{bad}: {e:?}");
+            assert!(e.to_string().contains("ACCOUNT.dkr.ecr.REGION.amazonaws.com"), "{e}");
+        }
+        assert!(matches!("s3.amazonaws.com".parse::<RegistryHost>(), Err(InvalidHost::Unknown(_))));
     }
 
     #[test]

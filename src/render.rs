@@ -35,6 +35,10 @@ pub enum RenderError {
     NoRegistries,
     #[error("the credential source returned an empty password")]
     EmptyPassword,
+    /// A credential group holds no usable credential (not minted yet, or
+    /// expired): the document would be partial.
+    #[error("a registry's credential expired before the document was rendered")]
+    MissingCredential,
 }
 
 #[derive(Serialize)]
@@ -49,25 +53,33 @@ struct Entry<'a> {
     auth: &'a str,
 }
 
-/// Renders one entry per registry host, keys in sorted order so that the same
-/// credential always yields the same bytes (and an unchanged Secret is not
-/// rewritten).
+/// Renders one entry per registry host, all with the same credential.
 pub(crate) fn render(credential: &Credential, registries: &[RegistryHost]) -> Result<AuthsDocument, RenderError> {
-    if registries.is_empty() {
+    render_entries(registries.iter().map(|host| (host, credential)))
+}
+
+/// Renders one entry per registry host, each with its own credential (the
+/// hosts of several clouds in one document), keys in sorted order so that
+/// the same credentials always yield the same bytes (and an unchanged Secret
+/// is not rewritten). Every host must have a credential: the caller holds
+/// one for each before it renders, so a document is never partial.
+pub(crate) fn render_entries<'a>(
+    entries: impl IntoIterator<Item = (&'a RegistryHost, &'a Credential)>,
+) -> Result<AuthsDocument, RenderError> {
+    let mut encoded = Vec::new();
+    for (host, credential) in entries {
+        let password = credential.password.expose();
+        if password.is_empty() {
+            return Err(RenderError::EmptyPassword);
+        }
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", credential.username, password));
+        encoded.push((host.as_str(), credential.username.as_str(), password.as_str(), auth));
+    }
+    if encoded.is_empty() {
         return Err(RenderError::NoRegistries);
     }
-    let password = credential.password.expose();
-    if password.is_empty() {
-        return Err(RenderError::EmptyPassword);
-    }
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", credential.username, password));
-    let auths = registries
-        .iter()
-        .map(|host| {
-            let entry = Entry { username: &credential.username, password, auth: &auth };
-            (host.as_str(), entry)
-        })
-        .collect();
+    let auths =
+        encoded.iter().map(|(host, username, password, auth)| (*host, Entry { username, password, auth })).collect();
     let bytes = serde_json::to_vec(&Document { auths }).expect("serializing strings cannot fail");
     Ok(AuthsDocument { bytes: Secret::new(bytes) })
 }
@@ -116,6 +128,22 @@ mod tests {
     fn refuses_empty_input() {
         assert_eq!(render(&cred("u", ""), &hosts(&["gcr.io"])), Err(RenderError::EmptyPassword));
         assert_eq!(render(&cred("u", "p"), &[]), Err(RenderError::NoRegistries));
+    }
+
+    #[test]
+    fn each_host_gets_its_own_clouds_credential() {
+        let (google, ecr) = (cred("oauth2accesstoken", "ya29.tok"), cred("AWS", "ecr-password"));
+        let hosts = hosts(&["gcr.io", "123456789012.dkr.ecr.us-east-1.amazonaws.com"]);
+        let doc = render_entries([(&hosts[1], &ecr), (&hosts[0], &google)]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(doc.expose_bytes()).unwrap();
+        let aws = &v["auths"]["123456789012.dkr.ecr.us-east-1.amazonaws.com"];
+        assert_eq!((aws["username"].as_str(), aws["password"].as_str()), (Some("AWS"), Some("ecr-password")));
+        assert_eq!(aws["auth"], "QVdTOmVjci1wYXNzd29yZA==");
+        assert_eq!(v["auths"]["gcr.io"]["username"], "oauth2accesstoken");
+        assert_eq!(
+            render_entries([(&hosts[0], &google), (&hosts[1], &cred("AWS", ""))]),
+            Err(RenderError::EmptyPassword)
+        );
     }
 
     #[test]

@@ -50,6 +50,13 @@ pub struct InstallArgs {
     #[arg(long, env = "REGCRED_WORKLOAD_IDENTITY_PROVIDER", value_name = "RESOURCE")]
     pub workload_identity_provider: Option<PoolProvider>,
 
+    /// Also send Amazon ECR images (*.dkr.ecr.*.amazonaws.com[.cn],
+    /// *.dkr.ecr-fips.*.amazonaws.com, public.ecr.aws) to regcred, answered
+    /// with the node's AWS identity (IMDS, or AWS_* variables in the
+    /// kubelet's config). Node identity only: per-pod identity is Google's alone so far.
+    #[arg(long, env = "REGCRED_MATCH_ECR", conflicts_with = "workload_identity_provider")]
+    pub match_ecr: bool,
+
     /// Check the installed files this often and put them back when they are
     /// missing or changed; 0 never checks again.
     #[arg(long, env = "REGCRED_RECHECK_INTERVAL", value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
@@ -155,7 +162,10 @@ impl Plan {
             None => Identity::Node,
             Some(p) => Identity::Pod { pool_provider: p.clone() },
         };
-        let config = kubelet::config(&identity, &args.provider_args);
+        let mut config = kubelet::config(&identity, &args.provider_args);
+        if args.match_ecr {
+            config.providers[0].match_images.extend_from_slice(super::ECR_PATTERNS);
+        }
         let provider_args = config.providers[0].args.clone();
         Ok(Plan {
             binary: args.bin_dir.join(PROVIDER_NAME),
@@ -344,6 +354,30 @@ mod tests {
         let p = plan(&["--bin-dir", "/b", "--config", "/c", "--workload-identity-provider", pool]).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&p.config).unwrap();
         assert_eq!(v["providers"][0]["tokenAttributes"]["serviceAccountTokenAudience"], format!("https:{pool}"));
+    }
+
+    #[test]
+    fn ecr_images_are_matched_only_when_asked_and_only_for_node_identity() {
+        let images = |argv: &[&str]| {
+            let p = plan(&[&["--bin-dir", "/b", "--config", "/c"], argv].concat()).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&p.config).unwrap()["providers"][0]["matchImages"].clone()
+        };
+        assert_eq!(images(&[]), serde_json::json!(["gcr.io", "*.gcr.io", "*-docker.pkg.dev"]));
+        let with_ecr = images(&["--match-ecr"]);
+        assert_eq!(with_ecr[3], "*.dkr.ecr.*.amazonaws.com");
+        assert_eq!(with_ecr.as_array().unwrap().last().unwrap(), "public.ecr.aws");
+        let pool = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet";
+        let refused = Cli::try_parse_from([
+            "x",
+            "--bin-dir",
+            "/b",
+            "--config",
+            "/c",
+            "--match-ecr",
+            "--workload-identity-provider",
+            pool,
+        ]);
+        assert!(refused.is_err());
     }
 
     #[test]

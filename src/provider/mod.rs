@@ -14,6 +14,10 @@
 //!   annotated [`GOOGLE_SERVICE_ACCOUNT_ANNOTATION`], impersonates that
 //!   Google service account.
 //!
+//! Images on an Amazon ECR host (private or Public) are answered with the
+//! node's AWS identity, for their own registry; per-pod identity is
+//! Google's alone so far.
+//!
 //! [`kubelet`] writes the kubelet's config for either; [`install`] puts the
 //! binary and that config on a node.
 
@@ -54,6 +58,12 @@ pub(crate) const CACHE_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// How long the kubelet may remember "no credentials" for an image on a host
 /// that is not Google's: that answer never changes.
 const NOT_GOOGLE_CACHE: Duration = Duration::from_secs(3600);
+
+/// The kubelet image patterns of Amazon ECR's hosts (as AWS's own
+/// `ecr-credential-provider` is configured), for a CredentialProviderConfig
+/// that sends ECR images to regcred too.
+pub(crate) const ECR_PATTERNS: &[&str] =
+    &["*.dkr.ecr.*.amazonaws.com", "*.dkr.ecr.*.amazonaws.com.cn", "*.dkr.ecr-fips.*.amazonaws.com", "public.ecr.aws"];
 
 /// The auth keys used when no `--registry` is given: every Container
 /// Registry and Artifact Registry host, as kubelet image patterns.
@@ -119,6 +129,8 @@ pub enum ProviderError {
     BadToken(&'static str),
     #[error("invalid {GOOGLE_SERVICE_ACCOUNT_ANNOTATION} annotation {value} on the pod's ServiceAccount: {problem}")]
     BadAnnotation { value: String, problem: InvalidEmail },
+    #[error("the request carries the pod's service account token, but per-pod identity is Google's alone so far: {host} ({provider}) is answered with the node's identity only; list ECR's matchImages under a provider without tokenAttributes")]
+    PodIdentityNotSupported { host: String, provider: &'static str },
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error("cannot write the response to stdout: {0}")]
@@ -131,7 +143,7 @@ impl ProviderError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ProviderError::Source(e) if e.is_retryable() => 1,
-            ProviderError::Source(SourceError::Endpoint { .. }) => 1,
+            ProviderError::Source(SourceError::Endpoint { .. } | SourceError::Refused { .. }) => 1,
             ProviderError::Output(_) => 1,
             _ => 2,
         }
@@ -140,7 +152,7 @@ impl ProviderError {
 
 /// Whether `host` is one of Google's registries.
 pub(crate) fn is_google(host: &str) -> bool {
-    host.parse::<RegistryHost>().is_ok()
+    host.parse::<RegistryHost>().is_ok_and(|h| h.is_google())
 }
 
 /// The credential source for this request: the pod's identity when the
@@ -214,6 +226,27 @@ pub(crate) fn answer(
         api_version: API_VERSION,
         kind: "CredentialProviderResponse",
         cache_key_type: CacheKeyType::Global,
+        cache_duration: Some(go_duration(cache_duration(now, expires_at))),
+        auth,
+    }
+}
+
+/// The answer for an image on one registry whose credential is its own
+/// (an ECR registry): keyed by that host, cached per registry until
+/// shortly before the token expires.
+pub(crate) fn answer_registry(
+    host: &str,
+    username: &str,
+    password: &Secret<String>,
+    expires_at: Option<SystemTime>,
+    now: SystemTime,
+) -> Response {
+    let auth =
+        BTreeMap::from([(host.to_string(), AuthConfig { username: username.to_string(), password: password.clone() })]);
+    Response {
+        api_version: API_VERSION,
+        kind: "CredentialProviderResponse",
+        cache_key_type: CacheKeyType::Registry,
         cache_duration: Some(go_duration(cache_duration(now, expires_at))),
         auth,
     }
@@ -368,5 +401,6 @@ mod tests {
     fn only_google_registries_get_credentials() {
         assert!(is_google("gcr.io") && is_google("eu.gcr.io") && is_google("us-docker.pkg.dev"));
         assert!(!is_google("docker.io") && !is_google("evil-gcr.io"));
+        assert!(!is_google("123456789012.dkr.ecr.us-east-1.amazonaws.com") && !is_google("public.ecr.aws"));
     }
 }

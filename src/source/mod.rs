@@ -79,6 +79,27 @@ pub enum SourceError {
     /// A combination regcred cannot serve.
     #[error("{0}")]
     Unsupported(String),
+    /// A cloud API's refusal that names an error code (AWS's JSON and XML
+    /// errors), with the code's own word on whether a retry can help (AWS
+    /// throttles with 400 `ThrottlingException`).
+    #[error("{step}: {url} answered {status} {code}: {message}")]
+    Refused {
+        step: &'static str,
+        url: String,
+        status: u16,
+        code: String,
+        message: String,
+        retryable: bool,
+        retry_after: Option<Duration>,
+    },
+    /// A projected token file another cloud's credentials are read from
+    /// (`AWS_WEB_IDENTITY_TOKEN_FILE`): retried, as the kubelet rewrites it.
+    #[error("{var}={}: {problem}", .path.display())]
+    TokenFile { var: &'static str, path: PathBuf, problem: String },
+    /// Another cloud's credentials could not be found (Google's say so in
+    /// [`SourceError::NotFound`]).
+    #[error("no {cloud} credentials found: {detail}")]
+    NoCredentials { cloud: &'static str, detail: String },
 }
 
 impl SourceError {
@@ -98,8 +119,12 @@ impl SourceError {
     /// (other than 408/429) will not fix themselves.
     pub fn is_retryable(&self) -> bool {
         match self {
-            SourceError::KeyFile { .. } | SourceError::NotFound(_) | SourceError::Unsupported(_) => false,
-            SourceError::SubjectToken { .. } => true,
+            SourceError::KeyFile { .. }
+            | SourceError::NotFound(_)
+            | SourceError::Unsupported(_)
+            | SourceError::NoCredentials { .. } => false,
+            SourceError::Refused { retryable, .. } => *retryable,
+            SourceError::SubjectToken { .. } | SourceError::TokenFile { .. } => true,
             SourceError::Endpoint { status, .. } => crate::http::is_retryable_status(*status),
             SourceError::BadResponse { .. } | SourceError::Http { .. } => true,
         }
@@ -108,7 +133,7 @@ impl SourceError {
     /// The delay the peer asked for, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            SourceError::Endpoint { retry_after, .. } => *retry_after,
+            SourceError::Endpoint { retry_after, .. } | SourceError::Refused { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -124,8 +149,12 @@ impl SourceError {
             SourceError::Http { source: HttpError::Timeout { .. }, .. } => "timeout",
             SourceError::Http { .. } => "transport",
             SourceError::NotFound(_) => "not_found",
-            SourceError::SubjectToken { .. } => "subject_token",
+            SourceError::SubjectToken { .. } | SourceError::TokenFile { .. } => "subject_token",
             SourceError::Unsupported(_) => "unsupported",
+            SourceError::Refused { status, .. } if *status >= 500 => "endpoint_5xx",
+            SourceError::Refused { retryable: true, .. } => "endpoint_throttled",
+            SourceError::Refused { .. } => "endpoint_4xx",
+            SourceError::NoCredentials { .. } => "not_found",
         }
     }
 }

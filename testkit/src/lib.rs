@@ -6,17 +6,21 @@
 //!   service accounts, events, watches, validation).
 //! * [`google::Google`]: Google's OAuth 2.0 token endpoint (JWT-bearer and
 //!   refresh-token grants), the GCE metadata server, STS and IAM Credentials.
+//! * [`aws::Aws`]: Amazon ECR's and ECR Public's `GetAuthorizationToken`
+//!   (SigV4-verified), STS, IMDSv2 and the EKS Pod Identity agent.
 //! * [`faults::Faults`]: error statuses, hangs, delays, garbage bodies and
 //!   dropped connections, injectable into either.
 //!
 //! The emulators must reject what the real servers reject, with the real error
 //! shapes: a client that passes here should pass against the real thing.
 
+pub mod aws;
 pub mod faults;
 pub mod google;
 pub mod kube;
 mod server;
 
+pub use aws::{Aws, IssuedEcrToken, IssuedKey};
 pub use faults::{Fault, Faults};
 pub use google::{Google, IssuedToken};
 pub use kube::{KubeApi, RecordedRequest};

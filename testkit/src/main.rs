@@ -1,6 +1,6 @@
 //! `regcred-testkit`: run the emulators by hand.
 //!
-//! `serve` starts the Kubernetes and Google emulators and prints the
+//! `serve` starts the Kubernetes, Google and AWS emulators and prints the
 //! environment a regcred (or curl) session needs to use them. `google`
 //! starts the Google emulator alone, where a node's pods and containerd
 //! expect Google (testkit/control-plane/node runs it). The demo and the
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use regcred_testkit::{Google, KubeApi};
+use regcred_testkit::{Aws, Google, KubeApi};
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start both emulators and serve until Ctrl-C.
+    /// Start the Kubernetes, Google and AWS emulators and serve until Ctrl-C.
     Serve {
         /// Directory to write `kubeconfig`, `key.json` and `adc.json` into (created if missing).
         #[arg(long)]
@@ -238,6 +238,20 @@ async fn serve(
     println!("# STS endpoint:            {}", google.sts_uri());
     println!("# IAM Credentials:         {}", google.iam_credentials_uri());
     println!("# Token lifetime:          {}", humantime::format_duration(token_lifetime));
+    // AWS's endpoints, by the variables the AWS SDKs and regcred read, and
+    // the emulator's IAM user's static key (no IRSA file to point at here).
+    let aws = Aws::start().await;
+    let (key_id, secret) = aws.static_key();
+    println!("# AWS emulator:            {} (ECR, ECR Public, STS, IMDSv2, Pod Identity /v1/credentials)", aws.url());
+    for var in [
+        "AWS_ENDPOINT_URL_ECR",
+        "AWS_ENDPOINT_URL_ECR_PUBLIC",
+        "AWS_ENDPOINT_URL_STS",
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    ] {
+        println!("export {var}={}", aws.url());
+    }
+    println!("export AWS_ACCESS_KEY_ID={key_id} AWS_SECRET_ACCESS_KEY={secret}");
     println!("export KUBECONFIG={}", kubeconfig.display());
     println!("export GCE_METADATA_HOST={}", google.metadata_host());
     println!("# Service-account key (--key-file or GOOGLE_APPLICATION_CREDENTIALS): {}", key.display());

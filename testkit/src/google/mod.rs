@@ -22,7 +22,7 @@ mod jwt;
 mod metadata;
 mod oauth;
 mod registry;
-mod sts;
+pub(crate) mod sts;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
