@@ -86,6 +86,18 @@ CASES = [
          why="regcred trims spaces; the chart wants the host alone"),
     reg("a" * 64 + ".gcr.io"), reg("a" * 56 + "-docker.pkg.dev"), reg("a" * 57 + "-docker.pkg.dev"),
     reg(".".join(["a" * 63] * 4) + ".gcr.io"), reg(".".join(["a" * 63] * 3) + "." + "a" * 54 + ".gcr.io"),
+    # Amazon ECR and ECR Public (parse_ecr in src/registry.rs).
+    *[reg(h) for h in [
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com", "123456789012.DKR.ECR.US-EAST-1.AMAZONAWS.COM",
+        "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com", "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+        "123456789012.dkr.ecr.cn-north-1.amazonaws.com", "123456789012.dkr.ecr.eu-west-1.amazonaws.com.cn",
+        "123456789012.dkr.ecr.ca-central-1.amazonaws.com", "123456789012.dkr.ecr.cnx-west-1.amazonaws.com",
+        "12345678901.dkr.ecr.eu-west-1.amazonaws.com", "1234567890123.dkr.ecr.eu-west-1.amazonaws.com",
+        "12345678901a.dkr.ecr.eu-west-1.amazonaws.com", "123456789012.dkr.ecr.eu-west.amazonaws.com",
+        "123456789012.dkr.ecr.eu-west-x.amazonaws.com", "123456789012.dkr.ecr.eu.amazonaws.com",
+        "123456789012.dkr.ecr.amazonaws.com", "123456789012.dkr.ecr-x.eu-west-1.amazonaws.com",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com:443", "public.ecr.aws", "PUBLIC.ECR.AWS", "ecr.aws",
+        "x.public.ecr.aws"]],
     Case("allRegistries=true", {"allRegistries": True}, ["--all-registries"]),
     # Durations (humantime in regcred; the ranges are regcred's).
     *[dur("refresh.requestTimeout", "--request-timeout", v)
