@@ -6,17 +6,22 @@
 //!   service accounts, events, watches, validation).
 //! * [`google::Google`]: Google's OAuth 2.0 token endpoint (JWT-bearer and
 //!   refresh-token grants), the GCE metadata server, STS and IAM Credentials.
+//! * [`azure::Azure`]: Microsoft Entra ID's token endpoint (client assertion
+//!   and client secret), the managed identity endpoint of Azure's IMDS, and
+//!   an Azure Container Registry's token server (`/oauth2/exchange`).
 //! * [`faults::Faults`]: error statuses, hangs, delays, garbage bodies and
 //!   dropped connections, injectable into either.
 //!
 //! The emulators must reject what the real servers reject, with the real error
 //! shapes: a client that passes here should pass against the real thing.
 
+pub mod azure;
 pub mod faults;
 pub mod google;
 pub mod kube;
 mod server;
 
+pub use azure::{Azure, AzureToken};
 pub use faults::{Fault, Faults};
 pub use google::{Google, IssuedToken};
 pub use kube::{KubeApi, RecordedRequest};
