@@ -79,6 +79,21 @@ pub enum SourceError {
     /// A combination regcred cannot serve.
     #[error("{0}")]
     Unsupported(String),
+    /// A token file that an identity provider keeps rewriting (a projected
+    /// service account token: Azure's `AZURE_FEDERATED_TOKEN_FILE`) could
+    /// not be read. `origin` names the environment variable the path came
+    /// from, if it did. Retryable: the kubelet rewrites the file; at
+    /// start-up the same problem stops regcred.
+    #[error("reading the token file {}{}: {problem}", .origin.map(|o| format!("{o}=")).unwrap_or_default(), .path.display())]
+    TokenFile { path: PathBuf, problem: String, origin: Option<&'static str> },
+    /// A failure of a source that serves one registry host (ACR's token
+    /// exchange is per registry), named by that host.
+    #[error("{host}: {source}")]
+    ForHost {
+        host: String,
+        #[source]
+        source: Box<SourceError>,
+    },
 }
 
 impl SourceError {
@@ -99,8 +114,9 @@ impl SourceError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SourceError::KeyFile { .. } | SourceError::NotFound(_) | SourceError::Unsupported(_) => false,
-            SourceError::SubjectToken { .. } => true,
+            SourceError::SubjectToken { .. } | SourceError::TokenFile { .. } => true,
             SourceError::Endpoint { status, .. } => crate::http::is_retryable_status(*status),
+            SourceError::ForHost { source, .. } => source.is_retryable(),
             SourceError::BadResponse { .. } | SourceError::Http { .. } => true,
         }
     }
@@ -109,6 +125,7 @@ impl SourceError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             SourceError::Endpoint { retry_after, .. } => *retry_after,
+            SourceError::ForHost { source, .. } => source.retry_after(),
             _ => None,
         }
     }
@@ -126,6 +143,8 @@ impl SourceError {
             SourceError::NotFound(_) => "not_found",
             SourceError::SubjectToken { .. } => "subject_token",
             SourceError::Unsupported(_) => "unsupported",
+            SourceError::TokenFile { .. } => "token_file",
+            SourceError::ForHost { source, .. } => source.metric_label(),
         }
     }
 }
