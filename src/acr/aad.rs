@@ -61,10 +61,29 @@ impl TokenFile {
     }
 }
 
+/// The federated token a workload identity presents.
+#[derive(Debug)]
+pub(crate) enum Assertion {
+    /// A projected token file, read at every mint.
+    File(TokenFile),
+    /// Handed over in memory: the pod's service account token that the
+    /// kubelet passes to a credential provider (KEP-4412).
+    Given(Secret<String>),
+}
+
+impl Assertion {
+    fn token(&self) -> Result<Secret<String>, SourceError> {
+        match self {
+            Assertion::File(file) => file.read(),
+            Assertion::Given(token) => Ok(token.clone()),
+        }
+    }
+}
+
 /// An Azure identity that can get an access token for the registry.
 #[derive(Debug)]
 pub(crate) enum AzureIdentity {
-    WorkloadIdentity { client_id: ClientId, tenant_id: TenantId, token_file: TokenFile, authority: Endpoint },
+    WorkloadIdentity { client_id: ClientId, tenant_id: TenantId, assertion: Assertion, authority: Endpoint },
     ManagedIdentity { client_id: Option<ClientId>, endpoint: EndpointUrl },
     ClientSecret { client_id: ClientId, tenant_id: TenantId, secret: Secret<String>, authority: Endpoint },
 }
@@ -80,10 +99,13 @@ impl AzureIdentity {
     /// For logs: the kind and the ids, never the secret.
     pub(crate) fn describe(&self) -> String {
         match self {
-            AzureIdentity::WorkloadIdentity { client_id, tenant_id, token_file, .. } => format!(
-                "workload identity (client {client_id}, tenant {tenant_id}, token {})",
-                token_file.path.display()
-            ),
+            AzureIdentity::WorkloadIdentity { client_id, tenant_id, assertion, .. } => {
+                let token = match assertion {
+                    Assertion::File(file) => file.path.display().to_string(),
+                    Assertion::Given(_) => "the pod's service account token".to_string(),
+                };
+                format!("workload identity (client {client_id}, tenant {tenant_id}, token {token})")
+            }
             AzureIdentity::ManagedIdentity { client_id: Some(id), .. } => format!("managed identity (client {id})"),
             AzureIdentity::ManagedIdentity { client_id: None, .. } => "managed identity (system-assigned)".to_string(),
             AzureIdentity::ClientSecret { client_id, tenant_id, .. } => {
@@ -105,8 +127,8 @@ impl AzureIdentity {
     /// A fresh access token for `https://containerregistry.azure.net`.
     pub(crate) async fn token(&self, http: &HttpClient) -> Result<Secret<String>, SourceError> {
         match self {
-            AzureIdentity::WorkloadIdentity { client_id, tenant_id, token_file, authority } => {
-                let assertion = token_file.read()?;
+            AzureIdentity::WorkloadIdentity { client_id, tenant_id, assertion, authority } => {
+                let assertion = assertion.token()?;
                 let body = form(&[
                     ("grant_type", "client_credentials"),
                     ("client_id", client_id.as_str()),

@@ -455,3 +455,37 @@ async fn imds_requires_its_metadata_header() {
     let body: Value = serde_json::from_slice(&resp.body).unwrap();
     assert_eq!(body["expires_in"], "86399", "IMDS writes its numbers as strings");
 }
+
+#[tokio::test]
+async fn a_pods_own_service_account_token_is_its_identity() {
+    let kit = Azure::start().await;
+    let app = kit.create_app();
+    kit.add_federated_credential(&app, &kit.cluster_issuer(), "system:serviceaccount:apps:web");
+    kit.allow_pull(&app);
+    let token = kit.service_account_token("apps", "web", Duration::from_secs(600));
+    let source = AcrSource::for_pod(
+        host(&kit),
+        app.parse().unwrap(),
+        kit.tenant_id().parse().unwrap(),
+        Secret::new(token.clone()),
+        &settings(&kit),
+        http(),
+    );
+    assert!(source.describe().ends_with("token the pod's service account token)"), "{}", source.describe());
+    let cred = source.credential().await.unwrap();
+    assert_eq!(pull_actions(&kit, &cred, "web").await, ["pull"]);
+    assert!(kit.requests()[0].body.contains(&token), "the pod's token is the client assertion");
+
+    // Another pod's service account is not federated with that app.
+    let other = kit.service_account_token("apps", "batch", Duration::from_secs(600));
+    let source = AcrSource::for_pod(
+        host(&kit),
+        app.parse().unwrap(),
+        kit.tenant_id().parse().unwrap(),
+        Secret::new(other.clone()),
+        &settings(&kit),
+        http(),
+    );
+    let err = source.credential().await.unwrap_err();
+    assert!(one_line(&kit, &err, &[&other]).contains("AADSTS70021"), "{err}");
+}
