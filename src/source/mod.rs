@@ -93,13 +93,22 @@ pub enum SourceError {
         retry_after: Option<Duration>,
     },
     /// A projected token file another cloud's credentials are read from
-    /// (`AWS_WEB_IDENTITY_TOKEN_FILE`): retried, as the kubelet rewrites it.
+    /// (`AWS_WEB_IDENTITY_TOKEN_FILE`, `AZURE_FEDERATED_TOKEN_FILE`; `var`
+    /// names where its path came from): retried, as the kubelet rewrites it.
     #[error("{var}={}: {problem}", .path.display())]
     TokenFile { var: &'static str, path: PathBuf, problem: String },
     /// Another cloud's credentials could not be found (Google's say so in
     /// [`SourceError::NotFound`]).
     #[error("no {cloud} credentials found: {detail}")]
     NoCredentials { cloud: &'static str, detail: String },
+    /// A failure of a source that serves one registry host (ACR's token
+    /// exchange is per registry), named by that host.
+    #[error("{host}: {source}")]
+    ForHost {
+        host: String,
+        #[source]
+        source: Box<SourceError>,
+    },
 }
 
 impl SourceError {
@@ -126,6 +135,7 @@ impl SourceError {
             SourceError::Refused { retryable, .. } => *retryable,
             SourceError::SubjectToken { .. } | SourceError::TokenFile { .. } => true,
             SourceError::Endpoint { status, .. } => crate::http::is_retryable_status(*status),
+            SourceError::ForHost { source, .. } => source.is_retryable(),
             SourceError::BadResponse { .. } | SourceError::Http { .. } => true,
         }
     }
@@ -134,6 +144,7 @@ impl SourceError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             SourceError::Endpoint { retry_after, .. } | SourceError::Refused { retry_after, .. } => *retry_after,
+            SourceError::ForHost { source, .. } => source.retry_after(),
             _ => None,
         }
     }
@@ -155,6 +166,7 @@ impl SourceError {
             SourceError::Refused { retryable: true, .. } => "endpoint_throttled",
             SourceError::Refused { .. } => "endpoint_4xx",
             SourceError::NoCredentials { .. } => "not_found",
+            SourceError::ForHost { source, .. } => source.metric_label(),
         }
     }
 }
