@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tracing::{debug, info};
 
+use crate::acr;
 use crate::admin::{self, AdminState};
 use crate::aws;
 use crate::cli::{Command, Config, Plan, Secrets};
@@ -18,7 +19,7 @@ use crate::provider;
 use crate::refresh::{Group, NamedSink, PassError, Refresher};
 use crate::registry::{Cloud, RegistryHost};
 use crate::sink::{FileSink, SecretSink};
-use crate::source::{self, SourceError};
+use crate::source::{self, CredentialSource as _, SourceError};
 
 /// Why regcred stopped with an error. Each variant maps to an exit code.
 #[derive(Debug, thiserror::Error)]
@@ -99,11 +100,11 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         Command::InstallCredentialProvider(args) => {
             provider::install::run(args, shutdown).await.map_err(AppError::Install)
         }
-        Command::CredentialProvider { source, aws, provider } => {
-            credential_provider(&source, &aws, &provider, &http()?).await.map_err(AppError::Provider)
+        Command::CredentialProvider { source, aws, acr, provider } => {
+            credential_provider(&source, &aws, &acr, &provider, &http()?).await.map_err(AppError::Provider)
         }
-        Command::Render { source, aws, registries } => {
-            let groups = groups(&registries, &source, &aws, &http()?)?;
+        Command::Render { source, aws, acr, registries } => {
+            let groups = groups(&registries, &source, &aws, &acr, &http()?)?;
             let doc = crate::refresh::render_once(&groups).await.map_err(AppError::Refresh)?;
             let mut out = doc.expose_bytes().to_vec();
             out.push(b'\n');
@@ -139,7 +140,7 @@ async fn refresher(
     http: &HttpClient,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Refresher, AppError> {
-    let groups = groups(&plan.registries, &plan.source, &plan.aws, http)?;
+    let groups = groups(&plan.registries, &plan.source, &plan.aws, &plan.acr, http)?;
     for g in &groups {
         info!(source = %g.source.describe(), registries = g.hosts.len(), "credential source");
     }
@@ -162,12 +163,14 @@ async fn refresher(
 
 /// The hosts grouped by the credential that serves them, each group with
 /// its source: one Google source for every Google host, one ECR token per
-/// ECR registry (account and region), one for ECR Public. A cloud's
+/// ECR registry (account and region), one for ECR Public, one per ACR
+/// registry (its refresh token is that registry's alone). A cloud's
 /// credentials are looked for only when one of its hosts is asked for.
 fn groups(
     hosts: &[RegistryHost],
     google: &source::Settings,
     aws: &aws::Settings,
+    azure: &acr::Settings,
     http: &HttpClient,
 ) -> Result<Vec<Group>, AppError> {
     let mut by_cloud: std::collections::BTreeMap<&Cloud, Vec<RegistryHost>> = Default::default();
@@ -192,6 +195,16 @@ fn groups(
             Cloud::Google => source::discover(google, http).map_err(AppError::Credentials)?,
             Cloud::Ecr(registry) => aws::ecr_source(registry, aws_credentials.clone().expect(FOUND), aws, http),
             Cloud::EcrPublic => aws::ecr_public_source(aws_credentials.clone().expect(FOUND), aws, http),
+            Cloud::Acr(registry) => {
+                let source = acr::discover(registry.clone(), azure, http.clone()).map_err(|source| {
+                    AppError::CloudCredentials {
+                        provider: cloud.provider(),
+                        hosts: registry.to_string(),
+                        source: Box::new(source),
+                    }
+                })?;
+                Arc::new(source)
+            }
         };
         groups.push(Group { source, hosts });
     }
@@ -203,6 +216,7 @@ fn groups(
 async fn credential_provider(
     node_source: &source::Settings,
     aws_settings: &aws::Settings,
+    acr_settings: &acr::Settings,
     settings: &provider::Settings,
     http: &HttpClient,
 ) -> Result<(), provider::ProviderError> {
@@ -234,6 +248,17 @@ async fn credential_provider(
                 Cloud::Ecr(ecr) => aws::ecr_source(ecr, credentials, aws_settings, http),
                 _ => aws::ecr_public_source(credentials, aws_settings, http),
             };
+            let credential = source.credential().await?;
+            let now = SystemTime::now();
+            provider::answer_registry(host, &credential.username, &credential.password, credential.expires_at, now)
+        }
+        Some(cloud @ Cloud::Acr(registry)) => {
+            // Per-pod identity (AcrSource::for_pod) is not wired yet.
+            if request.token.is_some() {
+                let provider = cloud.provider();
+                return Err(provider::ProviderError::PodIdentityNotSupported { host: host.to_string(), provider });
+            }
+            let source = acr::discover(registry.clone(), acr_settings, http.clone())?;
             let credential = source.credential().await?;
             let now = SystemTime::now();
             provider::answer_registry(host, &credential.username, &credential.password, credential.expires_at, now)

@@ -1,5 +1,5 @@
 //! regcred keeps Kubernetes image-pull credentials for Google's container
-//! registries and Amazon ECR fresh.
+//! registries, Amazon ECR and Azure Container Registry fresh.
 //!
 //! The pieces, bottom floor first; every import points down
 //! (`.ci/module-graph` prints the floors and fails CI on a circle):
@@ -28,9 +28,6 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms, missing_docs, unreachable_pub)]
 
-// Built and tested on its own until the provider-per-host design (issue 20)
-// hands it its registry hosts; nothing calls it yet outside its tests.
-#[allow(dead_code, unused_imports)]
 pub(crate) mod acr;
 pub(crate) mod admin;
 pub mod app;

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use super::host::{ClientId, TenantId};
+use super::ids::{ClientId, TenantId};
 use super::{IdentityKind, Settings, IMDS_ENDPOINT, PUBLIC_AUTHORITY};
 use crate::secret::Secret;
 use crate::source::{Endpoint, EndpointUrl};

@@ -9,16 +9,17 @@
 //! registry is who sent it) and refuses a token without one: refreshing
 //! on a guessed schedule would hand out expired passwords.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use serde::Deserialize;
 
 use super::azure_error::refusal;
-use super::host::{AcrHost, TenantId};
+use super::TenantId;
 use super::ACR_USERNAME;
-use crate::credential::{Credential, MAX_TOKEN_LIFETIME};
+use crate::credential::Credential;
 use crate::http::{form, HttpClient, Response};
+use crate::registry::AcrRegistry;
 use crate::secret::Secret;
 use crate::source::SourceError;
 
@@ -35,7 +36,7 @@ struct ExchangeResponse {
 pub(crate) async fn exchange(
     http: &HttpClient,
     url: &str,
-    host: &AcrHost,
+    host: &AcrRegistry,
     tenant: Option<&TenantId>,
     aad_token: &Secret<String>,
 ) -> Result<Credential, SourceError> {
@@ -64,26 +65,15 @@ fn credential(url: &str, resp: Response, now: SystemTime) -> Result<Credential, 
     let parsed: ExchangeResponse = serde_json::from_slice(&resp.body).map_err(|_| bad("not the expected JSON"))?;
     let token = parsed.refresh_token.filter(|t| !t.expose().is_empty()).ok_or_else(|| bad("no refresh_token"))?;
     let exp = expiry(token.expose()).map_err(bad)?;
-    let Ok(left) = exp.duration_since(now) else {
-        return Err(bad("the refresh token is already expired (its exp claim is in the past)"));
-    };
-    if left > MAX_TOKEN_LIFETIME {
-        tracing::warn!(
-            claimed_secs = left.as_secs(),
-            assumed_secs = MAX_TOKEN_LIFETIME.as_secs(),
-            "the ACR refresh token claims a lifetime far beyond ACR's 3 hours; refreshing as if it were 12h"
-        );
-    }
-    // Clamped, as Credential::access_token does: a shorter assumed life only
-    // refreshes sooner, and keeps every later time computation far from the
-    // limits of the clock types.
-    let expires_at = now.checked_add(left.min(MAX_TOKEN_LIFETIME));
-    Ok(Credential { username: ACR_USERNAME.to_string(), password: token, expires_at })
+    // ECR's rule too: clamped to 12 h from now (a shorter assumed life only
+    // refreshes sooner), None once expired.
+    Credential::expiring_at(ACR_USERNAME, token.expose().clone(), exp, now)
+        .ok_or_else(|| bad("the refresh token is already expired (its exp claim is in the past)"))
 }
 
-/// The `exp` claim of a JWT, unverified. The error says what is wrong
-/// without quoting the token.
-fn expiry(token: &str) -> Result<SystemTime, &'static str> {
+/// The `exp` claim of a JWT (seconds since the epoch), unverified. The
+/// error says what is wrong without quoting the token.
+fn expiry(token: &str) -> Result<f64, &'static str> {
     const NOT_JWT: &str = "the refresh token is not a JWT (three base64url parts), so its expiry is unknown";
     let mut parts = token.split('.');
     let (Some(_), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
@@ -93,21 +83,15 @@ fn expiry(token: &str) -> Result<SystemTime, &'static str> {
     let bytes = engine.decode(payload.trim_end_matches('=')).map_err(|_| NOT_JWT)?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| NOT_JWT)?;
     const NO_EXP: &str = "the refresh token has no numeric exp claim, so its expiry is unknown";
-    let exp = match &claims["exp"] {
-        serde_json::Value::Number(n) => {
-            n.as_u64().or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
-        }
-        _ => None,
-    }
-    .ok_or(NO_EXP)?;
-    // Seconds beyond what SystemTime holds are a far future: clamped later.
-    Ok(UNIX_EPOCH.checked_add(Duration::from_secs(exp)).unwrap_or(UNIX_EPOCH + Duration::from_secs(u32::MAX.into())))
+    claims["exp"].as_f64().filter(|f| f.is_finite() && *f >= 0.0).ok_or(NO_EXP)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credential::MAX_TOKEN_LIFETIME;
     use hyper::StatusCode;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn jwt(claims: &str) -> String {
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -14,9 +14,9 @@
 //!   annotated [`GOOGLE_SERVICE_ACCOUNT_ANNOTATION`], impersonates that
 //!   Google service account.
 //!
-//! Images on an Amazon ECR host (private or Public) are answered with the
-//! node's AWS identity, for their own registry; per-pod identity is
-//! Google's alone so far.
+//! Images on an Amazon ECR host (private or Public) or an Azure Container
+//! Registry are answered with the node's AWS or Azure identity, for their
+//! own registry; per-pod identity is Google's alone so far.
 //!
 //! [`kubelet`] writes the kubelet's config for either; [`install`] puts the
 //! binary and that config on a node.
@@ -64,6 +64,12 @@ const NOT_GOOGLE_CACHE: Duration = Duration::from_secs(3600);
 /// that sends ECR images to regcred too.
 pub(crate) const ECR_PATTERNS: &[&str] =
     &["*.dkr.ecr.*.amazonaws.com", "*.dkr.ecr.*.amazonaws.com.cn", "*.dkr.ecr-fips.*.amazonaws.com", "public.ecr.aws"];
+
+/// The kubelet image patterns of Azure Container Registry's hosts (as
+/// Azure's own `acr-credential-provider` is configured, less the closed
+/// `azurecr.de`), for a CredentialProviderConfig that sends ACR images to
+/// regcred too.
+pub(crate) const ACR_PATTERNS: &[&str] = &["*.azurecr.io", "*.azurecr.cn", "*.azurecr.us"];
 
 /// The auth keys used when no `--registry` is given: every Container
 /// Registry and Artifact Registry host, as kubelet image patterns.
@@ -129,7 +135,7 @@ pub enum ProviderError {
     BadToken(&'static str),
     #[error("invalid {GOOGLE_SERVICE_ACCOUNT_ANNOTATION} annotation {value} on the pod's ServiceAccount: {problem}")]
     BadAnnotation { value: String, problem: InvalidEmail },
-    #[error("the request carries the pod's service account token, but per-pod identity is Google's alone so far: {host} ({provider}) is answered with the node's identity only; list ECR's matchImages under a provider without tokenAttributes")]
+    #[error("the request carries the pod's service account token, but per-pod identity is Google's alone so far: {host} ({provider}) is answered with the node's identity only; list its matchImages under a provider without tokenAttributes")]
     PodIdentityNotSupported { host: String, provider: &'static str },
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -232,7 +238,7 @@ pub(crate) fn answer(
 }
 
 /// The answer for an image on one registry whose credential is its own
-/// (an ECR registry): keyed by that host, cached per registry until
+/// (an ECR registry, an ACR registry): keyed by that host, cached per registry until
 /// shortly before the token expires.
 pub(crate) fn answer_registry(
     host: &str,
