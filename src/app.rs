@@ -303,3 +303,28 @@ async fn build_sinks(
     }
     Ok((sinks, events))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    /// The groups `render ARGS` would mint.
+    fn groups_of(args: &[&str]) -> Vec<Group> {
+        let cli = crate::cli::Cli::try_parse_from([&["regcred", "render"], args].concat()).unwrap();
+        let Command::Render { source, aws, acr, registries } = cli.into_config().unwrap().command else {
+            panic!("not render")
+        };
+        groups(&registries, &source, &aws, &acr, &HttpClient::new(Duration::from_secs(1)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn each_acr_registry_is_its_own_group() {
+        // The managed identity is chosen without reading anything: no request until a mint.
+        let hosts = "aaaaa.azurecr.io,bbbbb.azurecr.cn,aaaaa.azurecr.io";
+        let groups = groups_of(&["--registry", hosts, "--azure-identity", "managed-identity"]);
+        let hosts: Vec<Vec<&str>> = groups.iter().map(|g| g.hosts.iter().map(RegistryHost::as_str).collect()).collect();
+        assert_eq!(hosts, [["aaaaa.azurecr.io"], ["bbbbb.azurecr.cn"]], "one refresh token per registry");
+        assert!(groups[1].source.describe().starts_with("ACR bbbbb.azurecr.cn with managed identity"));
+    }
+}

@@ -109,8 +109,11 @@ async fn workload_identity_mints_a_refresh_token_that_pulls() {
         .find(|t| t.token == *cred.password.expose())
         .expect("the password is a refresh token the kit issued");
     assert_eq!((refresh.kind.as_str(), refresh.client_id.as_str()), ("acr_refresh", app.as_str()));
-    let exp = cred.expires_at.unwrap().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
-    assert_eq!(exp, refresh.expires_at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), "the exp claim");
+    // The exp claim, to the float rounding of Credential::expiring_at (ECR's
+    // clamping rule, which works in f64 seconds: well under a millisecond).
+    let (expires_at, claim) = (cred.expires_at.unwrap(), refresh.expires_at);
+    let off = expires_at.duration_since(claim).or_else(|_| claim.duration_since(expires_at)).unwrap();
+    assert!(off < Duration::from_millis(1), "the exp claim, off by {off:?}");
     assert_eq!(pull_actions(&kit, &cred, "team/app").await, ["pull"]);
 
     // The Azure AD request: the projected token as the client assertion,
