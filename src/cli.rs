@@ -29,9 +29,9 @@ use crate::telemetry;
 /// Container Registry (NAME.azurecr.io) fresh.
 ///
 /// It mints a short-lived token for each registry's cloud (a Google OAuth
-/// access token, an ECR authorization token, an ACR refresh token), renders one Docker config.json
-/// "auths" document, and writes it to Kubernetes Secrets and/or files, again
-/// before each token expires.
+/// access token, an ECR authorization token, an ACR refresh token), renders
+/// one Docker config.json "auths" document, and writes it to Kubernetes
+/// Secrets and/or files, again before each token expires.
 #[derive(Debug, Parser)]
 #[command(name = "regcred", version, propagate_version = true, max_term_width = 100)]
 #[command(after_help = "Examples:\n  \
@@ -238,8 +238,8 @@ pub enum ConfigError {
     #[error(transparent)]
     ImpersonateWithKeyAuth(#[from] source::ImpersonateWithKeyAuth),
     /// `credential-provider --registry` with another cloud's host: the flag
-    /// names the keys of Google's answer; ECR images are answered for their
-    /// own host without it.
+    /// names the keys of Google's answer; ECR and ACR images are answered
+    /// for their own host without it.
     #[error("credential-provider's --registry names the keys of Google's answer; {host} is {provider}'s: leave it out (ECR and ACR images are answered for their own registry) and list its pattern in the kubelet's matchImages")]
     ProviderHost {
         /// The host asked for.
