@@ -252,13 +252,30 @@ async fn credential_provider(
             let now = SystemTime::now();
             provider::answer_registry(host, &credential.username, &credential.password, credential.expires_at, now)
         }
-        Some(cloud @ Cloud::Acr(registry)) => {
-            // Per-pod identity (AcrSource::for_pod) is not wired yet.
-            if request.token.is_some() {
-                let provider = cloud.provider();
-                return Err(provider::ProviderError::PodIdentityNotSupported { host: host.to_string(), provider });
-            }
-            let source = acr::discover(registry.clone(), acr_settings, http.clone())?;
+        Some(Cloud::Acr(registry)) => {
+            let source = match &request.token {
+                None => acr::discover(registry.clone(), acr_settings, http.clone())?,
+                // The pod's token, as the federated credential of the identity
+                // its ServiceAccount names: never the node's identity.
+                Some(token) => {
+                    let refuse = |missing| provider::ProviderError::AcrPodIdentity { host: host.to_string(), missing };
+                    let client_id = request.acr_client_id.clone().ok_or_else(|| {
+                        refuse("its ServiceAccount has no kubernetes.azure.com/acr-client-id annotation naming the identity to pull as")
+                    })?;
+                    let tenant_id =
+                        request.acr_tenant_id.clone().or_else(|| acr_settings.tenant_id.clone()).ok_or_else(|| {
+                            refuse("neither its ServiceAccount's kubernetes.azure.com/acr-tenant-id annotation nor AZURE_TENANT_ID names the tenant")
+                        })?;
+                    acr::AcrSource::for_pod(
+                        registry.clone(),
+                        client_id,
+                        tenant_id,
+                        token.secret(),
+                        acr_settings,
+                        http.clone(),
+                    )
+                }
+            };
             let credential = source.credential().await?;
             let now = SystemTime::now();
             provider::answer_registry(host, &credential.username, &credential.password, credential.expires_at, now)

@@ -378,7 +378,7 @@ async fn provide(kit: &Kit, azure: &Azure, request: &Value, env: &[(&str, String
 }
 
 #[tokio::test]
-async fn the_kubelet_plugin_answers_acr_images_for_their_registry_with_the_nodes_identity() {
+async fn the_kubelet_plugin_answers_acr_images_for_their_registry_with_the_nodes_or_the_pods_identity() {
     let (kit, azure) = kits().await;
     let acr = azure.login_server();
     // The node's kubelet identity: the VM's managed identity, through IMDS.
@@ -398,17 +398,38 @@ async fn the_kubelet_plugin_answers_acr_images_for_their_registry_with_the_nodes
     let lifetime = token.expires_at.duration_since(SystemTime::now()).unwrap().as_secs();
     assert!(cached <= lifetime - 290 && cached >= lifetime - 310, "{cached}s cached, {lifetime}s left");
 
-    // A pod's token is not answered with the node's identity.
-    let pod = json!({"apiVersion": api, "kind": "CredentialProviderRequest", "image": format!("{acr}/a:1"),
-                     "serviceAccountToken": "eyJ.pod.token", "serviceAccountAnnotations": {}});
-    let before = azure.requests().len();
-    let out = provide(&kit, &azure, &pod, &[]).await;
-    assert_eq!(out.code, Some(2), "{out:?}");
-    assert!(
-        out.stderr.contains("per-pod identity is Google's alone so far")
-            && out.stderr.contains(&format!("{acr} (Azure Container Registry)")),
-        "{}",
-        out.stderr
+    // A pod's token: answered as the identity its ServiceAccount names, the
+    // token presented as that identity's federated credential.
+    let app = azure.create_app();
+    azure.add_federated_credential(&app, &azure.cluster_issuer(), "system:serviceaccount:apps:puller");
+    azure.allow_pull(&app);
+    let token = azure.service_account_token("apps", "puller", Duration::from_secs(3600));
+    let pod = |annotations: Value| {
+        json!({"apiVersion": api, "kind": "CredentialProviderRequest", "image": format!("{acr}/team/app:2"),
+               "serviceAccountToken": token, "serviceAccountAnnotations": annotations})
+    };
+    let annotated = pod(
+        json!({"kubernetes.azure.com/acr-client-id": app, "kubernetes.azure.com/acr-tenant-id": azure.tenant_id()}),
     );
+    let out = provide(&kit, &azure, &annotated, &[]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let refresh = acr_entry(&azure, &v["auth"][acr.as_str()]).await;
+    assert_eq!(refresh.client_id, app, "the pod's identity, not the node's");
+    assert_eq!(v["cacheKeyType"], "Registry");
+
+    // Without the annotation, or without a tenant, nothing is asked of Azure.
+    let before = azure.requests().len();
+    for (request, missing) in [
+        (pod(json!({})), "no kubernetes.azure.com/acr-client-id annotation"),
+        (pod(json!({"kubernetes.azure.com/acr-client-id": app})), "names the tenant"),
+    ] {
+        let out = provide(&kit, &azure, &request, &[]).await;
+        assert_eq!(out.code, Some(2), "{out:?}");
+        let line = out.stderr.trim();
+        assert!(line.contains(&format!("pod's service account token for {acr} (Azure Container Registry)")), "{line}");
+        assert!(line.contains(missing) && line.contains("never answered with the node's identity"), "{line}");
+        assert!(!line.contains(&token));
+    }
     assert_eq!(azure.requests().len(), before);
 }

@@ -69,7 +69,6 @@ pub(crate) enum Assertion {
     File(TokenFile),
     /// Handed over in memory: the pod's service account token that the
     /// kubelet passes to a credential provider (KEP-4412).
-    #[allow(dead_code)] // made by AcrSource::for_pod only, which the plugin does not call yet
     Given(Secret<String>),
 }
 

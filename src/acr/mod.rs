@@ -123,9 +123,6 @@ impl AcrSource {
     /// `client_id`'s federated credential: the identity the pod's service
     /// account names (`azure.workload.identity/client-id`, or Azure's
     /// plugin's `kubernetes.azure.com/acr-client-id`).
-    // The kubelet plugin answers ACR images with the node's identity so far;
-    // this is the per-pod half, tested here, not yet called by the plugin.
-    #[allow(dead_code)]
     pub(crate) fn for_pod(
         host: AcrRegistry,
         client_id: ClientId,

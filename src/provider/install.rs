@@ -53,14 +53,15 @@ pub struct InstallArgs {
     /// Also send Amazon ECR images (*.dkr.ecr.*.amazonaws.com[.cn],
     /// *.dkr.ecr-fips.*.amazonaws.com, public.ecr.aws) to regcred, answered
     /// with the node's AWS identity (IMDS, or AWS_* variables in the
-    /// kubelet's config). Node identity only: per-pod identity is Google's alone so far.
+    /// kubelet's config). Node identity only: per-pod identity for ECR is not there yet.
     #[arg(long, env = "REGCRED_MATCH_ECR", conflicts_with = "workload_identity_provider")]
     pub match_ecr: bool,
 
     /// Also send Azure Container Registry images (*.azurecr.io, *.azurecr.cn,
     /// *.azurecr.us) to regcred, answered with the node's Azure identity (the
     /// kubelet identity through IMDS, or AZURE_* variables in the kubelet's
-    /// config). Node identity only: per-pod identity is Google's alone so far.
+    /// config). Node identity only: the installer writes per-pod identity for
+    /// Google alone so far.
     #[arg(long, env = "REGCRED_MATCH_ACR", conflicts_with = "workload_identity_provider")]
     pub match_acr: bool,
 

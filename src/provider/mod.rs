@@ -16,7 +16,10 @@
 //!
 //! Images on an Amazon ECR host (private or Public) or an Azure Container
 //! Registry are answered with the node's AWS or Azure identity, for their
-//! own registry; per-pod identity is Google's alone so far.
+//! own registry. An ACR image whose request carries the pod's token is
+//! answered with the Azure identity its ServiceAccount names
+//! ([`ACR_CLIENT_ID_ANNOTATION`]), the token presented as that identity's
+//! federated credential; ECR's per-pod identity is not there yet.
 //!
 //! [`kubelet`] writes the kubelet's config for either; [`install`] puts the
 //! binary and that config on a node.
@@ -51,6 +54,14 @@ pub(crate) const API_VERSION: &str = "credentialprovider.kubelet.k8s.io/v1";
 /// The ServiceAccount annotation naming the Google service account a pod
 /// pulls as: the same key GKE Workload Identity uses.
 pub(crate) const GOOGLE_SERVICE_ACCOUNT_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
+
+/// The ServiceAccount annotation naming the Azure identity (client id) a
+/// pod pulls from ACR as: the key Azure's own credential provider reads.
+pub(crate) const ACR_CLIENT_ID_ANNOTATION: &str = "kubernetes.azure.com/acr-client-id";
+
+/// The ServiceAccount annotation naming that identity's tenant; without
+/// it, the plugin's own `AZURE_TENANT_ID`.
+pub(crate) const ACR_TENANT_ID_ANNOTATION: &str = "kubernetes.azure.com/acr-tenant-id";
 
 /// How much earlier than the token's expiry the kubelet must stop using it.
 pub(crate) const CACHE_MARGIN: Duration = Duration::from_secs(5 * 60);
@@ -135,7 +146,11 @@ pub enum ProviderError {
     BadToken(&'static str),
     #[error("invalid {GOOGLE_SERVICE_ACCOUNT_ANNOTATION} annotation {value} on the pod's ServiceAccount: {problem}")]
     BadAnnotation { value: String, problem: InvalidEmail },
-    #[error("the request carries the pod's service account token, but per-pod identity is Google's alone so far: {host} ({provider}) is answered with the node's identity only; list its matchImages under a provider without tokenAttributes")]
+    #[error("invalid {key} annotation {value} on the pod's ServiceAccount: expected {expected}")]
+    BadAzureAnnotation { key: &'static str, value: String, expected: &'static str },
+    #[error("the request carries the pod's service account token for {host} (Azure Container Registry), but {missing}; a pod's token is never answered with the node's identity")]
+    AcrPodIdentity { host: String, missing: &'static str },
+    #[error("the request carries the pod's service account token, but per-pod identity is Google's and Azure's alone so far: {host} ({provider}) is answered with the node's identity only; list its matchImages under a provider without tokenAttributes")]
     PodIdentityNotSupported { host: String, provider: &'static str },
     #[error(transparent)]
     Source(#[from] SourceError),
