@@ -101,14 +101,6 @@ pub enum SourceError {
     /// [`SourceError::NotFound`]).
     #[error("no {cloud} credentials found: {detail}")]
     NoCredentials { cloud: &'static str, detail: String },
-    /// A failure of a source that serves one registry host (ACR's token
-    /// exchange is per registry), named by that host.
-    #[error("{host}: {source}")]
-    ForHost {
-        host: String,
-        #[source]
-        source: Box<SourceError>,
-    },
 }
 
 impl SourceError {
@@ -135,7 +127,6 @@ impl SourceError {
             SourceError::Refused { retryable, .. } => *retryable,
             SourceError::SubjectToken { .. } | SourceError::TokenFile { .. } => true,
             SourceError::Endpoint { status, .. } => crate::http::is_retryable_status(*status),
-            SourceError::ForHost { source, .. } => source.is_retryable(),
             SourceError::BadResponse { .. } | SourceError::Http { .. } => true,
         }
     }
@@ -144,7 +135,6 @@ impl SourceError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             SourceError::Endpoint { retry_after, .. } | SourceError::Refused { retry_after, .. } => *retry_after,
-            SourceError::ForHost { source, .. } => source.retry_after(),
             _ => None,
         }
     }
@@ -166,7 +156,6 @@ impl SourceError {
             SourceError::Refused { retryable: true, .. } => "endpoint_throttled",
             SourceError::Refused { .. } => "endpoint_4xx",
             SourceError::NoCredentials { .. } => "not_found",
-            SourceError::ForHost { source, .. } => source.metric_label(),
         }
     }
 }
