@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tracing::{debug, info};
 
+use crate::acr;
 use crate::admin::{self, AdminState};
 use crate::aws;
 use crate::cli::{Command, Config, Plan, Secrets};
@@ -19,7 +20,7 @@ use crate::provider;
 use crate::refresh::{Group, NamedSink, PassError, Refresher};
 use crate::registry::{Cloud, RegistryHost};
 use crate::sink::{FileSink, SecretSink};
-use crate::source::{self, SourceError};
+use crate::source::{self, CredentialSource as _, SourceError};
 
 /// Why regcred stopped with an error. Each variant maps to an exit code.
 #[derive(Debug, thiserror::Error)]
@@ -100,11 +101,11 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         Command::InstallCredentialProvider(args) => {
             provider::install::run(args, shutdown).await.map_err(AppError::Install)
         }
-        Command::CredentialProvider { source, aws, provider } => {
-            credential_provider(&source, &aws, &provider, &http()?).await.map_err(AppError::Provider)
+        Command::CredentialProvider { source, aws, acr, provider } => {
+            credential_provider(&source, &aws, &acr, &provider, &http()?).await.map_err(AppError::Provider)
         }
-        Command::Render { source, aws, registries } => {
-            let groups = groups(&registries, &source, &aws, &http()?)?;
+        Command::Render { source, aws, acr, registries } => {
+            let groups = groups(&registries, &source, &aws, &acr, &http()?)?;
             let doc = crate::refresh::render_once(&groups).await.map_err(AppError::Refresh)?;
             let mut out = doc.expose_bytes().to_vec();
             out.push(b'\n');
@@ -148,7 +149,7 @@ async fn refresher(
     http: &HttpClient,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(Refresher, (Arc<Health>, Arc<Metrics>)), AppError> {
-    let groups = groups(&plan.registries, &plan.source, &plan.aws, http)?;
+    let groups = groups(&plan.registries, &plan.source, &plan.aws, &plan.acr, http)?;
     for g in &groups {
         info!(source = %g.source.describe(), registries = g.hosts.len(), "credential source");
     }
@@ -172,12 +173,14 @@ async fn refresher(
 
 /// The hosts grouped by the credential that serves them, each group with
 /// its source: one Google source for every Google host, one ECR token per
-/// ECR registry (account and region), one for ECR Public. A cloud's
+/// ECR registry (account and region), one for ECR Public, one per ACR
+/// registry (its refresh token is that registry's alone). A cloud's
 /// credentials are looked for only when one of its hosts is asked for.
 fn groups(
     hosts: &[RegistryHost],
     google: &source::Settings,
     aws: &aws::Settings,
+    azure: &acr::Settings,
     http: &HttpClient,
 ) -> Result<Vec<Group>, AppError> {
     let mut by_cloud: std::collections::BTreeMap<&Cloud, Vec<RegistryHost>> = Default::default();
@@ -202,6 +205,16 @@ fn groups(
             Cloud::Google => source::discover(google, http).map_err(AppError::Credentials)?,
             Cloud::Ecr(registry) => aws::ecr_source(registry, aws_credentials.clone().expect(FOUND), aws, http),
             Cloud::EcrPublic => aws::ecr_public_source(aws_credentials.clone().expect(FOUND), aws, http),
+            Cloud::Acr(registry) => {
+                let source = acr::discover(registry.clone(), azure, http.clone()).map_err(|source| {
+                    AppError::CloudCredentials {
+                        provider: cloud.provider(),
+                        hosts: registry.to_string(),
+                        source: Box::new(source),
+                    }
+                })?;
+                Arc::new(source)
+            }
         };
         groups.push(Group { source, hosts });
     }
@@ -213,6 +226,7 @@ fn groups(
 async fn credential_provider(
     node_source: &source::Settings,
     aws_settings: &aws::Settings,
+    acr_settings: &acr::Settings,
     settings: &provider::Settings,
     http: &HttpClient,
 ) -> Result<(), provider::ProviderError> {
@@ -243,6 +257,34 @@ async fn credential_provider(
             let source = match cloud {
                 Cloud::Ecr(ecr) => aws::ecr_source(ecr, credentials, aws_settings, http),
                 _ => aws::ecr_public_source(credentials, aws_settings, http),
+            };
+            let credential = source.credential().await?;
+            let now = SystemTime::now();
+            provider::answer_registry(host, &credential.username, &credential.password, credential.expires_at, now)
+        }
+        Some(Cloud::Acr(registry)) => {
+            let source = match &request.token {
+                None => acr::discover(registry.clone(), acr_settings, http.clone())?,
+                // The pod's token, as the federated credential of the identity
+                // its ServiceAccount names: never the node's identity.
+                Some(token) => {
+                    let refuse = |missing| provider::ProviderError::AcrPodIdentity { host: host.to_string(), missing };
+                    let client_id = request.acr_client_id.clone().ok_or_else(|| {
+                        refuse("its ServiceAccount has no kubernetes.azure.com/acr-client-id annotation naming the identity to pull as")
+                    })?;
+                    let tenant_id =
+                        request.acr_tenant_id.clone().or_else(|| acr_settings.tenant_id.clone()).ok_or_else(|| {
+                            refuse("neither its ServiceAccount's kubernetes.azure.com/acr-tenant-id annotation nor AZURE_TENANT_ID names the tenant")
+                        })?;
+                    acr::AcrSource::for_pod(
+                        registry.clone(),
+                        client_id,
+                        tenant_id,
+                        token.secret(),
+                        acr_settings,
+                        http.clone(),
+                    )
+                }
             };
             let credential = source.credential().await?;
             let now = SystemTime::now();
@@ -287,4 +329,29 @@ async fn build_sinks(
         sinks.push(NamedSink { sink: Box::new(FileSink::new(path.clone(), plan.files.mode)), kind: "file" });
     }
     Ok((sinks, events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    /// The groups `render ARGS` would mint.
+    fn groups_of(args: &[&str]) -> Vec<Group> {
+        let cli = crate::cli::Cli::try_parse_from([&["regcred", "render"], args].concat()).unwrap();
+        let Command::Render { source, aws, acr, registries } = cli.into_config().unwrap().command else {
+            panic!("not render")
+        };
+        groups(&registries, &source, &aws, &acr, &HttpClient::new(Duration::from_secs(1)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn each_acr_registry_is_its_own_group() {
+        // The managed identity is chosen without reading anything: no request until a mint.
+        let hosts = "aaaaa.azurecr.io,bbbbb.azurecr.cn,aaaaa.azurecr.io";
+        let groups = groups_of(&["--registry", hosts, "--azure-identity", "managed-identity"]);
+        let hosts: Vec<Vec<&str>> = groups.iter().map(|g| g.hosts.iter().map(RegistryHost::as_str).collect()).collect();
+        assert_eq!(hosts, [["aaaaa.azurecr.io"], ["bbbbb.azurecr.cn"]], "one refresh token per registry");
+        assert!(groups[1].source.describe().starts_with("ACR bbbbb.azurecr.cn with managed identity"));
+    }
 }

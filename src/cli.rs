@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::acr;
 use crate::admin::AdminAddr;
 use crate::aws;
 use crate::fanout;
@@ -24,13 +25,14 @@ use crate::source;
 use crate::telemetry;
 
 /// regcred keeps Kubernetes image-pull credentials for Google's container
-/// registries (gcr.io, *.gcr.io, LOCATION-docker.pkg.dev) and Amazon ECR
-/// (ACCOUNT.dkr.ecr.REGION.amazonaws.com, public.ecr.aws) fresh.
+/// registries (gcr.io, *.gcr.io, LOCATION-docker.pkg.dev), Amazon ECR
+/// (ACCOUNT.dkr.ecr.REGION.amazonaws.com, public.ecr.aws) and Azure
+/// Container Registry (NAME.azurecr.io) fresh.
 ///
 /// It mints a short-lived token for each registry's cloud (a Google OAuth
-/// access token, an ECR authorization token), renders one Docker config.json
-/// "auths" document, and writes it to Kubernetes Secrets and/or files, again
-/// before each token expires.
+/// access token, an ECR authorization token, an ACR refresh token), renders
+/// one Docker config.json "auths" document, and writes it to Kubernetes
+/// Secrets and/or files, again before each token expires.
 #[derive(Debug, Parser)]
 #[command(name = "regcred", version, propagate_version = true, max_term_width = 100)]
 #[command(after_help = "Examples:\n  \
@@ -90,6 +92,9 @@ struct CommonArgs {
 
     #[command(flatten)]
     aws: aws::Args,
+
+    #[command(flatten)]
+    acr: acr::Args,
 
     /// Check the flags and environment variables and exit (0 valid, 2 not, with
     /// the same one-line message a real start would give), without reading
@@ -158,6 +163,8 @@ pub enum Command {
         source: source::Settings,
         /// Where AWS credentials and ECR tokens come from.
         aws: aws::Settings,
+        /// Where Azure credentials and ACR tokens come from.
+        acr: acr::Settings,
         /// The hosts to render it for.
         registries: Vec<RegistryHost>,
     },
@@ -170,6 +177,8 @@ pub enum Command {
         source: source::Settings,
         /// Node identity for ECR images.
         aws: aws::Settings,
+        /// Node identity for ACR images.
+        acr: acr::Settings,
         /// Pod identity and the answer's shape.
         provider: provider::Settings,
     },
@@ -182,6 +191,8 @@ pub struct Plan {
     pub source: source::Settings,
     /// Where AWS credentials and ECR tokens come from.
     pub aws: aws::Settings,
+    /// Where Azure credentials and ACR tokens come from.
+    pub acr: acr::Settings,
     /// The hosts to write credentials for, sorted and de-duplicated.
     pub registries: Vec<RegistryHost>,
     /// The Kubernetes Secrets to write.
@@ -241,9 +252,9 @@ pub enum ConfigError {
     #[error(transparent)]
     LeaderTiming(#[from] leader::LeaderTimingError),
     /// `credential-provider --registry` with another cloud's host: the flag
-    /// names the keys of Google's answer; ECR images are answered for their
-    /// own host without it.
-    #[error("credential-provider's --registry names the keys of Google's answer; {host} is {provider}'s: leave it out (ECR images are answered for their own registry) and list its pattern in the kubelet's matchImages")]
+    /// names the keys of Google's answer; ECR and ACR images are answered
+    /// for their own host without it.
+    #[error("credential-provider's --registry names the keys of Google's answer; {host} is {provider}'s: leave it out (ECR and ACR images are answered for their own registry) and list its pattern in the kubelet's matchImages")]
     ProviderHost {
         /// The host asked for.
         host: String,
@@ -286,7 +297,7 @@ impl Cli {
                 let registries = common.registries.hosts();
                 let source = common.source.into_settings()?;
                 check_key_auth(&source, &registries)?;
-                Command::Render { registries, source, aws: common.aws.into_settings() }
+                Command::Render { registries, source, aws: common.aws.into_settings(), acr: common.acr.into_settings() }
             }
             Action::InstallCredentialProvider(args) => Command::InstallCredentialProvider(args),
             Action::CredentialProvider(ProviderArgs { common, provider }) => {
@@ -297,6 +308,7 @@ impl Cli {
                 Command::CredentialProvider {
                     source: common.source.into_settings()?,
                     aws: common.aws.into_settings(),
+                    acr: common.acr.into_settings(),
                     provider,
                 }
             }
@@ -343,6 +355,7 @@ impl WriteArgs {
         let source = common.source.into_settings()?;
         check_key_auth(&source, &registries)?;
         let aws = common.aws.into_settings();
+        let acr = common.acr.into_settings();
         let secrets = match fan_out.into_settings(&sinks.secrets, &sinks.secret_key)? {
             Some(settings) => Secrets::FanOut(settings),
             None if sinks.secrets.is_empty() => Secrets::None,
@@ -357,7 +370,7 @@ impl WriteArgs {
             Some(AdminAddr::At(addr)) => Some(addr),
             None => default_admin,
         };
-        Ok(Plan { source, aws, registries, secrets, files, timing: timing.timing(), admin_addr, rotation_events })
+        Ok(Plan { source, aws, acr, registries, secrets, files, timing: timing.timing(), admin_addr, rotation_events })
     }
 }
 
@@ -434,6 +447,28 @@ mod tests {
         assert!(e.contains("ACCOUNT.dkr.ecr.REGION.amazonaws.com"), "{e}");
         let e = refused(&["render", "--aws-role-arn", "puller"]);
         assert!(e.contains("IAM role ARN"), "{e}");
+    }
+
+    #[test]
+    fn acr_hosts_refuse_what_only_google_can_do() {
+        let acr = "myregistry.azurecr.io";
+        for cmd in [&["render"][..], &["once", "--output-file", "/f"]] {
+            let e = refused(&[cmd, &["--auth", "json-key", "--registry", &format!("gcr.io,{acr}")]].concat());
+            assert!(e.contains(acr) && e.contains("Azure Container Registry") && e.contains("--auth oauth"), "{e}");
+        }
+        let e = refused(&["credential-provider", "--registry", acr]);
+        assert!(e.contains(acr) && e.contains("ECR and ACR images are answered for their own registry"), "{e}");
+        let e = refused(&["render", "--registry", "reg.azurecr.io"]);
+        assert!(e.contains("expected NAME.azurecr.io, NAME.azurecr.cn or NAME.azurecr.us"), "{e}");
+        let e = refused(&["render", "--azure-client-id", "app"]);
+        assert!(e.contains("is not a client id"), "{e}");
+        let Command::Render { registries, acr: settings, .. } =
+            parse(&["render", "--registry", acr, "--azure-identity", "managed-identity"]).unwrap().command
+        else {
+            panic!("not render")
+        };
+        assert_eq!(registries[0].cloud().provider(), "Azure Container Registry");
+        assert_eq!(settings.identity, acr::IdentityKind::ManagedIdentity);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! regcred keeps Kubernetes image-pull credentials for Google's container
-//! registries and Amazon ECR fresh.
+//! registries, Amazon ECR and Azure Container Registry fresh.
 //!
 //! The pieces, bottom floor first; every import points down
 //! (`.ci/module-graph` prints the floors and fails CI on a circle):
@@ -9,7 +9,9 @@
 //!   Kubernetes client and its one request policy;
 //! - `source`: where credentials come from (key file, metadata server,
 //!   impersonation, federation), the `CredentialSource` seam; `aws`: AWS
-//!   credentials and the ECR token sources; `sink`: where the document is written
+//!   credentials and the ECR token sources; `acr`: Azure Container
+//!   Registry's credential (an Azure AD token exchanged at the registry);
+//!   `sink`: where the document is written
 //!   (Secrets, files); `events`: Kubernetes Events;
 //! - `fanout`: the same Secret in every selected namespace; `refresh`:
 //!   the loop; `leader`: one writer among replicas (a Lease); `provider`:
@@ -27,6 +29,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms, missing_docs, unreachable_pub)]
 
+pub(crate) mod acr;
 pub(crate) mod admin;
 pub mod app;
 pub(crate) mod atomic_write;

@@ -29,6 +29,8 @@ pub(crate) enum Cloud {
     Ecr(EcrRegistry),
     /// ECR Public (`public.ecr.aws`): an ECR Public authorization token.
     EcrPublic,
+    /// An Azure Container Registry: a refresh token of that registry alone.
+    Acr(AcrRegistry),
 }
 
 impl Cloud {
@@ -38,6 +40,7 @@ impl Cloud {
             Cloud::Google => "Google",
             Cloud::Ecr(_) => "Amazon ECR",
             Cloud::EcrPublic => "Amazon ECR Public",
+            Cloud::Acr(_) => "Azure Container Registry",
         }
     }
 }
@@ -68,6 +71,31 @@ impl EcrRegistry {
     pub(crate) fn api_endpoint(&self) -> String {
         let service = if self.fips { "ecr-fips" } else { "api.ecr" };
         format!("https://{service}.{}.{}", self.region, self.dns_suffix())
+    }
+}
+
+/// The DNS suffixes of ACR login servers: Azure public cloud, Azure China
+/// (21Vianet) and Azure US Government. (`azurecr.de`, Azure Germany, closed
+/// in 2021; Azure's own plugin still matches it, but no registry answers.)
+pub(crate) const ACR_SUFFIXES: &[&str] = &["azurecr.io", "azurecr.cn", "azurecr.us"];
+
+/// An Azure Container Registry, as its login server names it:
+/// `NAME.azurecr.io` (or a sovereign cloud's suffix), lower-case. The
+/// login server is also the `service` of the registry's token exchange and
+/// the host its token server is reached at.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct AcrRegistry(String);
+
+impl AcrRegistry {
+    /// The login server.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AcrRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -113,7 +141,8 @@ pub(crate) struct Args {
     /// Registry host to write credentials for; repeat or comma-separate. Google:
     /// gcr.io, *.gcr.io, LOCATION-docker.pkg.dev; Amazon ECR:
     /// ACCOUNT.dkr.ecr.REGION.amazonaws.com (also .amazonaws.com.cn and
-    /// ACCOUNT.dkr.ecr-fips.REGION.amazonaws.com) and public.ecr.aws.
+    /// ACCOUNT.dkr.ecr-fips.REGION.amazonaws.com) and public.ecr.aws; Azure
+    /// Container Registry: NAME.azurecr.io (also .azurecr.cn and .azurecr.us).
     /// [default: gcr.io, us.gcr.io, eu.gcr.io, asia.gcr.io, marketplace.gcr.io]
     #[arg(long = "registry", env = "REGCRED_REGISTRY", value_name = "HOST", value_delimiter = ',')]
     registries: Vec<RegistryHost>,
@@ -176,10 +205,12 @@ pub enum InvalidHost {
     WithSchemeOrPath(String),
     #[error("not a valid DNS name")]
     BadDnsName(String),
-    #[error("not a registry regcred knows: its credentials work only for gcr.io, *.gcr.io and LOCATION-docker.pkg.dev (Google), and ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn], ACCOUNT.dkr.ecr-fips.REGION.amazonaws.com and public.ecr.aws (Amazon ECR)")]
+    #[error("not a registry regcred knows: its credentials work only for gcr.io, *.gcr.io and LOCATION-docker.pkg.dev (Google), and ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn], ACCOUNT.dkr.ecr-fips.REGION.amazonaws.com and public.ecr.aws (Amazon ECR), and NAME.azurecr.io, NAME.azurecr.cn and NAME.azurecr.us (Azure Container Registry)")]
     Unknown(String),
     #[error("not an Amazon ECR registry host: expected ACCOUNT.dkr.ecr.REGION.amazonaws.com (ACCOUNT 12 digits; .amazonaws.com.cn in China; dkr.ecr-fips for FIPS) or public.ecr.aws")]
     BadEcrHost(String),
+    #[error("not an Azure Container Registry login server: expected NAME.azurecr.io, NAME.azurecr.cn or NAME.azurecr.us (NAME: 5 to 50 letters and digits, optionally a dash and the domain name label hash)")]
+    BadAcrHost(String),
 }
 
 /// The ECR registry a host under `amazonaws.com[.cn]` names; `None` for a
@@ -202,6 +233,23 @@ fn parse_ecr(host: &str) -> Option<Result<EcrRegistry, ()>> {
         }
         _ => Err(()),
     })
+}
+
+/// The ACR registry a host under an ACR suffix names; `None` for a host
+/// that is not ACR's at all (`Some(Err)` for a malformed ACR host, or one
+/// under `.azurecr.` with a suffix no cloud serves).
+fn parse_acr(host: &str) -> Option<Result<AcrRegistry, ()>> {
+    let (name, suffix) = host.split_once('.')?;
+    if !ACR_SUFFIXES.contains(&suffix) {
+        return host.contains(".azurecr.").then_some(Err(()));
+    }
+    // Registry names are 5 to 50 letters and digits; a registry created
+    // with a domain name label scope adds `-` and a hash.
+    let (base, hash) = name.split_once('-').unwrap_or((name, ""));
+    let alnum = |t: &str| t.bytes().all(|b| b.is_ascii_alphanumeric());
+    let valid =
+        (5..=50).contains(&base.len()) && alnum(base) && alnum(hash) && !(name.contains('-') && hash.is_empty());
+    Some(if valid { Ok(AcrRegistry(host.to_string())) } else { Err(()) })
 }
 
 /// An AWS region name: `us-east-1`, `ap-southeast-2`, `us-gov-west-1`.
@@ -230,6 +278,11 @@ impl FromStr for RegistryHost {
             Some(Ok(ecr)) => return Ok(RegistryHost { host, cloud: Cloud::Ecr(ecr) }),
             Some(Err(())) => return Err(InvalidHost::BadEcrHost(s.to_string())),
             None if host.contains(".dkr.ecr") => return Err(InvalidHost::BadEcrHost(s.to_string())),
+            None => {}
+        }
+        match parse_acr(&host) {
+            Some(Ok(acr)) => return Ok(RegistryHost { host, cloud: Cloud::Acr(acr) }),
+            Some(Err(())) => return Err(InvalidHost::BadAcrHost(s.to_string())),
             None => {}
         }
         let google = host == "gcr.io"
@@ -300,6 +353,39 @@ mod tests {
             assert!(e.to_string().contains("ACCOUNT.dkr.ecr.REGION.amazonaws.com"), "{e}");
         }
         assert!(matches!("s3.amazonaws.com".parse::<RegistryHost>(), Err(InvalidHost::Unknown(_))));
+    }
+
+    #[test]
+    fn acr_hosts_are_a_registry_name_and_an_acr_suffix() {
+        for (given, host) in [
+            ("myregistry.azurecr.io", "myregistry.azurecr.io"),
+            ("MyRegistry.AzureCR.io", "myregistry.azurecr.io"),
+            ("contoso01.azurecr.cn", "contoso01.azurecr.cn"),
+            ("govreg.azurecr.us", "govreg.azurecr.us"),
+            ("myregistry-abcdef1234.azurecr.io", "myregistry-abcdef1234.azurecr.io"),
+        ] {
+            let parsed = given.parse::<RegistryHost>().unwrap();
+            assert_eq!(parsed.as_str(), host, "{given}");
+            assert_eq!(parsed.cloud(), &Cloud::Acr(AcrRegistry(host.into())), "{given}");
+        }
+        for bad in
+            ["reg.azurecr.io", "myregistry.azurecr.de", "myregistry.azurecr.io.evil.com", "my.registry.azurecr.io"]
+        {
+            let e = bad.parse::<RegistryHost>().unwrap_err();
+            assert!(matches!(e, InvalidHost::BadAcrHost(_)), "{bad}: {e:?}");
+            assert!(e.to_string().contains("expected NAME.azurecr.io, NAME.azurecr.cn or NAME.azurecr.us"), "{e}");
+        }
+        for (bad, why) in [
+            ("azurecr.io", "not a registry regcred knows"),
+            ("my_registry.azurecr.io", "not a valid DNS name"),
+            ("myregistry-.azurecr.io", "not a valid DNS name"),
+            ("myregistry.azurecr.io/path", "not a bare host"),
+            ("myregistry.azurecr.io:443", "not a bare host"),
+        ] {
+            let e = bad.parse::<RegistryHost>().unwrap_err().to_string();
+            assert!(e.starts_with(why), "{bad}: {e}");
+        }
+        assert!(InvalidHost::Unknown("docker.io".into()).to_string().contains("NAME.azurecr.io"));
     }
 
     #[test]

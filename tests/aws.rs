@@ -387,7 +387,7 @@ async fn the_kubelet_plugin_answers_ecr_images_for_their_registry_with_the_nodes
     let out = provide(&kit, &aws, &pod, &[]).await;
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(
-        out.stderr.contains("per-pod identity is Google's alone so far") && out.stderr.contains(ECR),
+        out.stderr.contains("per-pod identity is Google's and Azure's alone so far") && out.stderr.contains(ECR),
         "{}",
         out.stderr
     );

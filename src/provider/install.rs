@@ -53,9 +53,17 @@ pub struct InstallArgs {
     /// Also send Amazon ECR images (*.dkr.ecr.*.amazonaws.com[.cn],
     /// *.dkr.ecr-fips.*.amazonaws.com, public.ecr.aws) to regcred, answered
     /// with the node's AWS identity (IMDS, or AWS_* variables in the
-    /// kubelet's config). Node identity only: per-pod identity is Google's alone so far.
+    /// kubelet's config). Node identity only: per-pod identity for ECR is not there yet.
     #[arg(long, env = "REGCRED_MATCH_ECR", conflicts_with = "workload_identity_provider")]
     pub match_ecr: bool,
+
+    /// Also send Azure Container Registry images (*.azurecr.io, *.azurecr.cn,
+    /// *.azurecr.us) to regcred, answered with the node's Azure identity (the
+    /// kubelet identity through IMDS, or AZURE_* variables in the kubelet's
+    /// config). Node identity only: the installer writes per-pod identity for
+    /// Google alone so far.
+    #[arg(long, env = "REGCRED_MATCH_ACR", conflicts_with = "workload_identity_provider")]
+    pub match_acr: bool,
 
     /// Check the installed files this often and put them back when they are
     /// missing or changed; 0 never checks again.
@@ -165,6 +173,9 @@ impl Plan {
         let mut config = kubelet::config(&identity, &args.provider_args);
         if args.match_ecr {
             config.providers[0].match_images.extend_from_slice(super::ECR_PATTERNS);
+        }
+        if args.match_acr {
+            config.providers[0].match_images.extend_from_slice(super::ACR_PATTERNS);
         }
         let provider_args = config.providers[0].args.clone();
         Ok(Plan {
@@ -374,6 +385,34 @@ mod tests {
             "--config",
             "/c",
             "--match-ecr",
+            "--workload-identity-provider",
+            pool,
+        ]);
+        assert!(refused.is_err());
+    }
+
+    #[test]
+    fn acr_images_are_matched_only_when_asked_and_only_for_node_identity() {
+        let images = |argv: &[&str]| {
+            let p = plan(&[&["--bin-dir", "/b", "--config", "/c"], argv].concat()).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&p.config).unwrap()["providers"][0]["matchImages"].clone()
+        };
+        let google = serde_json::json!(["gcr.io", "*.gcr.io", "*-docker.pkg.dev"]);
+        assert_eq!(
+            images(&["--match-acr"]),
+            serde_json::json!([google[0], google[1], google[2], "*.azurecr.io", "*.azurecr.cn", "*.azurecr.us"])
+        );
+        let both = images(&["--match-ecr", "--match-acr"]);
+        assert_eq!(both.as_array().unwrap().len(), 3 + 4 + 3);
+        assert_eq!(both.as_array().unwrap().last().unwrap(), "*.azurecr.us");
+        let pool = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet";
+        let refused = Cli::try_parse_from([
+            "x",
+            "--bin-dir",
+            "/b",
+            "--config",
+            "/c",
+            "--match-acr",
             "--workload-identity-provider",
             pool,
         ]);

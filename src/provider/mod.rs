@@ -14,9 +14,12 @@
 //!   annotated [`GOOGLE_SERVICE_ACCOUNT_ANNOTATION`], impersonates that
 //!   Google service account.
 //!
-//! Images on an Amazon ECR host (private or Public) are answered with the
-//! node's AWS identity, for their own registry; per-pod identity is
-//! Google's alone so far.
+//! Images on an Amazon ECR host (private or Public) or an Azure Container
+//! Registry are answered with the node's AWS or Azure identity, for their
+//! own registry. An ACR image whose request carries the pod's token is
+//! answered with the Azure identity its ServiceAccount names
+//! ([`ACR_CLIENT_ID_ANNOTATION`]), the token presented as that identity's
+//! federated credential; ECR's per-pod identity is not there yet.
 //!
 //! [`kubelet`] writes the kubelet's config for either; [`install`] puts the
 //! binary and that config on a node.
@@ -52,6 +55,14 @@ pub(crate) const API_VERSION: &str = "credentialprovider.kubelet.k8s.io/v1";
 /// pulls as: the same key GKE Workload Identity uses.
 pub(crate) const GOOGLE_SERVICE_ACCOUNT_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
 
+/// The ServiceAccount annotation naming the Azure identity (client id) a
+/// pod pulls from ACR as: the key Azure's own credential provider reads.
+pub(crate) const ACR_CLIENT_ID_ANNOTATION: &str = "kubernetes.azure.com/acr-client-id";
+
+/// The ServiceAccount annotation naming that identity's tenant; without
+/// it, the plugin's own `AZURE_TENANT_ID`.
+pub(crate) const ACR_TENANT_ID_ANNOTATION: &str = "kubernetes.azure.com/acr-tenant-id";
+
 /// How much earlier than the token's expiry the kubelet must stop using it.
 pub(crate) const CACHE_MARGIN: Duration = Duration::from_secs(5 * 60);
 
@@ -64,6 +75,12 @@ const NOT_GOOGLE_CACHE: Duration = Duration::from_secs(3600);
 /// that sends ECR images to regcred too.
 pub(crate) const ECR_PATTERNS: &[&str] =
     &["*.dkr.ecr.*.amazonaws.com", "*.dkr.ecr.*.amazonaws.com.cn", "*.dkr.ecr-fips.*.amazonaws.com", "public.ecr.aws"];
+
+/// The kubelet image patterns of Azure Container Registry's hosts (as
+/// Azure's own `acr-credential-provider` is configured, less the closed
+/// `azurecr.de`), for a CredentialProviderConfig that sends ACR images to
+/// regcred too.
+pub(crate) const ACR_PATTERNS: &[&str] = &["*.azurecr.io", "*.azurecr.cn", "*.azurecr.us"];
 
 /// The auth keys used when no `--registry` is given: every Container
 /// Registry and Artifact Registry host, as kubelet image patterns.
@@ -129,7 +146,11 @@ pub enum ProviderError {
     BadToken(&'static str),
     #[error("invalid {GOOGLE_SERVICE_ACCOUNT_ANNOTATION} annotation {value} on the pod's ServiceAccount: {problem}")]
     BadAnnotation { value: String, problem: InvalidEmail },
-    #[error("the request carries the pod's service account token, but per-pod identity is Google's alone so far: {host} ({provider}) is answered with the node's identity only; list ECR's matchImages under a provider without tokenAttributes")]
+    #[error("invalid {key} annotation {value} on the pod's ServiceAccount: expected {expected}")]
+    BadAzureAnnotation { key: &'static str, value: String, expected: &'static str },
+    #[error("the request carries the pod's service account token for {host} (Azure Container Registry), but {missing}; a pod's token is never answered with the node's identity")]
+    AcrPodIdentity { host: String, missing: &'static str },
+    #[error("the request carries the pod's service account token, but per-pod identity is Google's and Azure's alone so far: {host} ({provider}) is answered with the node's identity only; list its matchImages under a provider without tokenAttributes")]
     PodIdentityNotSupported { host: String, provider: &'static str },
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -232,7 +253,7 @@ pub(crate) fn answer(
 }
 
 /// The answer for an image on one registry whose credential is its own
-/// (an ECR registry): keyed by that host, cached per registry until
+/// (an ECR registry, an ACR registry): keyed by that host, cached per registry until
 /// shortly before the token expires.
 pub(crate) fn answer_registry(
     host: &str,

@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{ProviderError, API_VERSION, GOOGLE_SERVICE_ACCOUNT_ANNOTATION};
+use super::{
+    ProviderError, ACR_CLIENT_ID_ANNOTATION, ACR_TENANT_ID_ANNOTATION, API_VERSION, GOOGLE_SERVICE_ACCOUNT_ANNOTATION,
+};
+use crate::acr::{ClientId, TenantId};
 use crate::secret::Secret;
 use crate::source::ServiceAccountEmail;
 
@@ -24,6 +27,11 @@ pub(crate) struct Request {
     pub token: Option<PodToken>,
     /// The service account the ServiceAccount's annotation names.
     pub impersonate: Option<ServiceAccountEmail>,
+    /// The Azure identity a pod pulls from ACR as (its ServiceAccount's
+    /// `kubernetes.azure.com/acr-client-id`, as Azure's plugin reads it).
+    pub acr_client_id: Option<ClientId>,
+    /// Its tenant (`kubernetes.azure.com/acr-tenant-id`), if named.
+    pub acr_tenant_id: Option<TenantId>,
 }
 
 /// The request as the kubelet writes it.
@@ -139,7 +147,28 @@ pub(crate) fn parse_request(input: &[u8]) -> Result<Request, ProviderError> {
             Some(value.parse().map_err(|problem| ProviderError::BadAnnotation { value: quoted(value), problem })?)
         }
     };
-    Ok(Request { image, token, impersonate })
+    let annotations = &wire.service_account_annotations;
+    let acr_client_id = azure_annotation(annotations, ACR_CLIENT_ID_ANNOTATION, "a client id (a GUID)")?;
+    let acr_tenant_id =
+        azure_annotation(annotations, ACR_TENANT_ID_ANNOTATION, "a tenant id (a GUID) or the tenant's domain name")?;
+    Ok(Request { image, token, impersonate, acr_client_id, acr_tenant_id })
+}
+
+/// An Azure annotation, parsed by the same type as the flag it stands in
+/// for; the error quotes the value as [`quoted`] does, never more.
+fn azure_annotation<T: std::str::FromStr>(
+    annotations: &BTreeMap<String, String>,
+    key: &'static str,
+    expected: &'static str,
+) -> Result<Option<T>, ProviderError> {
+    match annotations.get(key).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(value) => value.parse().map(Some).map_err(|_| ProviderError::BadAzureAnnotation {
+            key,
+            value: quoted(value),
+            expected,
+        }),
+    }
 }
 
 /// A value from the request as a log line can show it: quoted, every
@@ -215,6 +244,25 @@ mod tests {
         for image in ["gcr.io/p/i\n", "gcr.io/p/i x", "gсr.io/p/i", &format!("gcr.io/{}", "i".repeat(2000))] {
             let e = parse(&request(image, "eyJ.pod.sig", EMAIL)).unwrap_err();
             assert!(e.to_string().starts_with("the request's `image` "), "{image:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn acr_annotations_are_parsed_strictly() {
+        let with = |annotations: serde_json::Value| {
+            parse(&serde_json::json!({"apiVersion": API_VERSION, "image": "myregistry.azurecr.io/i",
+                "serviceAccountToken": "eyJ.pod.sig", "serviceAccountAnnotations": annotations}))
+        };
+        let r = with(serde_json::json!({ACR_CLIENT_ID_ANNOTATION: "00001111-AAAA-2222-bbbb-3333cccc4444",
+            ACR_TENANT_ID_ANNOTATION: "contoso.onmicrosoft.com"}))
+        .unwrap();
+        assert_eq!(r.acr_client_id.unwrap().as_str(), "00001111-aaaa-2222-bbbb-3333cccc4444");
+        assert_eq!(r.acr_tenant_id.unwrap().as_str(), "contoso.onmicrosoft.com");
+        let r = with(serde_json::json!({ACR_CLIENT_ID_ANNOTATION: ""})).unwrap();
+        assert!(r.acr_client_id.is_none() && r.acr_tenant_id.is_none());
+        for (key, value) in [(ACR_CLIENT_ID_ANNOTATION, "app&x=1"), (ACR_TENANT_ID_ANNOTATION, "../common")] {
+            let e = with(serde_json::json!({key: value})).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("invalid {key} annotation \"{value}\" on the pod's ServiceAccount")), "{e}");
         }
     }
 

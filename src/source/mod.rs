@@ -93,7 +93,8 @@ pub enum SourceError {
         retry_after: Option<Duration>,
     },
     /// A projected token file another cloud's credentials are read from
-    /// (`AWS_WEB_IDENTITY_TOKEN_FILE`): retried, as the kubelet rewrites it.
+    /// (`AWS_WEB_IDENTITY_TOKEN_FILE`, `AZURE_FEDERATED_TOKEN_FILE`; `var`
+    /// names where its path came from): retried, as the kubelet rewrites it.
     #[error("{var}={}: {problem}", .path.display())]
     TokenFile { var: &'static str, path: PathBuf, problem: String },
     /// Another cloud's credentials could not be found (Google's say so in

@@ -8,6 +8,9 @@
 //!   refresh-token grants), the GCE metadata server, STS and IAM Credentials.
 //! * [`aws::Aws`]: Amazon ECR's and ECR Public's `GetAuthorizationToken`
 //!   (SigV4-verified), STS, IMDSv2 and the EKS Pod Identity agent.
+//! * [`azure::Azure`]: Microsoft Entra ID's token endpoint (client assertion
+//!   and client secret), the managed identity endpoint of Azure's IMDS, and
+//!   an Azure Container Registry's token server (`/oauth2/exchange`).
 //! * [`faults::Faults`]: error statuses, hangs, delays, garbage bodies and
 //!   dropped connections, injectable into either.
 //!
@@ -15,12 +18,14 @@
 //! shapes: a client that passes here should pass against the real thing.
 
 pub mod aws;
+pub mod azure;
 pub mod faults;
 pub mod google;
 pub mod kube;
 mod server;
 
 pub use aws::{Aws, IssuedEcrToken, IssuedKey};
+pub use azure::{Azure, AzureToken};
 pub use faults::{Fault, Faults};
 pub use google::{Google, IssuedToken};
 pub use kube::{KubeApi, RecordedRequest};

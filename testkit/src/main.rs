@@ -3,7 +3,9 @@
 //! `serve` starts the Kubernetes, Google and AWS emulators and prints the
 //! environment a regcred (or curl) session needs to use them. `google`
 //! starts the Google emulator alone, where a node's pods and containerd
-//! expect Google (testkit/control-plane/node runs it). The demo and the
+//! expect Google (testkit/control-plane/node runs it). `azure` starts the
+//! Azure emulator (Entra ID, IMDS, an ACR token server) with one identity
+//! allowed to pull. The demo and the
 //! benchmark are `xtask` commands (testkit/xtask).
 
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use regcred_testkit::{Aws, Google, KubeApi};
+use regcred_testkit::{Aws, Azure, Google, KubeApi};
 
 #[derive(Parser)]
 #[command(
@@ -85,6 +87,36 @@ enum Command {
         #[arg(long, requires = "trust_oidc_issuer")]
         oidc_jwks: Option<PathBuf>,
     },
+    /// Start the Azure emulator alone (Entra ID's token endpoint, IMDS's
+    /// managed identity endpoint, an ACR registry's token server) with one
+    /// app that may pull, and serve until SIGINT or SIGTERM.
+    Azure {
+        /// Address to listen on (a node's IMDS: 169.254.169.254:80).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Directory to write `azure.json` (tenant, client id, login server,
+        /// URLs) into (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Lifetime of the ACR refresh tokens (ACR's own: 3h).
+        #[arg(long, default_value = "3h", value_parser = humantime::parse_duration)]
+        refresh_token_lifetime: Duration,
+        /// Federate the app with this issuer (a cluster's ServiceAccount
+        /// issuer), whose keys `--oidc-jwks` holds; the kit's own issuer
+        /// is trusted without it.
+        #[arg(long, requires = "oidc_jwks")]
+        trust_oidc_issuer: Option<String>,
+        /// The issuer's JSON Web Key Set (a file, as its `jwks_uri` serves it).
+        #[arg(long, requires = "trust_oidc_issuer")]
+        oidc_jwks: Option<PathBuf>,
+        /// `NAMESPACE:NAME` of a service account whose tokens the app
+        /// accepts (a federated identity credential); repeatable.
+        #[arg(long)]
+        federated_service_account: Vec<String>,
+        /// Give the VM a system-assigned managed identity that may pull.
+        #[arg(long)]
+        system_identity: bool,
+    },
 }
 
 fn init_logging() {
@@ -134,7 +166,88 @@ async fn main() -> std::process::ExitCode {
             let oidc = trust_oidc_issuer.zip(oidc_jwks);
             exit(google_alone(listen, dir, token_lifetime, registry, &allow_pull, &allow_impersonation, oidc).await)
         }
+        Command::Azure {
+            listen,
+            dir,
+            refresh_token_lifetime,
+            trust_oidc_issuer,
+            oidc_jwks,
+            federated_service_account,
+            system_identity,
+        } => {
+            init_logging();
+            let oidc = trust_oidc_issuer.zip(oidc_jwks);
+            let identities = AzureIdentities { federated: federated_service_account, system: system_identity };
+            exit(azure_alone(listen, dir, refresh_token_lifetime, oidc, identities).await)
+        }
     }
+}
+
+/// The identities `regcred-testkit azure` creates.
+struct AzureIdentities {
+    /// `NAMESPACE:NAME` service accounts the app is federated with.
+    federated: Vec<String>,
+    /// Whether the VM has a system-assigned identity.
+    system: bool,
+}
+
+async fn azure_alone(
+    listen: SocketAddr,
+    dir: PathBuf,
+    refresh_token_lifetime: Duration,
+    oidc: Option<(String, PathBuf)>,
+    identities: AzureIdentities,
+) -> std::io::Result<()> {
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    std::fs::create_dir_all(&dir)?;
+    let azure =
+        Azure::start_on(listen).await.map_err(|e| std::io::Error::new(e.kind(), format!("listen on {listen}: {e}")))?;
+    azure.set_refresh_token_lifetime(refresh_token_lifetime);
+    let issuer = match oidc {
+        Some((issuer, jwks)) => {
+            let keys: serde_json::Value = serde_json::from_slice(&std::fs::read(&jwks)?)
+                .map_err(|e| invalid(format!("{}: not a JSON Web Key Set: {e}", jwks.display())))?;
+            azure.trust_issuer(&issuer, &keys);
+            issuer
+        }
+        None => azure.cluster_issuer(),
+    };
+    let app = azure.create_app();
+    azure.allow_pull(&app);
+    for sa in &identities.federated {
+        let (namespace, name) = sa
+            .split_once(':')
+            .ok_or_else(|| invalid(format!("--federated-service-account {sa:?}: expected NAMESPACE:NAME")))?;
+        azure.add_federated_credential(&app, &issuer, &format!("system:serviceaccount:{namespace}:{name}"));
+    }
+    let system = identities.system.then(|| azure.enable_system_identity());
+    if let Some(id) = &system {
+        azure.allow_pull(id);
+    }
+    let about = serde_json::json!({
+        "url": azure.url(),
+        "tenant_id": azure.tenant_id(),
+        "client_id": app,
+        "system_identity_client_id": system,
+        "login_server": azure.login_server(),
+        "token_uri": azure.token_uri(),
+        "imds_endpoint": azure.imds_endpoint(),
+        "oidc_issuer": issuer,
+    });
+    std::fs::write(dir.join("azure.json"), about.to_string())?;
+    eprintln!(
+        "regcred-testkit: Azure emulator on {} for {} (tenant {})",
+        azure.url(),
+        azure.login_server(),
+        azure.tenant_id()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    eprintln!("regcred-testkit: stopping");
+    Ok(())
 }
 
 fn exit(result: std::io::Result<()>) -> std::process::ExitCode {

@@ -98,6 +98,13 @@ CASES = [
         "123456789012.dkr.ecr.amazonaws.com", "123456789012.dkr.ecr-x.eu-west-1.amazonaws.com",
         "123456789012.dkr.ecr.eu-west-1.amazonaws.com:443", "public.ecr.aws", "PUBLIC.ECR.AWS", "ecr.aws",
         "x.public.ecr.aws"]],
+    # Azure Container Registry (parse_acr in src/registry.rs).
+    *[reg(h) for h in [
+        "myregistry.azurecr.io", "MyRegistry.AzureCR.io", "contoso01.azurecr.cn", "govreg.azurecr.us",
+        "myregistry-abcdef1234.azurecr.io", "reg.azurecr.io", "myregistry.azurecr.de", "my.registry.azurecr.io",
+        "myregistry.azurecr.io.evil.com", "azurecr.io", "my_registry.azurecr.io", "myregistry-.azurecr.io",
+        "myreg-a-b.azurecr.io", "a" * 50 + ".azurecr.io", "a" * 51 + ".azurecr.io",
+        "a" * 50 + "-" + "b" * 12 + ".azurecr.io", "a" * 50 + "-" + "b" * 13 + ".azurecr.io"]],
     Case("allRegistries=true", {"allRegistries": True}, ["--all-registries"]),
     # Durations (humantime in regcred; the ranges are regcred's).
     *[dur("refresh.requestTimeout", "--request-timeout", v)

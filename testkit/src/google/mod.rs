@@ -18,11 +18,15 @@
 //! and recorded as an [`IssuedToken`].
 
 mod iam;
-mod jwt;
+pub(crate) mod jwt;
 mod metadata;
 mod oauth;
 mod registry;
 pub(crate) mod sts;
+
+/// The OIDC checks STS makes, shared with the Azure AD emulator, which
+/// verifies federated tokens the same way.
+pub(crate) use sts::OidcProvider;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

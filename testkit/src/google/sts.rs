@@ -104,6 +104,15 @@ pub(crate) fn token(shared: &Shared, method: &Method, headers: &HeaderMap, body:
     )
 }
 
+/// Why a token's signature was not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SignatureError {
+    /// Not a compact JWS with JSON header and claims.
+    Format,
+    /// No key of the issuer's JWKS (with the header's `kid`, if any) verifies it.
+    NoKey,
+}
+
 /// An OIDC workload identity provider: the issuer, its signing keys (by
 /// `kid`) and the audiences it accepts.
 #[derive(Clone)]
@@ -132,21 +141,33 @@ impl OidcProvider {
         Self { issuer: issuer.to_string(), keys, allowed_audiences }
     }
 
-    /// Google's checks of an OIDC subject token; the error is the
-    /// `error_description` of an `invalid_grant` answer.
-    pub(crate) fn verify(&self, token: &str) -> Result<Value, String> {
-        let (header, _) =
-            super::jwt::decode_unverified(token).map_err(|_| "Unable to parse the ID Token.".to_string())?;
+    /// The issuer this provider trusts.
+    pub(crate) fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The token's claims if a key of the JWKS (the one its `kid` names,
+    /// when it names one) signed it; the claims are not checked.
+    pub(crate) fn verify_signature(&self, token: &str) -> Result<Value, SignatureError> {
+        let (header, _) = super::jwt::decode_unverified(token).map_err(|_| SignatureError::Format)?;
         let kid = header.get("kid").and_then(Value::as_str);
-        let claims = self
-            .keys
+        self.keys
             .iter()
             .filter(|(k, _)| kid.is_none() || k.as_deref() == kid)
             .find_map(|(_, key)| super::jwt::verify(key, token).ok())
             .map(|(_, claims)| claims)
-            .ok_or_else(|| {
+            .ok_or(SignatureError::NoKey)
+    }
+
+    /// Google's checks of an OIDC subject token; the error is the
+    /// `error_description` of an `invalid_grant` answer.
+    pub(crate) fn verify(&self, token: &str) -> Result<Value, String> {
+        let claims = self.verify_signature(token).map_err(|e| match e {
+            SignatureError::Format => "Unable to parse the ID Token.".to_string(),
+            SignatureError::NoKey => {
                 "Invalid ID Token: the signature cannot be verified with the provider's keys.".to_string()
-            })?;
+            }
+        })?;
         let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
         if iss != self.issuer {
             return Err(format!("The issuer in ID Token {iss} does not match the expected issuer {}.", self.issuer));
