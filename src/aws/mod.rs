@@ -28,7 +28,7 @@ use crate::source::{CredentialSource, Endpoint, SourceError};
 
 use credentials::{AwsCredentialSource, AwsCredentials, ContainerEndpoint, InstanceMetadata, StaticKeys};
 use ecr::{Api, EcrSource};
-use sts::{AssumeRole, StsEndpoint, WebIdentity};
+use sts::{AssumeRole, StsEndpoint, WebIdentity, WebIdentityToken};
 
 /// IMDS's link-local address.
 const IMDS_ENDPOINT: &str = "http://169.254.169.254";
@@ -180,7 +180,7 @@ fn discover_base(settings: &Settings, http: &HttpClient) -> Result<Arc<dyn AwsCr
         (Some(role_arn), Some(file)) => {
             return Ok(Arc::new(WebIdentity {
                 role_arn: role_arn.parse::<RoleArn>().map_err(|e| missing(&format!("AWS_ROLE_ARN: {e}")))?.to_string(),
-                token_file: PathBuf::from(file),
+                token: WebIdentityToken::File(PathBuf::from(file)),
                 sts: sts_endpoint(settings),
                 http: http.clone(),
             }))
@@ -207,6 +207,24 @@ fn discover_base(settings: &Settings, http: &HttpClient) -> Result<Arc<dyn AwsCr
         ));
     }
     Ok(Arc::new(InstanceMetadata { endpoint: settings.imds_endpoint.to_string(), http: http.clone() }))
+}
+
+/// A pod's identity, for the kubelet plugin: `token` (the pod's service
+/// account token) exchanged at STS for `role` (the role its ServiceAccount
+/// names). Never the node's credentials, nor `--aws-role-arn` on top: the
+/// pod's role is the identity it pulls as.
+pub(crate) fn for_pod(
+    role: &RoleArn,
+    token: Secret<String>,
+    settings: &Settings,
+    http: &HttpClient,
+) -> Arc<dyn AwsCredentialSource> {
+    Arc::new(WebIdentity {
+        role_arn: role.to_string(),
+        token: WebIdentityToken::Given(token),
+        sts: sts_endpoint(settings),
+        http: http.clone(),
+    })
 }
 
 /// The token source of one private ECR registry.
