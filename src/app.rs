@@ -248,12 +248,19 @@ async fn credential_provider(
             provider::answer(settings, &credential.username, &credential.password, credential.expires_at, now)
         }
         Some(cloud @ (Cloud::Ecr(_) | Cloud::EcrPublic)) => {
-            // A pod's token must not be answered with the node's identity.
-            if request.token.is_some() {
-                let provider = cloud.provider();
-                return Err(provider::ProviderError::PodIdentityNotSupported { host: host.to_string(), provider });
-            }
-            let credentials = aws::discover(aws_settings, http)?;
+            let credentials = match &request.token {
+                None => aws::discover(aws_settings, http)?,
+                // The pod's token, exchanged at STS for the role its
+                // ServiceAccount names: never the node's identity.
+                Some(token) => {
+                    let role = request.ecr_role.as_ref().ok_or_else(|| provider::ProviderError::EcrPodIdentity {
+                        host: host.to_string(),
+                        provider: cloud.provider(),
+                    })?;
+                    debug!(role = %role.arn, annotation = role.annotation, "the pod's role");
+                    aws::for_pod(&role.arn, token.secret(), aws_settings, http)
+                }
+            };
             let source = match cloud {
                 Cloud::Ecr(ecr) => aws::ecr_source(ecr, credentials, aws_settings, http),
                 _ => aws::ecr_public_source(credentials, aws_settings, http),

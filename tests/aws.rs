@@ -381,16 +381,91 @@ async fn the_kubelet_plugin_answers_ecr_images_for_their_registry_with_the_nodes
         let lifetime = token.expires_at.duration_since(SystemTime::now()).unwrap().as_secs();
         assert!(cached <= lifetime - 290 && cached >= lifetime - 310, "{cached}s cached, {lifetime}s left");
     }
+}
 
-    let pod = json!({"apiVersion": api, "kind": "CredentialProviderRequest", "image": format!("{ECR}/a:1"),
-                     "serviceAccountToken": "eyJ.pod.token", "serviceAccountAnnotations": {}});
-    let out = provide(&kit, &aws, &pod, &[]).await;
+#[tokio::test]
+async fn the_kubelet_plugin_answers_ecr_images_with_the_role_the_pods_service_account_names() {
+    let (kit, aws) = kits().await;
+    let api = "credentialprovider.kubelet.k8s.io/v1";
+    // The pod's own ServiceAccount token, signed by the cluster's issuer
+    // that the emulated STS trusts.
+    aws.trust_oidc_issuer(ISSUER, &kit.google.jwks(), "sts.amazonaws.com");
+    let general = "arn:aws:iam::111122223333:role/app-general";
+    let ecr_only = "arn:aws:iam::111122223333:role/app-ecr-puller";
+    aws.allow_role(general);
+    aws.allow_role(ecr_only);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let token = kit.google.sign_jwt(&json!({
+        "iss": ISSUER, "aud": ["sts.amazonaws.com"], "sub": "system:serviceaccount:apps:puller",
+        "iat": now, "exp": now + 3600,
+    }));
+    let pod = |image: &str, annotations: Value| {
+        json!({"apiVersion": api, "kind": "CredentialProviderRequest", "image": image,
+               "serviceAccountToken": token, "serviceAccountAnnotations": annotations})
+    };
+    let assumed = |role: &str| role.replace(":iam::", ":sts::").replace(":role/", ":assumed-role/") + "/";
+
+    for (annotations, role) in [
+        (json!({"eks.amazonaws.com/role-arn": general}), general),
+        (json!({"eks.amazonaws.com/role-arn": general, "eks.amazonaws.com/ecr-role-arn": ecr_only}), ecr_only),
+    ] {
+        for (image, host) in
+            [(format!("{ECR}/team/app:2"), ECR), ("public.ecr.aws/team/app:2".to_string(), "public.ecr.aws")]
+        {
+            let out = provide(&kit, &aws, &pod(&image, annotations.clone()), &[]).await;
+            assert_eq!(out.code, Some(0), "{out:?}");
+            let v: Value = serde_json::from_str(&out.stdout).unwrap();
+            assert_eq!(v["auth"].as_object().unwrap().keys().collect::<Vec<_>>(), [host]);
+            let ecr = ecr_entry_of(&aws, &v["auth"][host]);
+            assert!(ecr.principal.starts_with(&assumed(role)), "the pod's role {role}, not the node's: {ecr:?}");
+            let key = aws.issued_keys().into_iter().find(|k| k.access_key_id == ecr.access_key_id).unwrap();
+            assert_eq!(key.source, "web-identity", "the pod's token exchanged at STS: {key:?}");
+            assert_eq!(v["cacheKeyType"], "Registry");
+            let cached: u64 = v["cacheDuration"].as_str().unwrap().trim_end_matches('s').parse().unwrap();
+            let lifetime = ecr.expires_at.duration_since(SystemTime::now()).unwrap().as_secs();
+            assert!(cached <= lifetime - 290 && cached >= lifetime - 310, "{cached}s cached, {lifetime}s left");
+            assert!(!out.stderr.contains(&token), "the pod's token in the logs");
+        }
+    }
+    assert!(!aws.issued_keys().iter().any(|k| k.source == "imds"), "the node's identity was never used");
+
+    // No role named, or a hostile one: refused in one line, nothing asked of AWS.
+    let before = aws.requests().len();
+    let image = format!("{ECR}/team/app:2");
+    let out = provide(
+        &kit,
+        &aws,
+        &pod(&image, json!({"iam.gke.io/gcp-service-account": "puller@project-1.iam.gserviceaccount.com"})),
+        &[],
+    )
+    .await;
     assert_eq!(out.code, Some(2), "{out:?}");
-    assert!(
-        out.stderr.contains("per-pod identity is Google's and Azure's alone so far") && out.stderr.contains(ECR),
-        "{}",
-        out.stderr
-    );
+    let line = out.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(line.contains(&format!("pod's service account token for {ECR} (Amazon ECR)")), "{line}");
+    assert!(line.contains("eks.amazonaws.com/ecr-role-arn") && line.contains("eks.amazonaws.com/role-arn"), "{line}");
+    assert!(line.contains("never answered with the node's identity") && !line.contains(&token), "{line}");
+    // ecr-role-arn wins even when hostile: never a fall back to role-arn.
+    for (key, annotations) in [
+        (
+            "eks.amazonaws.com/role-arn",
+            json!({"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/x&Action=AssumeRole"}),
+        ),
+        (
+            "eks.amazonaws.com/ecr-role-arn",
+            json!({"eks.amazonaws.com/ecr-role-arn": "arn:aws:iam::111122223333:role/x\nLevel=INFO", "eks.amazonaws.com/role-arn": general}),
+        ),
+    ] {
+        let out = provide(&kit, &aws, &pod(&image, annotations), &[]).await;
+        assert_eq!(out.code, Some(2), "{out:?}");
+        let line = out.stderr.trim();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(
+            line.contains(&format!("invalid {key} annotation")) && line.contains("expected an IAM role ARN"),
+            "{line}"
+        );
+    }
+    assert_eq!(aws.requests().len(), before, "no request reached AWS");
 }
 
 /// An answer's or document's entry for an ECR host: user `AWS`, a current

@@ -28,7 +28,7 @@ use crate::source::{CredentialSource, Endpoint, SourceError};
 
 use credentials::{AwsCredentialSource, AwsCredentials, ContainerEndpoint, InstanceMetadata, StaticKeys};
 use ecr::{Api, EcrSource};
-use sts::{AssumeRole, StsEndpoint, WebIdentity};
+use sts::{AssumeRole, StsEndpoint, WebIdentity, WebIdentityToken};
 
 /// IMDS's link-local address.
 const IMDS_ENDPOINT: &str = "http://169.254.169.254";
@@ -88,21 +88,37 @@ pub struct Settings {
     imds_endpoint: Endpoint,
 }
 
-/// An IAM role ARN: `arn:PARTITION:iam::ACCOUNT:role/NAME`.
+/// An IAM role ARN: `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`, with
+/// IAM's own rules: partition `aws`, `aws-cn` or `aws-us-gov`, a 12-digit
+/// account, a role name of `[A-Za-z0-9+=,.@_-]` (at most 64), a path of
+/// printable ASCII, at most 2048 bytes in all (STS's limit). The same type
+/// for the flags, `AWS_ROLE_ARN` and a pod's ServiceAccount annotation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RoleArn(String);
+
+/// STS's limit on `RoleArn`.
+const MAX_ROLE_ARN: usize = 2048;
 
 impl FromStr for RoleArn {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = s.strip_prefix("arn:").and_then(|r| r.split_once(":iam::")).is_some_and(|(partition, rest)| {
-            matches!(partition, "aws" | "aws-cn" | "aws-us-gov")
-                && rest.split_once(":role/").is_some_and(|(account, name)| {
-                    account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty()
-                })
-        });
-        if ok && !s.contains(char::is_whitespace) {
+        let name_ok = |n: &str| {
+            (1..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+        };
+        // `[PATH/]NAME`: no empty path segment, the name by IAM's rule.
+        let role_ok = |role: &str| {
+            role.split('/').all(|segment| !segment.is_empty()) && role.rsplit('/').next().is_some_and(name_ok)
+        };
+        let ok = s.len() <= MAX_ROLE_ARN
+            && s.bytes().all(|b| b.is_ascii_graphic())
+            && s.strip_prefix("arn:").and_then(|r| r.split_once(":iam::")).is_some_and(|(partition, rest)| {
+                matches!(partition, "aws" | "aws-cn" | "aws-us-gov")
+                    && rest.split_once(":role/").is_some_and(|(account, role)| {
+                        account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && role_ok(role)
+                    })
+            });
+        if ok {
             Ok(RoleArn(s.to_string()))
         } else {
             Err("expected an IAM role ARN such as arn:aws:iam::123456789012:role/registry-puller".into())
@@ -164,7 +180,7 @@ fn discover_base(settings: &Settings, http: &HttpClient) -> Result<Arc<dyn AwsCr
         (Some(role_arn), Some(file)) => {
             return Ok(Arc::new(WebIdentity {
                 role_arn: role_arn.parse::<RoleArn>().map_err(|e| missing(&format!("AWS_ROLE_ARN: {e}")))?.to_string(),
-                token_file: PathBuf::from(file),
+                token: WebIdentityToken::File(PathBuf::from(file)),
                 sts: sts_endpoint(settings),
                 http: http.clone(),
             }))
@@ -191,6 +207,24 @@ fn discover_base(settings: &Settings, http: &HttpClient) -> Result<Arc<dyn AwsCr
         ));
     }
     Ok(Arc::new(InstanceMetadata { endpoint: settings.imds_endpoint.to_string(), http: http.clone() }))
+}
+
+/// A pod's identity, for the kubelet plugin: `token` (the pod's service
+/// account token) exchanged at STS for `role` (the role its ServiceAccount
+/// names). Never the node's credentials, nor `--aws-role-arn` on top: the
+/// pod's role is the identity it pulls as.
+pub(crate) fn for_pod(
+    role: &RoleArn,
+    token: Secret<String>,
+    settings: &Settings,
+    http: &HttpClient,
+) -> Arc<dyn AwsCredentialSource> {
+    Arc::new(WebIdentity {
+        role_arn: role.to_string(),
+        token: WebIdentityToken::Given(token),
+        sts: sts_endpoint(settings),
+        http: http.clone(),
+    })
 }
 
 /// The token source of one private ECR registry.
@@ -291,10 +325,38 @@ mod tests {
 
     #[test]
     fn role_arns_are_checked() {
-        assert!("arn:aws:iam::123456789012:role/puller".parse::<RoleArn>().is_ok());
-        assert!("arn:aws-cn:iam::123456789012:role/path/puller".parse::<RoleArn>().is_ok());
-        for bad in ["puller", "arn:aws:iam::12345:role/x", "arn:aws:iam::123456789012:user/x", "arn:aws:s3:::b"] {
-            assert!(bad.parse::<RoleArn>().is_err(), "{bad}");
+        for good in [
+            "arn:aws:iam::123456789012:role/puller",
+            "arn:aws-cn:iam::123456789012:role/path/puller",
+            "arn:aws-us-gov:iam::123456789012:role/a/b/ecr+pull=,.@_-1",
+            &format!("arn:aws:iam::123456789012:role/{}", "n".repeat(64)),
+        ] {
+            assert_eq!(good.parse::<RoleArn>().unwrap().to_string(), good);
+        }
+        for bad in [
+            "puller",
+            "",
+            "arn:aws:iam::12345:role/x",
+            "arn:aws:iam::1234567890123:role/x",
+            "arn:aws:iam::12345678901a:role/x",
+            "arn:aws:iam::123456789012:user/x",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:iam::123456789012:role/path/",
+            "arn:aws:iam::123456789012:role//x",
+            "arn:aws:s3:::b",
+            "arn:aws-iso-x:iam::123456789012:role/x",
+            "arn:aws:sts::123456789012:assumed-role/x/s",
+            "arn:aws:iam:us-east-1:123456789012:role/x",
+            "arn:aws:iam::123456789012:role/x&Action=AssumeRole",
+            "arn:aws:iam::123456789012:role/x y",
+            "arn:aws:iam::123456789012:role/x\n",
+            "arn:aws:iam::123456789012:role/x\u{ff20}",
+            "arn:aws:iam::123456789012:role/path\u{7f}/x",
+            " arn:aws:iam::123456789012:role/x",
+            &format!("arn:aws:iam::123456789012:role/{}", "n".repeat(65)),
+            &format!("arn:aws:iam::123456789012:role/{}/x", "p".repeat(MAX_ROLE_ARN)),
+        ] {
+            assert!(bad.parse::<RoleArn>().is_err(), "{bad:?}");
         }
     }
 

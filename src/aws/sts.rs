@@ -27,23 +27,42 @@ pub(crate) struct StsEndpoint {
     pub region: String,
 }
 
-/// IRSA: `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`.
+/// `AssumeRoleWithWebIdentity` for a role: IRSA (`AWS_ROLE_ARN` and
+/// `AWS_WEB_IDENTITY_TOKEN_FILE`), or a pod's token handed to the kubelet
+/// plugin.
 pub(crate) struct WebIdentity {
     pub role_arn: String,
-    pub token_file: PathBuf,
+    pub token: WebIdentityToken,
     pub sts: StsEndpoint,
     pub http: HttpClient,
+}
+
+/// Where the web identity token comes from.
+pub(crate) enum WebIdentityToken {
+    /// A projected token file, read at every call (the kubelet rotates it).
+    File(PathBuf),
+    /// Handed over in memory: the pod's service account token that the
+    /// kubelet passes to a credential provider (KEP-4412).
+    Given(Secret<String>),
 }
 
 #[async_trait::async_trait]
 impl AwsCredentialSource for WebIdentity {
     fn describe(&self) -> String {
-        format!("web identity token {} for role {} (IRSA)", self.token_file.display(), self.role_arn)
+        match &self.token {
+            WebIdentityToken::File(file) => {
+                format!("web identity token {} for role {} (IRSA)", file.display(), self.role_arn)
+            }
+            WebIdentityToken::Given(_) => format!("the pod's service account token for role {}", self.role_arn),
+        }
     }
 
     async fn credentials(&self) -> Result<AwsCredentials, SourceError> {
         const STEP: &str = "STS AssumeRoleWithWebIdentity";
-        let token = Secret::new(read_token(&self.token_file, "AWS_WEB_IDENTITY_TOKEN_FILE")?);
+        let token = match &self.token {
+            WebIdentityToken::File(file) => Secret::new(read_token(file, "AWS_WEB_IDENTITY_TOKEN_FILE")?),
+            WebIdentityToken::Given(token) => token.clone(),
+        };
         let body = form(&[
             ("Action", "AssumeRoleWithWebIdentity"),
             ("Version", VERSION),

@@ -53,7 +53,8 @@ pub struct InstallArgs {
     /// Also send Amazon ECR images (*.dkr.ecr.*.amazonaws.com[.cn],
     /// *.dkr.ecr-fips.*.amazonaws.com, public.ecr.aws) to regcred, answered
     /// with the node's AWS identity (IMDS, or AWS_* variables in the
-    /// kubelet's config). Node identity only: per-pod identity for ECR is not there yet.
+    /// kubelet's config). Node identity only: the installer writes per-pod identity for
+    /// Google alone so far.
     #[arg(long, env = "REGCRED_MATCH_ECR", conflicts_with = "workload_identity_provider")]
     pub match_ecr: bool,
 

@@ -19,7 +19,10 @@
 //! own registry. An ACR image whose request carries the pod's token is
 //! answered with the Azure identity its ServiceAccount names
 //! ([`ACR_CLIENT_ID_ANNOTATION`]), the token presented as that identity's
-//! federated credential; ECR's per-pod identity is not there yet.
+//! federated credential; an ECR image's, with the IAM role its
+//! ServiceAccount names ([`ECR_ROLE_ARN_ANNOTATION`], else
+//! [`ROLE_ARN_ANNOTATION`]), the token exchanged at STS
+//! (`AssumeRoleWithWebIdentity`) for that role's credentials.
 //!
 //! [`kubelet`] writes the kubelet's config for either; [`install`] puts the
 //! binary and that config on a node.
@@ -62,6 +65,15 @@ pub(crate) const ACR_CLIENT_ID_ANNOTATION: &str = "kubernetes.azure.com/acr-clie
 /// The ServiceAccount annotation naming that identity's tenant; without
 /// it, the plugin's own `AZURE_TENANT_ID`.
 pub(crate) const ACR_TENANT_ID_ANNOTATION: &str = "kubernetes.azure.com/acr-tenant-id";
+
+/// The ServiceAccount annotation naming the IAM role a pod pulls from ECR
+/// as, before [`ROLE_ARN_ANNOTATION`]: the key AWS's own credential
+/// provider reads first.
+pub(crate) const ECR_ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/ecr-role-arn";
+
+/// The IRSA annotation naming a pod's IAM role; an ECR image is pulled as
+/// it when [`ECR_ROLE_ARN_ANNOTATION`] is absent.
+pub(crate) const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 
 /// How much earlier than the token's expiry the kubelet must stop using it.
 pub(crate) const CACHE_MARGIN: Duration = Duration::from_secs(5 * 60);
@@ -147,11 +159,11 @@ pub enum ProviderError {
     #[error("invalid {GOOGLE_SERVICE_ACCOUNT_ANNOTATION} annotation {value} on the pod's ServiceAccount: {problem}")]
     BadAnnotation { value: String, problem: InvalidEmail },
     #[error("invalid {key} annotation {value} on the pod's ServiceAccount: expected {expected}")]
-    BadAzureAnnotation { key: &'static str, value: String, expected: &'static str },
+    BadCloudAnnotation { key: &'static str, value: String, expected: &'static str },
     #[error("the request carries the pod's service account token for {host} (Azure Container Registry), but {missing}; a pod's token is never answered with the node's identity")]
     AcrPodIdentity { host: String, missing: &'static str },
-    #[error("the request carries the pod's service account token, but per-pod identity is Google's and Azure's alone so far: {host} ({provider}) is answered with the node's identity only; list its matchImages under a provider without tokenAttributes")]
-    PodIdentityNotSupported { host: String, provider: &'static str },
+    #[error("the request carries the pod's service account token for {host} ({provider}), but its ServiceAccount has neither an {ECR_ROLE_ARN_ANNOTATION} nor an {ROLE_ARN_ANNOTATION} annotation naming the IAM role to pull as; a pod's token is never answered with the node's identity")]
+    EcrPodIdentity { host: String, provider: &'static str },
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error("cannot write the response to stdout: {0}")]

@@ -13,9 +13,11 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    ProviderError, ACR_CLIENT_ID_ANNOTATION, ACR_TENANT_ID_ANNOTATION, API_VERSION, GOOGLE_SERVICE_ACCOUNT_ANNOTATION,
+    ProviderError, ACR_CLIENT_ID_ANNOTATION, ACR_TENANT_ID_ANNOTATION, API_VERSION, ECR_ROLE_ARN_ANNOTATION,
+    GOOGLE_SERVICE_ACCOUNT_ANNOTATION, ROLE_ARN_ANNOTATION,
 };
 use crate::acr::{ClientId, TenantId};
+use crate::aws::RoleArn;
 use crate::secret::Secret;
 use crate::source::ServiceAccountEmail;
 
@@ -32,6 +34,17 @@ pub(crate) struct Request {
     pub acr_client_id: Option<ClientId>,
     /// Its tenant (`kubernetes.azure.com/acr-tenant-id`), if named.
     pub acr_tenant_id: Option<TenantId>,
+    /// The IAM role a pod pulls from ECR as: its ServiceAccount's
+    /// `eks.amazonaws.com/ecr-role-arn`, else its `eks.amazonaws.com/role-arn`.
+    pub ecr_role: Option<EcrRole>,
+}
+
+/// The role a pod pulls from ECR as, and the annotation that named it (for
+/// messages).
+#[derive(Debug)]
+pub(crate) struct EcrRole {
+    pub arn: RoleArn,
+    pub annotation: &'static str,
 }
 
 /// The request as the kubelet writes it.
@@ -151,7 +164,22 @@ pub(crate) fn parse_request(input: &[u8]) -> Result<Request, ProviderError> {
     let acr_client_id = azure_annotation(annotations, ACR_CLIENT_ID_ANNOTATION, "a client id (a GUID)")?;
     let acr_tenant_id =
         azure_annotation(annotations, ACR_TENANT_ID_ANNOTATION, "a tenant id (a GUID) or the tenant's domain name")?;
-    Ok(Request { image, token, impersonate, acr_client_id, acr_tenant_id })
+    // ECR's own annotation wins; only the one that names the role is read.
+    let named = [ECR_ROLE_ARN_ANNOTATION, ROLE_ARN_ANNOTATION]
+        .into_iter()
+        .find_map(|key| annotations.get(key).filter(|v| !v.is_empty()).map(|value| (key, value)));
+    let ecr_role = match named {
+        None => None,
+        Some((annotation, value)) => Some(EcrRole {
+            arn: value.parse().map_err(|_| ProviderError::BadCloudAnnotation {
+                key: annotation,
+                value: quoted(value),
+                expected: "an IAM role ARN such as arn:aws:iam::123456789012:role/NAME",
+            })?,
+            annotation,
+        }),
+    };
+    Ok(Request { image, token, impersonate, acr_client_id, acr_tenant_id, ecr_role })
 }
 
 /// An Azure annotation, parsed by the same type as the flag it stands in
@@ -163,7 +191,7 @@ fn azure_annotation<T: std::str::FromStr>(
 ) -> Result<Option<T>, ProviderError> {
     match annotations.get(key).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(value) => value.parse().map(Some).map_err(|_| ProviderError::BadAzureAnnotation {
+        Some(value) => value.parse().map(Some).map_err(|_| ProviderError::BadCloudAnnotation {
             key,
             value: quoted(value),
             expected,
@@ -263,6 +291,41 @@ mod tests {
         for (key, value) in [(ACR_CLIENT_ID_ANNOTATION, "app&x=1"), (ACR_TENANT_ID_ANNOTATION, "../common")] {
             let e = with(serde_json::json!({key: value})).unwrap_err().to_string();
             assert!(e.starts_with(&format!("invalid {key} annotation \"{value}\" on the pod's ServiceAccount")), "{e}");
+        }
+    }
+
+    #[test]
+    fn ecr_role_annotations_are_parsed_strictly_ecr_role_arn_first() {
+        const GENERAL: &str = "arn:aws:iam::111122223333:role/general";
+        const ECR: &str = "arn:aws-cn:iam::111122223333:role/ecr/puller";
+        let with = |annotations: serde_json::Value| {
+            parse(
+                &serde_json::json!({"apiVersion": API_VERSION, "image": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/i",
+                "serviceAccountToken": "eyJ.pod.sig", "serviceAccountAnnotations": annotations}),
+            )
+        };
+        let role = |r: Request| r.ecr_role.map(|role| (role.arn.to_string(), role.annotation));
+        let r = with(serde_json::json!({ROLE_ARN_ANNOTATION: GENERAL})).unwrap();
+        assert_eq!(role(r), Some((GENERAL.to_string(), ROLE_ARN_ANNOTATION)));
+        let r = with(serde_json::json!({ROLE_ARN_ANNOTATION: GENERAL, ECR_ROLE_ARN_ANNOTATION: ECR})).unwrap();
+        assert_eq!(role(r), Some((ECR.to_string(), ECR_ROLE_ARN_ANNOTATION)));
+        let r = with(serde_json::json!({ROLE_ARN_ANNOTATION: GENERAL, ECR_ROLE_ARN_ANNOTATION: ""})).unwrap();
+        assert_eq!(role(r), Some((GENERAL.to_string(), ROLE_ARN_ANNOTATION)), "an empty annotation names no role");
+        assert!(with(serde_json::json!({})).unwrap().ecr_role.is_none());
+        for key in [ROLE_ARN_ANNOTATION, ECR_ROLE_ARN_ANNOTATION] {
+            for value in ["arn:aws:iam::111122223333:role/x&Action=AssumeRole", "arn:aws:iam::1:role/x", "role/x\n"] {
+                let e = with(serde_json::json!({key: value})).unwrap_err();
+                assert_eq!(e.exit_code(), 2);
+                let e = e.to_string();
+                assert!(
+                    e.starts_with(&format!(
+                        "invalid {key} annotation {} on the pod's ServiceAccount: expected an IAM role ARN",
+                        quoted(value)
+                    )),
+                    "{e}"
+                );
+                assert_eq!(e.lines().count(), 1, "{e}");
+            }
         }
     }
 
