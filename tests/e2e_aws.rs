@@ -11,7 +11,7 @@ mod common;
 
 use common::e2e::{password_for, Cluster};
 use regcred_testkit::{Aws, Google};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const ECR: &str = "111122223333.dkr.ecr.eu-west-1.amazonaws.com";
 const ROLE: &str = "arn:aws:iam::111122223333:role/registry-puller";
@@ -19,13 +19,8 @@ const ROLE: &str = "arn:aws:iam::111122223333:role/registry-puller";
 /// Makes the emulated STS trust the API server as an IAM OIDC provider,
 /// from its own discovery document and JWKS.
 async fn trust_in_aws(cluster: &Cluster, aws: &Aws) {
-    let discovery: Value =
-        serde_json::from_str(&cluster.kubectl(&["get", "--raw", "/.well-known/openid-configuration"], "").await)
-            .unwrap();
-    let issuer = discovery["issuer"].as_str().expect("issuer");
-    let path = discovery["jwks_uri"].as_str().and_then(|u| u.strip_prefix(issuer)).expect("JWKS served by the issuer");
-    let jwks: Value = serde_json::from_str(&cluster.kubectl(&["get", "--raw", path], "").await).unwrap();
-    aws.trust_oidc_issuer(issuer, &jwks, "sts.amazonaws.com");
+    let (issuer, jwks) = cluster.oidc_issuer().await;
+    aws.trust_oidc_issuer(&issuer, &jwks, "sts.amazonaws.com");
     aws.allow_role(ROLE);
 }
 

@@ -11,7 +11,7 @@ mod common;
 
 use common::e2e::{password_for, Cluster};
 use regcred_testkit::{Azure, Google};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The username ACR takes a refresh token with.
 const ACR_USER: &str = "00000000-0000-0000-0000-000000000000";
@@ -32,15 +32,10 @@ async fn workload_identity_with_a_real_service_account_token_writes_an_acr_entry
 
     // Entra ID trusts the API server as the federated credential's issuer,
     // from the server's own discovery document and JWKS.
-    let discovery: Value =
-        serde_json::from_str(&cluster.kubectl(&["get", "--raw", "/.well-known/openid-configuration"], "").await)
-            .unwrap();
-    let issuer = discovery["issuer"].as_str().expect("issuer");
-    let path = discovery["jwks_uri"].as_str().and_then(|u| u.strip_prefix(issuer)).expect("JWKS served by the issuer");
-    let jwks: Value = serde_json::from_str(&cluster.kubectl(&["get", "--raw", path], "").await).unwrap();
-    azure.trust_issuer(issuer, &jwks);
+    let (issuer, jwks) = cluster.oidc_issuer().await;
+    azure.trust_issuer(&issuer, &jwks);
     let app = azure.create_app();
-    azure.add_federated_credential(&app, issuer, &format!("system:serviceaccount:{ns}:{}", id.service_account));
+    azure.add_federated_credential(&app, &issuer, &format!("system:serviceaccount:{ns}:{}", id.service_account));
     azure.allow_pull(&app);
 
     let token_file = id.path("azure-identity-token");

@@ -298,6 +298,14 @@ impl Cluster {
     /// with the keys its discovery document points at, as Google trusts a
     /// cluster's issuer for workload identity federation.
     pub async fn trust_in_google(&self, google: &Google) {
+        let (issuer, jwks) = self.oidc_issuer().await;
+        google.trust_oidc_issuer(&issuer, &jwks, &[]);
+    }
+
+    /// This API server's ServiceAccount token issuer and the keys its OIDC
+    /// discovery document points at: what a cloud's identity service
+    /// fetches to trust a cluster's tokens.
+    pub async fn oidc_issuer(&self) -> (String, Value) {
         let discovery: Value =
             serde_json::from_str(&self.kubectl(&["get", "--raw", "/.well-known/openid-configuration"], "").await)
                 .unwrap();
@@ -306,7 +314,7 @@ impl Cluster {
         let jwks_uri = discovery["jwks_uri"].as_str().expect("jwks_uri");
         let path = jwks_uri.strip_prefix(issuer).expect("JWKS served by the issuer");
         let jwks: Value = serde_json::from_str(&self.kubectl(&["get", "--raw", path], "").await).unwrap();
-        google.trust_oidc_issuer(issuer, &jwks, &[]);
+        (issuer.to_string(), jwks)
     }
 
     /// The credentials the kubelet would use for each image, with the pod's
