@@ -23,6 +23,13 @@ pub(crate) struct Response {
     pub body: Bytes,
 }
 
+/// A response with `status` and `body` and no headers, for the unit tests
+/// of the code that reads one.
+#[cfg(test)]
+pub(crate) fn test_response(status: u16, body: &str) -> Response {
+    Response { status: StatusCode::from_u16(status).unwrap(), headers: HeaderMap::new(), body: body.to_string().into() }
+}
+
 /// Transport failures. Messages name the URL but never a request body,
 /// which may carry a token or an assertion.
 #[derive(Debug, thiserror::Error)]

@@ -150,13 +150,7 @@ mod tests {
     use crate::credential::MAX_TOKEN_LIFETIME;
     use std::time::Duration;
 
-    fn resp(status: u16, body: &str) -> Response {
-        Response {
-            status: hyper::StatusCode::from_u16(status).unwrap(),
-            headers: Default::default(),
-            body: body.to_string().into(),
-        }
-    }
+    use crate::http::test_response as resp;
 
     const NOW: u64 = 1_800_000_000;
 

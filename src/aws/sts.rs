@@ -177,13 +177,7 @@ fn unescape(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn resp(status: u16, body: &str) -> Response {
-        Response {
-            status: hyper::StatusCode::from_u16(status).unwrap(),
-            headers: Default::default(),
-            body: body.to_string().into(),
-        }
-    }
+    use crate::http::test_response as resp;
 
     #[test]
     fn reads_credentials_and_errors() {

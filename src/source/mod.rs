@@ -396,13 +396,7 @@ mod tests {
         assert_eq!(google_error_message(b"<html>", StatusCode::BAD_GATEWAY), "Bad Gateway");
     }
 
-    fn resp(status: u16, body: &str) -> Response {
-        Response {
-            status: StatusCode::from_u16(status).unwrap(),
-            headers: Default::default(),
-            body: body.to_string().into(),
-        }
-    }
+    use crate::http::test_response as resp;
 
     #[test]
     fn token_responses_are_validated() {
