@@ -16,7 +16,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::ByteString;
@@ -109,22 +109,24 @@ pub(crate) struct Seen {
     pub managed: bool,
     /// Labelled `regcred.dev/managed: "false"`: regcred must leave it alone.
     pub opted_out: bool,
-    /// Hash of the owned key's bytes plus the expiry annotation.
-    pub content: Option<u64>,
+    /// Hash of the owned key's bytes.
+    pub doc: Option<u64>,
+    /// The expiry annotation, as written.
+    pub expires_at: Option<String>,
 }
 
 impl Seen {
     /// What matters of `secret` when regcred owns its data key `key`.
     pub(crate) fn of(secret: &Secret, key: &SecretKey) -> Seen {
         let owned = secret.data.as_ref().and_then(|d| d.get(key.as_str())).map(|b| b.0.as_slice());
-        let expires =
-            secret.metadata.annotations.as_ref().and_then(|a| a.get(EXPIRES_AT_ANNOTATION)).map(String::as_str);
+        let expires_at = secret.metadata.annotations.as_ref().and_then(|a| a.get(EXPIRES_AT_ANNOTATION)).cloned();
         Seen {
             resource_version: secret.metadata.resource_version.clone().unwrap_or_default(),
             type_: secret.type_.clone().unwrap_or_else(|| "Opaque".into()),
             managed: is_managed(secret.metadata.labels.as_ref()),
             opted_out: is_opted_out(secret.metadata.labels.as_ref()),
-            content: owned.map(|o| content_hash(o, expires)),
+            doc: owned.map(doc_hash),
+            expires_at,
         }
     }
 }
@@ -145,29 +147,52 @@ pub(crate) struct Owned {
     /// Serialises as base64, as Secret data must.
     doc: ByteString,
     expires_at: Option<String>,
-    content: u64,
+    doc_hash: u64,
 }
+
+/// How far apart two annotations of the same document may be and still
+/// name one expiry. An expiry is an estimate, the time the answer arrived
+/// plus the whole seconds of its `expires_in`; two replicas that get the
+/// same cached token from the metadata server (one after a failover)
+/// estimate its expiry a second or so apart, and rewriting every Secret
+/// for that second would cost a write per namespace and say nothing new.
+/// A new token changes the document, so this never hides a rotation.
+const SAME_EXPIRY: Duration = Duration::from_secs(5);
 
 impl Owned {
     pub(crate) fn new(doc: &AuthsDocument, expires_at: Option<SystemTime>) -> Self {
-        let expires_at = expires_at.map(expiry_annotation);
         Owned {
-            content: content_hash(doc.expose_bytes(), expires_at.as_deref()),
+            doc_hash: doc_hash(doc.expose_bytes()),
             doc: ByteString(doc.expose_bytes().to_vec()),
-            expires_at,
+            expires_at: expires_at.map(expiry_annotation),
         }
     }
 
-    /// Whether a Secret seen as `seen` already holds these parts.
+    /// Whether a Secret seen as `seen` already holds these parts: the same
+    /// document, and an expiry annotation that names the same expiry.
     pub(crate) fn is_held_by(&self, seen: &Seen) -> bool {
-        seen.managed && seen.content == Some(self.content)
+        seen.managed
+            && seen.doc == Some(self.doc_hash)
+            && same_expiry(seen.expires_at.as_deref(), self.expires_at.as_deref())
     }
 }
 
-fn content_hash(owned: &[u8], expires_at: Option<&str>) -> u64 {
+/// Whether two expiry annotations name the same expiry, within [`SAME_EXPIRY`].
+fn same_expiry(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) if a == b => true,
+        (Some(a), Some(b)) => match (humantime::parse_rfc3339(a), humantime::parse_rfc3339(b)) {
+            (Ok(a), Ok(b)) => a.duration_since(b).or_else(|_| b.duration_since(a)).is_ok_and(|d| d <= SAME_EXPIRY),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn doc_hash(owned: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
     owned.hash(&mut h);
-    expires_at.hash(&mut h);
     h.finish()
 }
 
@@ -282,11 +307,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn content_hash_covers_the_document_and_the_expiry() {
-        assert_eq!(content_hash(b"a", Some("t")), content_hash(b"a", Some("t")));
-        assert_ne!(content_hash(b"a", Some("t")), content_hash(b"b", Some("t")));
-        assert_ne!(content_hash(b"a", Some("t")), content_hash(b"a", Some("u")));
-        assert_ne!(content_hash(b"a", Some("t")), content_hash(b"a", None));
+    fn expiries_a_few_seconds_apart_are_the_same_expiry() {
+        let t = "2030-01-01T00:00:00Z";
+        assert!(same_expiry(Some(t), Some(t)) && same_expiry(None, None));
+        assert!(same_expiry(Some(t), Some("2030-01-01T00:00:01Z")), "one second later");
+        assert!(same_expiry(Some("2030-01-01T00:00:05Z"), Some(t)), "five seconds earlier");
+        assert!(!same_expiry(Some(t), Some("2030-01-01T00:00:06Z")));
+        assert!(!same_expiry(Some(t), None) && !same_expiry(None, Some(t)));
+        assert!(!same_expiry(Some("tomorrow"), Some(t)), "an annotation that is not a time is rewritten");
     }
 
     #[test]
@@ -308,6 +336,17 @@ mod tests {
         assert!(owned.is_held_by(&Seen::of(&secret, &key)));
         secret.metadata.annotations = Some([(EXPIRES_AT_ANNOTATION.to_string(), "2030-01-01T00:00:00Z".into())].into());
         assert!(!owned.is_held_by(&Seen::of(&secret, &key)), "a stale expiry is rewritten");
+        let expiring = |t: &str| {
+            let at = humantime::parse_rfc3339(t).unwrap();
+            Owned::new(&doc, Some(at))
+        };
+        assert!(
+            expiring("2030-01-01T00:00:01Z").is_held_by(&Seen::of(&secret, &key)),
+            "the same expiry, estimated later"
+        );
+        assert!(!expiring("2030-01-01T01:00:00Z").is_held_by(&Seen::of(&secret, &key)), "a later expiry is written");
+        secret.data.as_mut().unwrap().insert(".dockerconfigjson".into(), ByteString(b"{}".to_vec()));
+        assert!(!expiring("2030-01-01T00:00:00Z").is_held_by(&Seen::of(&secret, &key)), "another document is written");
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
