@@ -90,13 +90,14 @@ impl From<HttpError> for AppError {
 
 /// Runs the configured command until done or until `shutdown` flips.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), AppError> {
-    if config.dry_run {
-        println!("regcred: the flags and environment are valid; nothing was done (--dry-run)");
-        return Ok(());
-    }
     // Every command but the installer talks to Google.
     let timeout = config.request_timeout;
     let http = || HttpClient::new(timeout);
+    if config.dry_run {
+        check_cloud_environments(&config.command, &http()?)?;
+        println!("regcred: the flags and environment are valid; nothing was done (--dry-run)");
+        return Ok(());
+    }
     match config.command {
         Command::InstallCredentialProvider(args) => {
             provider::install::run(args, shutdown).await.map_err(AppError::Install)
@@ -187,16 +188,7 @@ fn groups(
     for host in hosts {
         by_cloud.entry(host.cloud()).or_default().push(host.clone());
     }
-    let aws_hosts: Vec<&RegistryHost> =
-        hosts.iter().filter(|h| matches!(h.cloud(), Cloud::Ecr(_) | Cloud::EcrPublic)).collect();
-    let aws_credentials = match aws_hosts.first() {
-        Some(first) => Some(aws::discover(aws, http).map_err(|source| AppError::CloudCredentials {
-            provider: first.cloud().provider(),
-            hosts: aws_hosts.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", "),
-            source: Box::new(source),
-        })?),
-        None => None,
-    };
+    let aws_credentials = aws_credentials(hosts, aws, http)?;
     let mut groups = Vec::new();
     for (cloud, hosts) in by_cloud {
         // Exhaustive, so that a new cloud's host kind cannot fall into another's source.
@@ -219,6 +211,47 @@ fn groups(
         groups.push(Group { source, hosts });
     }
     Ok(groups)
+}
+
+/// The AWS credentials that the ECR hosts among `hosts` share; `None`
+/// without any.
+fn aws_credentials(
+    hosts: &[RegistryHost],
+    aws: &aws::Settings,
+    http: &HttpClient,
+) -> Result<Option<Arc<dyn aws::AwsCredentialSource>>, AppError> {
+    let aws_hosts: Vec<&RegistryHost> =
+        hosts.iter().filter(|h| matches!(h.cloud(), Cloud::Ecr(_) | Cloud::EcrPublic)).collect();
+    let Some(first) = aws_hosts.first() else { return Ok(None) };
+    aws::discover(aws, http).map(Some).map_err(|source| AppError::CloudCredentials {
+        provider: first.cloud().provider(),
+        hosts: aws_hosts.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", "),
+        source: Box::new(source),
+    })
+}
+
+/// What `--dry-run` checks of the clouds' credentials: the parts of their
+/// discovery that read no file and make no request. For ECR hosts, the AWS
+/// chain's variables (AWS_ROLE_ARN's form, the pairs that go together); for
+/// ACR hosts, that the identity asked for has every variable it needs. A
+/// chart's injected AWS_ROLE_ARN is checked here, before any pod runs.
+fn check_cloud_environments(command: &Command, http: &HttpClient) -> Result<(), AppError> {
+    let (hosts, aws, azure) = match command {
+        Command::Run(plan, _) | Command::Once(plan) => (&plan.registries, &plan.aws, &plan.acr),
+        Command::Render { registries, aws, acr, .. } => (registries, aws, acr),
+        Command::InstallCredentialProvider(_) | Command::CredentialProvider { .. } => return Ok(()),
+    };
+    aws_credentials(hosts, aws, http)?;
+    for host in hosts {
+        if let Cloud::Acr(registry) = host.cloud() {
+            acr::check_identity(azure).map_err(|source| AppError::CloudCredentials {
+                provider: host.cloud().provider(),
+                hosts: registry.to_string(),
+                source: Box::new(source),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// `credential-provider`: one request from the kubelet on stdin, one

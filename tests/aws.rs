@@ -474,3 +474,27 @@ fn ecr_entry_of(aws: &Aws, entry: &Value) -> regcred_testkit::IssuedEcrToken {
     assert_eq!(entry["username"], "AWS", "{entry}");
     aws.current_ecr_token(entry["password"].as_str().unwrap()).expect("a current ECR token the emulator issued")
 }
+
+/// `--dry-run` checks the AWS variables as a start would, without a
+/// request: a chart that injects a malformed AWS_ROLE_ARN is refused before
+/// any pod runs, not at the first refresh.
+#[tokio::test]
+async fn dry_run_refuses_a_malformed_role_arn_and_half_of_irsa_without_a_request() {
+    let (kit, aws) = kits().await;
+    let args = ["once", "--registry", ECR, "--output-file", "/nonexistent/config.json", "--dry-run"];
+    let token = ("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/token".to_string());
+    let out = run(&kit, &aws, &args, &[("AWS_ROLE_ARN", "arn:aws:iam::123:role/x".into()), token.clone()]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("AWS_ROLE_ARN: expected an IAM role ARN"), "{}", out.stderr);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "one line: {}", out.stderr);
+    let out = run(&kit, &aws, &args, &[("AWS_ROLE_ARN", ROLE.into())]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("AWS_WEB_IDENTITY_TOKEN_FILE is not (IRSA needs both)"), "{}", out.stderr);
+    let out = run(&kit, &aws, &args, &[("AWS_ROLE_ARN", ROLE.into()), token]).await;
+    assert_eq!(
+        out.code,
+        Some(0),
+        "a well-formed IRSA set-up passes; its token file is read at the first mint: {out:?}"
+    );
+    assert!(aws.requests().is_empty(), "nothing contacted");
+}

@@ -433,3 +433,20 @@ async fn the_kubelet_plugin_answers_acr_images_for_their_registry_with_the_nodes
     }
     assert_eq!(azure.requests().len(), before);
 }
+
+/// `--dry-run` checks that the Azure identity asked for has every variable
+/// it needs, without reading its token file or making a request.
+#[tokio::test]
+async fn dry_run_refuses_an_incomplete_workload_identity_without_a_request() {
+    let (kit, azure) = kits().await;
+    let host = azure.login_server();
+    let args = ["once", "--registry", &host, "--output-file", "/nonexistent/config.json", "--dry-run"];
+    let client = ("AZURE_CLIENT_ID", "00001111-aaaa-2222-bbbb-3333cccc4444".to_string());
+    let file = ("AZURE_FEDERATED_TOKEN_FILE", "/nonexistent/token".to_string());
+    let out = run(&kit, &azure, &args, &[client.clone(), file.clone()]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("workload identity needs AZURE_CLIENT_ID, AZURE_TENANT_ID"), "{}", out.stderr);
+    let out = run(&kit, &azure, &args, &[client, file, ("AZURE_TENANT_ID", azure.tenant_id())]).await;
+    assert_eq!(out.code, Some(0), "complete; the token file is read at start, not by --dry-run: {out:?}");
+    assert!(azure.requests().is_empty(), "nothing contacted");
+}

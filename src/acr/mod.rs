@@ -167,6 +167,12 @@ pub(crate) fn discover(host: AcrRegistry, settings: &Settings, http: HttpClient)
     Ok(AcrSource::new(host, identity, settings.registry_endpoint.as_ref(), http))
 }
 
+/// Whether the settings name a usable identity, without reading its token
+/// file (`--dry-run`).
+pub(crate) fn check_identity(settings: &Settings) -> Result<(), SourceError> {
+    identity(settings).map(drop)
+}
+
 fn identity(s: &Settings) -> Result<AzureIdentity, SourceError> {
     let kind = match s.identity {
         IdentityKind::Auto if s.federated_token_file.is_some() => IdentityKind::WorkloadIdentity,

@@ -26,7 +26,8 @@ use crate::registry::EcrRegistry;
 use crate::secret::Secret;
 use crate::source::{CredentialSource, Endpoint, SourceError};
 
-use credentials::{AwsCredentialSource, AwsCredentials, ContainerEndpoint, InstanceMetadata, StaticKeys};
+pub(crate) use credentials::AwsCredentialSource;
+use credentials::{AwsCredentials, ContainerEndpoint, InstanceMetadata, StaticKeys};
 use ecr::{Api, EcrSource};
 use sts::{AssumeRole, StsEndpoint, WebIdentity, WebIdentityToken};
 
