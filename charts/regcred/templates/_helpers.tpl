@@ -84,6 +84,58 @@ the key defaulted to .dockerconfigjson.
 {{- define "regcred.keyDir" -}}/etc/regcred/key{{- end }}
 {{- define "regcred.federationDir" -}}/etc/regcred/federation{{- end }}
 {{- define "regcred.tokenDir" -}}/var/run/secrets/regcred/token{{- end }}
+{{- /* Where EKS's and AKS's webhooks put the token, so logs and docs read the same. */}}
+{{- define "regcred.awsTokenDir" -}}/var/run/secrets/eks.amazonaws.com/serviceaccount{{- end }}
+{{- define "regcred.azureTokenDir" -}}/var/run/secrets/azure/tokens{{- end }}
+
+{{/*
+The ServiceAccount annotations: serviceAccount.annotations plus what EKS's
+and AKS's webhooks read (not when the chart sets the identity up itself:
+the webhook would add the same variables a second time).
+*/}}
+{{- define "regcred.serviceAccountAnnotations" -}}
+{{- $v := .Values }}
+{{- $a := deepCopy $v.serviceAccount.annotations }}
+{{- if and $v.aws.roleArn (not $v.aws.injectWebIdentity) }}
+{{- $_ := set $a "eks.amazonaws.com/role-arn" $v.aws.roleArn }}
+{{- end }}
+{{- if and $v.azure.clientId (not $v.azure.injectWorkloadIdentity) }}
+{{- $_ := set $a "azure.workload.identity/client-id" $v.azure.clientId }}
+{{- with $v.azure.tenantId }}{{ $_ := set $a "azure.workload.identity/tenant-id" . }}{{ end }}
+{{- end }}
+{{- with $a }}{{ toYaml . }}{{ end }}
+{{- end }}
+
+{{/* The pod's labels beyond the selector: podLabels, and AKS's opt-in label for its webhook. */}}
+{{- define "regcred.podLabels" -}}
+{{- $v := .Values }}
+{{- $l := deepCopy $v.podLabels }}
+{{- if and $v.azure.clientId (not $v.azure.injectWorkloadIdentity) }}
+{{- $_ := set $l "azure.workload.identity/use" "true" }}
+{{- end }}
+{{- with $l }}{{ toYaml . }}{{ end }}
+{{- end }}
+
+{{/* The regcred container's environment: the clouds' identities the chart sets up, then extraEnv. */}}
+{{- define "regcred.env" -}}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $env := list }}
+{{- if $v.aws.injectWebIdentity }}
+{{- $env = append $env (dict "name" "AWS_ROLE_ARN" "value" $v.aws.roleArn) }}
+{{- $env = append $env (dict "name" "AWS_WEB_IDENTITY_TOKEN_FILE" "value" (printf "%s/token" (include "regcred.awsTokenDir" $root))) }}
+{{- end }}
+{{- if $v.azure.injectWorkloadIdentity }}
+{{- $env = append $env (dict "name" "AZURE_CLIENT_ID" "value" $v.azure.clientId) }}
+{{- $env = append $env (dict "name" "AZURE_TENANT_ID" "value" $v.azure.tenantId) }}
+{{- $env = append $env (dict "name" "AZURE_FEDERATED_TOKEN_FILE" "value" (printf "%s/azure-identity-token" (include "regcred.azureTokenDir" $root))) }}
+{{- with $v.azure.authorityHost }}
+{{- $env = append $env (dict "name" "AZURE_AUTHORITY_HOST" "value" .) }}
+{{- end }}
+{{- end }}
+{{- $env = concat $env $v.extraEnv }}
+{{- with $env }}{{ toYaml . }}{{ end }}
+{{- end }}
 
 {{/*
 A duration as regcred reads it (humantime; the schema has checked the
@@ -281,6 +333,15 @@ that says what to change.
 {{- fail "federation.enabled mints OAuth access tokens: set auth=oauth" }}
 {{- end }}
 {{- end }}
+{{- if and $v.aws.injectWebIdentity (not $v.aws.roleArn) }}
+{{- fail "aws.injectWebIdentity needs aws.roleArn: the IAM role that the pod's ServiceAccount token is exchanged for" }}
+{{- end }}
+{{- if and $v.azure.injectWorkloadIdentity (not (and $v.azure.clientId $v.azure.tenantId)) }}
+{{- fail "azure.injectWorkloadIdentity needs azure.clientId and azure.tenantId: the app the pod's ServiceAccount token is federated with, and its tenant" }}
+{{- end }}
+{{- if and $v.azure.authorityHost (not $v.azure.injectWorkloadIdentity) }}
+{{- fail "azure.authorityHost is set without azure.injectWorkloadIdentity: with AKS's webhook, the webhook sets AZURE_AUTHORITY_HOST" }}
+{{- end }}
 {{- if and $v.impersonate.delegates (not $v.impersonate.serviceAccount) }}
 {{- fail "impersonate.delegates is set without impersonate.serviceAccount" }}
 {{- end }}
@@ -390,6 +451,7 @@ regcred's arguments. Call with (dict "root" $ "command" "run"|"once").
 {{- /* Also read by credential files that impersonate (federation). */}}
 {{- with .tokenLifetime }}{{ $args = append $args (printf "--token-lifetime=%s" .) }}{{ end }}
 {{- end }}
+{{- with $v.aws.assumeRoleArn }}{{ $args = append $args (printf "--aws-role-arn=%s" .) }}{{ end }}
 {{- if eq .command "run" }}
 {{- $args = append $args (printf "--refresh-before=%s" $v.refresh.before) }}
 {{- $args = append $args (printf "--jitter=%s" $v.refresh.jitter) }}
@@ -439,9 +501,9 @@ containers:
     imagePullPolicy: {{ $v.image.pullPolicy }}
     args:
       {{- include "regcred.args" . | nindent 6 }}
-    {{- with $v.extraEnv }}
+    {{- with include "regcred.env" . }}
     env:
-      {{- toYaml . | nindent 6 }}
+      {{- . | nindent 6 }}
     {{- end }}
     {{- if eq .command "run" }}
     ports:
@@ -473,7 +535,7 @@ containers:
       {{- toYaml $v.resources | nindent 6 }}
     securityContext:
       {{- toYaml $v.securityContext | nindent 6 }}
-    {{- if or $v.credentials.existingSecret $v.federation.enabled }}
+    {{- if or $v.credentials.existingSecret $v.federation.enabled $v.aws.injectWebIdentity $v.azure.injectWorkloadIdentity }}
     volumeMounts:
       {{- if $v.credentials.existingSecret }}
       - name: key
@@ -488,8 +550,18 @@ containers:
         mountPath: {{ include "regcred.tokenDir" $root }}
         readOnly: true
       {{- end }}
+      {{- if $v.aws.injectWebIdentity }}
+      - name: aws-token
+        mountPath: {{ include "regcred.awsTokenDir" $root }}
+        readOnly: true
+      {{- end }}
+      {{- if $v.azure.injectWorkloadIdentity }}
+      - name: azure-token
+        mountPath: {{ include "regcred.azureTokenDir" $root }}
+        readOnly: true
+      {{- end }}
     {{- end }}
-{{- if or $v.credentials.existingSecret $v.federation.enabled }}
+{{- if or $v.credentials.existingSecret $v.federation.enabled $v.aws.injectWebIdentity $v.azure.injectWorkloadIdentity }}
 volumes:
   {{- if $v.credentials.existingSecret }}
   # A directory mount (not subPath), so a rotated key reaches the pod.
@@ -514,6 +586,27 @@ volumes:
             path: token
             audience: {{ $v.federation.token.audience | default (printf "https:%s" $v.federation.audience) }}
             expirationSeconds: {{ $v.federation.token.expirationSeconds }}
+  {{- end }}
+  {{- /* The kubelet renews projected tokens at 80 % of their life; EKS's and AKS's webhooks ask for these lifetimes. */}}
+  {{- if $v.aws.injectWebIdentity }}
+  - name: aws-token
+    projected:
+      defaultMode: 0440
+      sources:
+        - serviceAccountToken:
+            path: token
+            audience: {{ $v.aws.tokenAudience }}
+            expirationSeconds: 86400
+  {{- end }}
+  {{- if $v.azure.injectWorkloadIdentity }}
+  - name: azure-token
+    projected:
+      defaultMode: 0440
+      sources:
+        - serviceAccountToken:
+            path: azure-identity-token
+            audience: {{ $v.azure.tokenAudience }}
+            expirationSeconds: 3600
   {{- end }}
 {{- end }}
 {{- with $v.nodeSelector }}
@@ -544,8 +637,8 @@ labels:
   {{- include "regcred.selectorLabels" . | nindent 2 }}
   {{- /* The admin Service selects it: the installer's pods share the selector labels. */}}
   app.kubernetes.io/component: refresher
-  {{- with .Values.podLabels }}
-  {{- toYaml . | nindent 2 }}
+  {{- with include "regcred.podLabels" . }}
+  {{- . | nindent 2 }}
   {{- end }}
 {{- with .Values.podAnnotations }}
 annotations:

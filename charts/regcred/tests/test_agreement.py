@@ -48,16 +48,31 @@ CRON = {"mode": "cronjob"}
 POOL = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/pool/providers/kubelet"
 SA = "puller@project-1.iam.gserviceaccount.com"
 NODE = {"mode": "none", "credentialProvider.nodeInstaller.enabled": True}
+AWS_INJECT = {"registries": ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"], "aws.injectWebIdentity": True,
+              "aws.roleArn": "arn:aws:iam::123456789012:role/puller"}
+AZURE_INJECT = {"registries": ["myregistry.azurecr.io"], "azure.injectWorkloadIdentity": True,
+                "azure.clientId": "00001111-aaaa-2222-bbbb-3333cccc4444", "azure.tenantId": "contoso.onmicrosoft.com"}
+ROLE_ARNS = ["arn:aws:iam::123456789012:role/puller", "arn:aws-cn:iam::123456789012:role/team/ci/puller",
+             "arn:aws-us-gov:iam::123456789012:role/p+=,.@_-", "arn:aws:iam::123456789012:role/" + "p" * 65,
+             "arn:aws:iam::12345678901:role/puller", "arn:aws-iso:iam::123456789012:role/puller",
+             "arn:aws:iam::123456789012:user/puller", "arn:aws:iam::123456789012:role//puller",
+             "arn:aws:iam::123456789012:role/pul ler", "arn:aws:sts::123456789012:role/puller"]
+CLIENT_IDS = ["00001111-aaaa-2222-bbbb-3333cccc4444", "00001111-AAAA-2222-BBBB-3333CCCC4444",
+              "00001111-aaaa-2222-bbbb-3333cccc444", "00001111aaaa2222bbbb3333cccc4444", "app"]
+TENANTS = ["72f988bf-86f1-41af-91ab-2d7cd011db47", "contoso.onmicrosoft.com", ".contoso", "-x", "a/b",
+           "t" * 256, "t" * 257]
 
 
 class Case:
     """values: the chart values under test; context: values that make the
-    case meaningful (accepted on their own); flags: what `values` adds to
-    regcred's command line; expect: for values regcred never sees, the
+    case meaningful (accepted on their own); flags (env): what `values` adds
+    to regcred's command line (environment); expect: for values regcred never sees, the
     chart's required verdict (True: renders) and why."""
 
-    def __init__(self, name, values, flags=(), context=None, expect=None, why=""):
+    def __init__(self, name, values, flags=(), context=None, expect=None, why="", env=None):
         self.name, self.values, self.flags = name, values, list(flags)
+        # What `values` adds to regcred's environment, like `flags`.
+        self.env = env or {}
         self.context = context or {}
         self.expect, self.why = expect, why
 
@@ -272,6 +287,34 @@ CASES = [
       for v in ["10s", "4s", "14s", "15s", "20s", "99ms", "banana"]],
     *[dur("leaderElection.retryPeriod", "--leader-elect-retry-period", v, {"replicaCount": 2})
       for v in ["2s", "5s", "5001ms", "6s", "100ms", "99ms", "banana"]],
+    # Amazon ECR and Azure identities. With the chart's own injection,
+    # regcred reads them (AWS_ROLE_ARN through RoleArn, AZURE_CLIENT_ID and
+    # AZURE_TENANT_ID, AZURE_AUTHORITY_HOST); for EKS's and AKS's webhooks
+    # they are annotations that regcred never sees, and the schema alone
+    # must hold them to the same rules.
+    *[Case(f"aws.roleArn={arn!r} (injected)", {"aws.roleArn": arn}, context=AWS_INJECT, env={"AWS_ROLE_ARN": arn})
+      for arn in ROLE_ARNS],
+    *[Case(f"aws.roleArn={arn!r} (EKS's webhook)", {"aws.roleArn": arn}, expect=ok,
+           why="an annotation for EKS's webhook; the schema holds it to RoleArn's rule")
+      for arn, ok in [("arn:aws:iam::123456789012:role/puller", True), ("arn:aws:iam::12345:role/puller", False),
+                      ("role/puller", False)]],
+    *[Case(f"aws.assumeRoleArn={arn!r}", {"aws.assumeRoleArn": arn}, [f"--aws-role-arn={arn}"]) for arn in ROLE_ARNS],
+    Case("aws.injectWebIdentity without roleArn", {"aws.injectWebIdentity": True}, expect=False,
+         why="the projected token is exchanged for aws.roleArn; without it regcred would not use the token"),
+    Case("aws.tokenAudience=''", {"aws.tokenAudience": ""}, context=AWS_INJECT, expect=False,
+         why="a projected token needs an audience"),
+    *[Case(f"azure.clientId={c!r} (injected)", {"azure.clientId": c}, context=AZURE_INJECT, env={"AZURE_CLIENT_ID": c})
+      for c in CLIENT_IDS],
+    *[Case(f"azure.tenantId={t!r} (injected)", {"azure.tenantId": t}, context=AZURE_INJECT, env={"AZURE_TENANT_ID": t})
+      for t in TENANTS],
+    *[Case(f"azure.clientId={c!r} (AKS's webhook)", {"azure.clientId": c}, expect=ok,
+           why="an annotation for AKS's webhook; the schema holds it to ClientId's rule")
+      for c, ok in [(CLIENT_IDS[0], True), ("app", False)]],
+    *[Case(f"azure.authorityHost={h!r}", {"azure.authorityHost": h}, context=AZURE_INJECT, env={"AZURE_AUTHORITY_HOST": h})
+      for h in ["https://login.microsoftonline.us/", "https://login.chinacloudapi.cn", "login.microsoftonline.com",
+                "ftp://login.example.com"]],
+    Case("azure.injectWorkloadIdentity without tenantId", {"azure.tenantId": ""}, context=AZURE_INJECT, expect=False,
+         why="the token exchange names the tenant; AKS's webhook fills it in, the chart cannot"),
     Case("replicaCount=2 with mode=cronjob", {"replicaCount": 2}, context=CRON, expect=False,
          why="a CronJob runs one pod per schedule; the chart refuses a value it would ignore"),
     Case("replicaCount=0", {"replicaCount": 0}, expect=False, why="the schema wants at least one replica"),
@@ -366,15 +409,16 @@ def run_case(case):
         runs = containers(docs)
         if not runs:
             return chart_ok, None, "", "no regcred container rendered"
-        for args, _ in runs:
+        for args, env in runs:
             missing = [f for f in case.flags if f not in args]
+            missing += [f"{k}={v}" for k, v in case.env.items() if env.get(k) != v]
             if missing:
-                return chart_ok, None, "", f"the rendered args lack {missing}: the case's flag mapping is wrong ({args})"
+                return chart_ok, None, "", f"the rendered container lacks {missing}: the case's mapping is wrong ({args}, {env})"
     else:
         base, err = render(case.context)
         if base is None:
             return chart_ok, None, "", f"the case's context alone does not render: {err}"
-        runs = [(with_flags(args, case.flags), env) for args, env in containers(base)]
+        runs = [(with_flags(args, case.flags), {**env, **case.env}) for args, env in containers(base)]
     verdicts = [binary(args, env) for args, env in runs]
     binary_ok = all(ok for ok, _ in verdicts)
     message = next((m for ok, m in verdicts if not ok), "")

@@ -553,6 +553,66 @@ def notes_say_how_to_check():
             assert "kubectl logs" in notes and "/readyz" in notes, f
 
 
+# --- Amazon ECR and Azure Container Registry identities ----------------------
+
+ROLE = "arn:aws:iam::123456789012:role/regcred-puller"
+CLIENT = "00001111-aaaa-2222-bbbb-3333cccc4444"
+TENANT = "contoso.onmicrosoft.com"
+
+
+def env_of(doc):
+    return {e["name"]: e.get("value") for e in container(doc).get("env", [])}
+
+
+@test
+def on_eks_and_aks_the_identities_are_what_the_webhooks_read():
+    docs = render(sets=[f"aws.roleArn={ROLE}", f"azure.clientId={CLIENT}", f"azure.tenantId={TENANT}"])
+    sa = one(docs, "ServiceAccount")["metadata"]["annotations"]
+    assert sa == {"eks.amazonaws.com/role-arn": ROLE, "azure.workload.identity/client-id": CLIENT,
+                  "azure.workload.identity/tenant-id": TENANT}, sa
+    for d in workloads(render("ci/cronjob-values.yaml", sets=[f"azure.clientId={CLIENT}"])) + [one(docs, "Deployment")]:
+        labels = d["spec"]["template"]["metadata"]["labels"] if d["kind"] != "CronJob" else \
+            d["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+        assert labels.get("azure.workload.identity/use") == "true", (d["kind"], labels)
+    dep = one(docs, "Deployment")
+    # The webhooks set the variables and the volumes: the chart sets none.
+    assert not [k for k in env_of(dep) if k.startswith(("AWS_", "AZURE_"))], env_of(dep)
+    assert "volumes" not in pod_spec(dep)
+    # The user's own annotations and labels stay beside them.
+    docs = render(sets=[f"aws.roleArn={ROLE}", "serviceAccount.annotations.a=b", "podLabels.team=x"])
+    assert one(docs, "ServiceAccount")["metadata"]["annotations"] == {"a": "b", "eks.amazonaws.com/role-arn": ROLE}
+    labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert labels["team"] == "x" and "azure.workload.identity/use" not in labels, labels
+    # Nothing of either cloud by default.
+    docs = render()
+    assert "annotations" not in one(docs, "ServiceAccount")["metadata"]
+    assert "env" not in container(one(docs, "Deployment"))
+
+
+@test
+def without_the_webhooks_the_chart_projects_the_tokens_and_sets_the_variables():
+    docs = render("ci/clouds-values.yaml")
+    dep = one(docs, "Deployment")
+    env = env_of(dep)
+    mounts = {m["name"]: m["mountPath"] for m in container(dep)["volumeMounts"]}
+    vols = {v["name"]: v["projected"]["sources"][0]["serviceAccountToken"] for v in pod_spec(dep)["volumes"]}
+    assert env["AWS_ROLE_ARN"] == ROLE
+    assert env["AWS_WEB_IDENTITY_TOKEN_FILE"] == mounts["aws-token"] + "/" + vols["aws-token"]["path"]
+    assert vols["aws-token"]["audience"] == "sts.amazonaws.com"
+    assert env["AZURE_CLIENT_ID"] == CLIENT and env["AZURE_TENANT_ID"] == TENANT
+    assert env["AZURE_FEDERATED_TOKEN_FILE"] == mounts["azure-token"] + "/" + vols["azure-token"]["path"]
+    assert vols["azure-token"]["audience"] == "api://AzureADTokenExchange"
+    assert env["AZURE_AUTHORITY_HOST"] == "https://login.microsoftonline.us/"
+    assert list(env)[-1] == "NO_PROXY", "extraEnv comes last"
+    # The webhooks' annotation and label would make them add the same again.
+    assert "annotations" not in one(docs, "ServiceAccount")["metadata"]
+    assert "azure.workload.identity/use" not in dep["spec"]["template"]["metadata"]["labels"]
+    assert f"--aws-role-arn=arn:aws:iam::210987654321:role/registry-reader" in args(dep)
+    # The CronJob and its install Job get the same.
+    for d in workloads(render("ci/clouds-values.yaml", sets=["mode=cronjob"])):
+        assert env_of(d)["AWS_ROLE_ARN"] == ROLE and "azure-token" in {v["name"] for v in pod_spec(d)["volumes"]}, d["kind"]
+
+
 # --- contradictory values fail with a message ------------------------------
 
 
@@ -586,6 +646,9 @@ def contradictions_fail():
           "credentialProvider.keyFile=/k.json"], "set one of them"),
         (["credentialProvider.nodeInstaller.enabled=true", "credentialProvider.nodeInstaller.recheckInterval=10ms"],
          "at least 1s"),
+        (["aws.injectWebIdentity=true"], "aws.roleArn"),
+        (["azure.injectWorkloadIdentity=true", f"azure.clientId={CLIENT}"], "azure.tenantId"),
+        (["azure.authorityHost=https://login.microsoftonline.us/"], "azure.injectWorkloadIdentity"),
     ]
     for sets, needle in cases:
         err = render(sets=sets, expect_fail=True)
