@@ -498,3 +498,25 @@ async fn dry_run_refuses_a_malformed_role_arn_and_half_of_irsa_without_a_request
     );
     assert!(aws.requests().is_empty(), "nothing contacted");
 }
+
+/// With no AWS variable set, IMDS is the last source tried, and its refusal
+/// says so: a pod meant for IRSA whose webhook did not run is told that no
+/// variable was set, not only that the instance metadata answered 403.
+#[tokio::test]
+async fn an_instance_metadata_refusal_names_the_variables_that_were_not_set() {
+    let (kit, aws) = kits().await;
+    aws.faults().inject(
+        Some("PUT"),
+        "/latest/api/token",
+        Fault::Status { code: 403, body: None, retry_after: None },
+        20,
+    );
+    let out = run(&kit, &aws, &["render", "--registry", ECR], &[]).await;
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stderr.contains("EC2 instance metadata (the last AWS source tried: no AWS_ACCESS_KEY_ID, AWS_ROLE_ARN or AWS_CONTAINER_CREDENTIALS_FULL_URI is set)"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("403"), "{}", out.stderr);
+}

@@ -137,7 +137,10 @@ impl AwsCredentialSource for InstanceMetadata {
     }
 
     async fn credentials(&self) -> Result<AwsCredentials, SourceError> {
-        const STEP: &str = "EC2 instance metadata";
+        // The chain's last resort: its errors say so, or a pod that was
+        // meant to use IRSA would see only "instance metadata ... 403".
+        const STEP: &str = "EC2 instance metadata (the last AWS source tried: no AWS_ACCESS_KEY_ID, \
+                            AWS_ROLE_ARN or AWS_CONTAINER_CREDENTIALS_FULL_URI is set)";
         let token_url = format!("{}/latest/api/token", self.endpoint);
         let resp = self
             .http
@@ -154,7 +157,7 @@ impl AwsCredentialSource for InstanceMetadata {
         if resp.status == hyper::StatusCode::NOT_FOUND {
             return Err(SourceError::NoCredentials {
                 cloud: "AWS",
-                detail: "the instance has no IAM instance profile (IMDS lists no role)".into(),
+                detail: format!("{STEP}: the instance has no IAM instance profile (IMDS lists no role)"),
             });
         }
         if !resp.status.is_success() {
