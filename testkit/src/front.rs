@@ -154,6 +154,55 @@ pub(crate) trait Gate: Send + Sync + 'static {
     fn admit(&self, req: &Request<Bytes>) -> Verdict;
 }
 
+/// What a registry API path names, the way distribution routes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RegistryPath<'a> {
+    /// `/v2/`: the version check.
+    Base,
+    /// A repository's manifests, blobs, blob uploads or tag list.
+    Repository { name: &'a str, kind: Resource },
+    /// Anything else under `/v2/` (`_catalog`).
+    Other,
+}
+
+/// The kind of object a repository path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resource {
+    Manifest,
+    Blob,
+    Upload,
+    Tags,
+}
+
+impl<'a> RegistryPath<'a> {
+    /// Parses a request path; `None` outside `/v2`. The repository name is
+    /// everything between `/v2/` and the last `/manifests/`, `/blobs/` or
+    /// `/tags/list` (a name may itself contain `manifests`).
+    pub(crate) fn parse(path: &'a str) -> Option<RegistryPath<'a>> {
+        let rest = path.strip_prefix("/v2")?;
+        if rest.is_empty() || rest == "/" {
+            return Some(RegistryPath::Base);
+        }
+        let rest = rest.strip_prefix('/')?;
+        let repository = |name: &'a str, kind| {
+            Some(if name.is_empty() { RegistryPath::Other } else { RegistryPath::Repository { name, kind } })
+        };
+        if let Some(name) = rest.strip_suffix("/tags/list") {
+            return repository(name, Resource::Tags);
+        }
+        if let Some((name, _)) = rest.rsplit_once("/blobs/uploads") {
+            return repository(name, Resource::Upload);
+        }
+        if let Some((name, _)) = rest.rsplit_once("/blobs/") {
+            return repository(name, Resource::Blob);
+        }
+        if let Some((name, _)) = rest.rsplit_once("/manifests/") {
+            return repository(name, Resource::Manifest);
+        }
+        Some(RegistryPath::Other)
+    }
+}
+
 /// A running registry front. Dropping it stops the server and every open
 /// connection.
 pub struct RegistryFront {
@@ -339,6 +388,26 @@ mod tests {
         // The CA's certificate with the leaf's key: a pair that does not match.
         let mismatched = TlsIdentity::from_pem_files(&data("front-ca.crt"), &data("front.key")).unwrap_err();
         assert!(matches!(mismatched, FrontError::Tls { .. }), "{mismatched}");
+    }
+
+    #[test]
+    fn registry_paths_name_the_repository_and_what_in_it() {
+        use super::{RegistryPath as P, Resource as R};
+        let repo = |name, kind| Some(P::Repository { name, kind });
+        assert_eq!(P::parse("/v2/"), Some(P::Base));
+        assert_eq!(P::parse("/v2"), Some(P::Base));
+        assert_eq!(P::parse("/v2/team/app/manifests/1"), repo("team/app", R::Manifest));
+        assert_eq!(P::parse("/v2/app/manifests/sha256:ab"), repo("app", R::Manifest));
+        assert_eq!(P::parse("/v2/app/blobs/sha256:ab"), repo("app", R::Blob));
+        assert_eq!(P::parse("/v2/app/blobs/uploads/"), repo("app", R::Upload));
+        assert_eq!(P::parse("/v2/app/blobs/uploads/1234"), repo("app", R::Upload));
+        assert_eq!(P::parse("/v2/app/tags/list"), repo("app", R::Tags));
+        assert_eq!(P::parse("/v2/manifests/manifests/1"), repo("manifests", R::Manifest));
+        assert_eq!(P::parse("/v2/_catalog"), Some(P::Other));
+        assert_eq!(P::parse("/v2//manifests/1"), Some(P::Other));
+        assert_eq!(P::parse("/v1/"), None);
+        assert_eq!(P::parse("/v2x/"), None);
+        assert_eq!(P::parse("/oauth2/token"), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The registry fronts over real TLS: a client that trusts only the test CA
 //! (`tests/data/`) pulls a manifest from a small fake backend registry
 //! through ECR's and ACR's rules, and is refused as those registries refuse.
+//! Every test also checks what reached the backend: nothing, when refused.
 
 mod common;
 
@@ -13,10 +14,10 @@ use axum::response::Response;
 use bytes::Bytes;
 use common::Resp;
 use http::{HeaderMap, Method, Request};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use regcred_testkit::aws::front::EcrRegistry;
-use regcred_testkit::{Aws, FrontConfig, RegistryFront, TlsIdentity};
+use regcred_testkit::{Aws, Azure, FrontConfig, RegistryFront, TlsIdentity};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName};
 
@@ -84,6 +85,17 @@ fn front_config(backend: &Backend) -> FrontConfig {
 /// One request over TLS to `addr` for `host` (SNI and certificate name),
 /// trusting only the test CA.
 async fn request(addr: SocketAddr, host: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+    request_with_body(addr, host, method, path, headers, "").await
+}
+
+async fn request_with_body(
+    addr: SocketAddr,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Resp {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(data("front-ca.crt")).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -102,7 +114,7 @@ async fn request(addr: SocketAddr, host: &str, method: &str, path: &str, headers
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = sender.send_request(req.body(Empty::<Bytes>::new()).unwrap()).await.unwrap();
+    let resp = sender.send_request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await.unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -246,4 +258,172 @@ async fn ecr_front_denies_a_principal_of_another_account_and_pushes() {
         "{message}"
     );
     assert!(backend.requests().is_empty());
+}
+
+async fn acr_front(backend: &Backend) -> (Azure, RegistryFront) {
+    let azure = Azure::start().await;
+    let front = azure.start_registry_front(front_config(backend)).await.expect("ACR front");
+    (azure, front)
+}
+
+/// The Entra ID token `/oauth2/exchange` takes, of a new app with a client
+/// secret, which holds AcrPull on the registry if `may_pull`.
+async fn aad_token(azure: &Azure, may_pull: bool) -> String {
+    let app = azure.create_app();
+    let secret = azure.add_client_secret(&app);
+    if may_pull {
+        azure.allow_pull(&app);
+    }
+    let form = serde_urlencoded::to_string([
+        ("grant_type", "client_credentials"),
+        ("client_id", app.as_str()),
+        ("client_secret", secret.as_str()),
+        ("scope", "https://containerregistry.azure.net/.default"),
+    ])
+    .unwrap();
+    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    let r = common::send("POST", &azure.token_uri(), &headers, Some(&form)).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["access_token"].as_str().unwrap().to_string()
+}
+
+async fn post_form(front: &RegistryFront, path: &str, form: &[(&str, &str)]) -> Resp {
+    let body = serde_urlencoded::to_string(form).unwrap();
+    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    request_with_body(front.addr(), front.host(), "POST", path, &headers, &body).await
+}
+
+/// An ACR refresh token from the front's `/oauth2/exchange`.
+async fn refresh_token(azure: &Azure, front: &RegistryFront, aad_token: &str) -> String {
+    let r = post_form(
+        front,
+        "/oauth2/exchange",
+        &[
+            ("grant_type", "access_token"),
+            ("service", front.host()),
+            ("tenant", &azure.tenant_id()),
+            ("access_token", aad_token),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["refresh_token"].as_str().unwrap().to_string()
+}
+
+/// An ACR access token for `scope` from the front's `/oauth2/token`.
+async fn access_token(front: &RegistryFront, refresh: &str, scope: &str) -> String {
+    let r = post_form(
+        front,
+        "/oauth2/token",
+        &[("grant_type", "refresh_token"), ("service", front.host()), ("scope", scope), ("refresh_token", refresh)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["access_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn acr_front_challenges_for_a_bearer_token_naming_the_scope() {
+    let backend = Backend::start().await;
+    let (_azure, front) = acr_front(&backend).await;
+    let host = front.host().to_string();
+    assert!(host.ends_with(".azurecr.io"), "{host}");
+
+    let ping = get(&front, "/v2/", None).await;
+    assert_eq!(ping.status, 401, "{}", ping.body);
+    let challenge = format!("Bearer realm=\"https://{host}/oauth2/token\",service=\"{host}\"");
+    assert_eq!(ping.header("www-authenticate"), Some(challenge.as_str()));
+
+    let r = get(&front, MANIFEST_PATH, None).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let scoped = format!("{challenge},scope=\"repository:team/app:pull\"");
+    assert_eq!(r.header("www-authenticate"), Some(scoped.as_str()));
+    let error = &r.json()["errors"][0];
+    assert_eq!(error["code"], "UNAUTHORIZED");
+    assert_eq!(error["detail"], serde_json::json!([{"Type": "repository", "Name": "team/app", "Action": "pull"}]));
+    // ECR's credential is no ACR credential.
+    let r = get(&front, MANIFEST_PATH, Some(&basic("AWS", "eyJwYXlsb2FkIjoi"))).await;
+    assert_eq!(r.header("www-authenticate"), Some(scoped.as_str()));
+    assert!(backend.requests().is_empty(), "an unauthenticated request reached the backend");
+}
+
+#[tokio::test]
+async fn acr_front_pulls_with_an_access_token_from_its_own_token_server() {
+    let backend = Backend::start().await;
+    let (azure, front) = acr_front(&backend).await;
+    let refresh = refresh_token(&azure, &front, &aad_token(&azure, true).await).await;
+    let access = access_token(&front, &refresh, "repository:team/app:pull").await;
+    let authorization = format!("Bearer {access}");
+
+    let r = get(&front, MANIFEST_PATH, Some(&authorization)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, MANIFEST);
+    assert_eq!(r.header("docker-content-digest"), Some(DIGEST));
+    let head = request(front.addr(), front.host(), "HEAD", MANIFEST_PATH, &[("authorization", &authorization)]).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some(MANIFEST.len().to_string().as_str()));
+    let ping = get(&front, "/v2/", Some(&authorization)).await;
+    assert_eq!(ping.status, 200, "{}", ping.body);
+
+    // The way containerd asks, once its POST with the password grant is
+    // refused: GET with the refresh token as Basic password.
+    let query = format!("/oauth2/token?service={}&scope=repository%3Ateam%2Fapp%3Apull", front.host());
+    let r = get(&front, &query, Some(&basic("00000000-0000-0000-0000-000000000000", &refresh))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let again = format!("Bearer {}", r.json()["access_token"].as_str().unwrap());
+    assert_eq!(get(&front, MANIFEST_PATH, Some(&again)).await.status, 200);
+
+    let seen = backend.requests();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    for (path, headers) in &seen {
+        assert!(headers.get("authorization").is_none(), "{path}: the backend was sent the ACR token");
+    }
+    // The front's tokens are the emulator's: recorded like any other.
+    assert_eq!(azure.issued_tokens().iter().filter(|t| t.kind == "acr_access").count(), 2);
+}
+
+#[tokio::test]
+async fn acr_front_refuses_a_token_that_does_not_grant_pull_on_the_repository() {
+    let backend = Backend::start().await;
+    let (azure, front) = acr_front(&backend).await;
+    let refresh = refresh_token(&azure, &front, &aad_token(&azure, true).await).await;
+    let host = front.host().to_string();
+    let scoped =
+        format!("Bearer realm=\"https://{host}/oauth2/token\",service=\"{host}\",scope=\"repository:team/app:pull\"");
+
+    let other = access_token(&front, &refresh, "repository:team/other:pull").await;
+    let r = get(&front, MANIFEST_PATH, Some(&format!("Bearer {other}"))).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.header("www-authenticate"), Some(scoped.as_str()));
+    assert_eq!(
+        errors(&r),
+        [
+            ("DENIED".into(), "requested access to the resource is denied".into()),
+            (
+                "UNAUTHORIZED".into(),
+                "authentication required, visit https://aka.ms/acr/authorization for more information.".into()
+            ),
+        ]
+    );
+
+    // A refresh token is not an access token: no token at all, to the registry.
+    let r = get(&front, MANIFEST_PATH, Some(&format!("Bearer {refresh}"))).await;
+    assert_eq!((r.status, r.header("www-authenticate")), (401, Some(scoped.as_str())));
+    assert_eq!(errors(&r)[0].0, "UNAUTHORIZED", "{}", r.body);
+    assert_eq!(get(&front, "/v2/", Some(&format!("Bearer {refresh}"))).await.status, 401);
+
+    // The kit grants pull only: a push is sent back for push.
+    let pull = format!("Bearer {}", access_token(&front, &refresh, "repository:team/app:pull,push").await);
+    let push =
+        request(front.addr(), front.host(), "POST", "/v2/team/app/blobs/uploads/", &[("authorization", &pull)]).await;
+    assert_eq!(push.status, 401, "{}", push.body);
+    assert!(push.header("www-authenticate").unwrap().ends_with(",scope=\"repository:team/app:pull,push\""));
+
+    // An identity without AcrPull gets a token that grants nothing.
+    let refresh = refresh_token(&azure, &front, &aad_token(&azure, false).await).await;
+    let nothing = access_token(&front, &refresh, "repository:team/app:pull").await;
+    let r = get(&front, MANIFEST_PATH, Some(&format!("Bearer {nothing}"))).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(errors(&r)[0].0, "DENIED");
+    assert!(backend.requests().is_empty(), "a refused request reached the backend");
 }

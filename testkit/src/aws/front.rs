@@ -58,7 +58,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 
 use super::Shared;
-use crate::front::{registry_error, Gate, Verdict};
+use crate::front::{registry_error, Gate, RegistryPath, Resource, Verdict};
 
 /// The challenge's `service`, the same for every ECR registry.
 const SERVICE: &str = "ecr.amazonaws.com";
@@ -79,57 +79,23 @@ impl EcrRegistry {
     }
 }
 
-/// What a `/v2/...` request is for.
-#[derive(Debug, PartialEq, Eq)]
-enum Target<'a> {
-    /// `/v2/`: the version check, which needs only a valid credential.
-    Base,
-    /// A repository's manifests, blobs, uploads or tags: the ECR action the
-    /// request needs.
-    Repository { name: &'a str, action: &'static str },
-    /// Anything else under `/v2/` (`_catalog`): the backend answers it.
-    Other,
-}
-
-/// Reads a registry API path the way distribution routes it: the repository
-/// name is everything between `/v2/` and the last `/manifests/`, `/blobs/`
-/// or `/tags/list`.
-fn target<'a>(method: &Method, path: &'a str) -> Option<Target<'a>> {
-    let rest = path.strip_prefix("/v2")?;
-    if rest.is_empty() || rest == "/" {
-        return Some(Target::Base);
-    }
-    let rest = rest.strip_prefix('/')?;
+/// The ECR action (IAM permission) a request needs: `None` for the version
+/// check and paths that name no repository, which need only a valid token.
+fn action<'a>(method: &Method, path: RegistryPath<'a>) -> Option<(&'a str, &'static str)> {
+    let RegistryPath::Repository { name, kind } = path else { return None };
     let reading = method == Method::GET || method == Method::HEAD;
-    let repository = |name: &'a str, action| Some(Target::Repository { name, action });
-    if let Some(name) = rest.strip_suffix("/tags/list") {
-        return repository(name, if reading { "ecr:ListImages" } else { "ecr:PutImage" });
-    }
-    if let Some((name, _)) = rest.rsplit_once("/blobs/uploads") {
-        let action = match *method {
-            Method::POST => "ecr:InitiateLayerUpload",
-            Method::PATCH => "ecr:UploadLayerPart",
-            _ => "ecr:CompleteLayerUpload",
-        };
-        return repository(name, action);
-    }
-    if let Some((name, _)) = rest.rsplit_once("/blobs/") {
-        let action = match *method {
-            Method::GET => "ecr:GetDownloadUrlForLayer",
-            Method::HEAD => "ecr:BatchCheckLayerAvailability",
-            _ => "ecr:BatchDeleteImage",
-        };
-        return repository(name, action);
-    }
-    if let Some((name, _)) = rest.rsplit_once("/manifests/") {
-        let action = match *method {
-            Method::GET | Method::HEAD => "ecr:BatchGetImage",
-            Method::DELETE => "ecr:BatchDeleteImage",
-            _ => "ecr:PutImage",
-        };
-        return repository(name, action);
-    }
-    Some(Target::Other)
+    let action = match kind {
+        Resource::Manifest if reading => "ecr:BatchGetImage",
+        Resource::Manifest | Resource::Blob if method == Method::DELETE => "ecr:BatchDeleteImage",
+        Resource::Manifest => "ecr:PutImage",
+        Resource::Tags => "ecr:ListImages",
+        Resource::Blob if method == Method::GET => "ecr:GetDownloadUrlForLayer",
+        Resource::Blob if method == Method::HEAD => "ecr:BatchCheckLayerAvailability",
+        Resource::Upload | Resource::Blob if method == Method::POST => "ecr:InitiateLayerUpload",
+        Resource::Upload | Resource::Blob if method == Method::PATCH => "ecr:UploadLayerPart",
+        Resource::Upload | Resource::Blob => "ecr:CompleteLayerUpload",
+    };
+    Some((name, action))
 }
 
 /// The actions a pull needs, which the kit's identities hold.
@@ -204,7 +170,7 @@ fn bad_request() -> Response {
 impl Gate for EcrGate {
     fn admit(&self, req: &Request<Bytes>) -> Verdict {
         let method = req.method();
-        let Some(target) = target(method, req.uri().path()) else {
+        let Some(path) = RegistryPath::parse(req.uri().path()) else {
             return Verdict::Answer(registry_error(StatusCode::NOT_FOUND, "NOT_FOUND", "404 page not found"));
         };
         let Some((user, password)) = basic(req.headers()) else {
@@ -221,18 +187,18 @@ impl Gate for EcrGate {
         if token.expires_at <= SystemTime::now() {
             return Verdict::Answer(registry_error(StatusCode::FORBIDDEN, "DENIED", EXPIRED));
         }
-        match target {
-            Target::Repository { name, action } => {
+        match action(method, path) {
+            Some((repository, action)) => {
                 if account_of(&token.principal) != Some(self.registry.account.as_str()) {
-                    return Verdict::Answer(self.denied(&token.principal, action, name, "resource-based"));
+                    return Verdict::Answer(self.denied(&token.principal, action, repository, "resource-based"));
                 }
                 if !is_pull(action) {
-                    return Verdict::Answer(self.denied(&token.principal, action, name, "identity-based"));
+                    return Verdict::Answer(self.denied(&token.principal, action, repository, "identity-based"));
                 }
                 Verdict::Forward
             }
-            Target::Base | Target::Other if method == Method::GET || method == Method::HEAD => Verdict::Forward,
-            Target::Base | Target::Other => Verdict::Answer(registry_error(
+            None if method == Method::GET || method == Method::HEAD => Verdict::Forward,
+            None => Verdict::Answer(registry_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "UNSUPPORTED",
                 "The operation is unsupported.",
@@ -243,25 +209,24 @@ impl Gate for EcrGate {
 
 #[cfg(test)]
 mod tests {
-    use super::{account_of, target, Target};
+    use super::{account_of, action, RegistryPath};
     use http::Method;
 
     #[test]
-    fn registry_paths_name_the_repository_and_the_ecr_action() {
-        let repo = |name, action| Some(Target::Repository { name, action });
-        assert_eq!(target(&Method::GET, "/v2/"), Some(Target::Base));
-        assert_eq!(target(&Method::GET, "/v2"), Some(Target::Base));
-        assert_eq!(target(&Method::GET, "/v2/team/app/manifests/1"), repo("team/app", "ecr:BatchGetImage"));
-        assert_eq!(target(&Method::HEAD, "/v2/app/manifests/sha256:ab"), repo("app", "ecr:BatchGetImage"));
-        assert_eq!(target(&Method::GET, "/v2/app/blobs/sha256:ab"), repo("app", "ecr:GetDownloadUrlForLayer"));
-        assert_eq!(target(&Method::POST, "/v2/app/blobs/uploads/"), repo("app", "ecr:InitiateLayerUpload"));
-        assert_eq!(target(&Method::PUT, "/v2/app/manifests/1"), repo("app", "ecr:PutImage"));
-        assert_eq!(target(&Method::GET, "/v2/app/tags/list"), repo("app", "ecr:ListImages"));
-        // A repository may itself be called `manifests`.
-        assert_eq!(target(&Method::GET, "/v2/manifests/manifests/1"), repo("manifests", "ecr:BatchGetImage"));
-        assert_eq!(target(&Method::GET, "/v2/_catalog"), Some(Target::Other));
-        assert_eq!(target(&Method::GET, "/v1/"), None);
-        assert_eq!(target(&Method::GET, "/v2x/"), None);
+    fn each_request_needs_the_ecr_action_of_its_api_call() {
+        let action = |method, path| action(&method, RegistryPath::parse(path).unwrap());
+        assert_eq!(action(Method::GET, "/v2/"), None);
+        assert_eq!(action(Method::GET, "/v2/_catalog"), None);
+        assert_eq!(action(Method::GET, "/v2/team/app/manifests/1"), Some(("team/app", "ecr:BatchGetImage")));
+        assert_eq!(action(Method::HEAD, "/v2/app/manifests/sha256:ab"), Some(("app", "ecr:BatchGetImage")));
+        assert_eq!(action(Method::GET, "/v2/app/blobs/sha256:ab"), Some(("app", "ecr:GetDownloadUrlForLayer")));
+        assert_eq!(action(Method::HEAD, "/v2/app/blobs/sha256:ab"), Some(("app", "ecr:BatchCheckLayerAvailability")));
+        assert_eq!(action(Method::GET, "/v2/app/tags/list"), Some(("app", "ecr:ListImages")));
+        assert_eq!(action(Method::POST, "/v2/app/blobs/uploads/"), Some(("app", "ecr:InitiateLayerUpload")));
+        assert_eq!(action(Method::PATCH, "/v2/app/blobs/uploads/1"), Some(("app", "ecr:UploadLayerPart")));
+        assert_eq!(action(Method::PUT, "/v2/app/blobs/uploads/1"), Some(("app", "ecr:CompleteLayerUpload")));
+        assert_eq!(action(Method::PUT, "/v2/app/manifests/1"), Some(("app", "ecr:PutImage")));
+        assert_eq!(action(Method::DELETE, "/v2/app/manifests/1"), Some(("app", "ecr:BatchDeleteImage")));
     }
 
     #[test]
