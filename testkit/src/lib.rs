@@ -11,6 +11,9 @@
 //! * [`azure::Azure`]: Microsoft Entra ID's token endpoint (client assertion
 //!   and client secret), the managed identity endpoint of Azure's IMDS, and
 //!   an Azure Container Registry's token server (`/oauth2/exchange`).
+//! * [`front::RegistryFront`]: a registry's own host name over TLS (ECR's,
+//!   ACR's) in front of a plain Docker registry, letting through what the
+//!   cloud would: ECR's Basic tokens, ACR's bearer tokens.
 //! * [`faults::Faults`]: error statuses, hangs, delays, garbage bodies and
 //!   dropped connections, injectable into either.
 //!
@@ -20,6 +23,7 @@
 pub mod aws;
 pub mod azure;
 pub mod faults;
+pub mod front;
 pub mod google;
 pub mod kube;
 mod server;
@@ -27,5 +31,6 @@ mod server;
 pub use aws::{Aws, IssuedEcrToken, IssuedKey};
 pub use azure::{Azure, AzureToken};
 pub use faults::{Fault, Faults};
+pub use front::{Backend, FrontConfig, FrontError, RegistryFront, TlsIdentity};
 pub use google::{Google, IssuedToken};
 pub use kube::{KubeApi, RecordedRequest};

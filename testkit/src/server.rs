@@ -6,7 +6,8 @@
 //! which makes hyper close the socket. The same wrapper records every request,
 //! applies the configured latency and the armed [`Faults`], and logs one line per
 //! request (method, path, status; never headers, query or bodies, which carry
-//! tokens).
+//! tokens). The registry fronts ([`crate::front`]) are served by the same loop
+//! behind a TLS handshake.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,8 +19,10 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::faults::{Fault, Faults};
@@ -136,11 +139,19 @@ pub(crate) async fn serve(router: Router, peer: Peer) -> Server {
 /// Serves `router` on an already bound listener in a background task.
 pub(crate) fn serve_on(listener: TcpListener, router: Router, peer: Peer) -> Server {
     let addr = listener.local_addr().expect("local_addr");
-    let task = tokio::spawn(accept_loop(listener, router, peer));
+    let task = tokio::spawn(accept_loop(listener, None, router, peer));
     Server { addr, task }
 }
 
-async fn accept_loop(listener: TcpListener, router: Router, peer: Peer) {
+/// Serves `router` over TLS (HTTP/1.1) on an already bound listener in a
+/// background task.
+pub(crate) fn serve_tls_on(listener: TcpListener, tls: TlsAcceptor, router: Router, peer: Peer) -> Server {
+    let addr = listener.local_addr().expect("local_addr");
+    let task = tokio::spawn(accept_loop(listener, Some(tls), router, peer));
+    Server { addr, task }
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, router: Router, peer: Peer) {
     // Connections live in this JoinSet so that aborting the accept loop (when the
     // emulator is dropped) aborts them all.
     let mut conns = JoinSet::new();
@@ -151,19 +162,31 @@ async fn accept_loop(listener: TcpListener, router: Router, peer: Peer) {
                 let _ = stream.set_nodelay(true);
                 let router = router.clone();
                 let peer = peer.clone();
+                let tls = tls.clone();
                 conns.spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        handle(req, router.clone(), peer.clone())
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    match tls {
+                        None => serve_connection(stream, router, peer).await,
+                        // The handshake runs in the connection's task, so a
+                        // slow or failing client holds up no one else.
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => serve_connection(stream, router, peer).await,
+                            Err(e) => tracing::info!(target: "regcred_testkit", "{} TLS handshake failed: {e}", peer.name),
+                        },
+                    }
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
+}
+
+async fn serve_connection<S>(stream: S, router: Router, peer: Peer)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| handle(req, router.clone(), peer.clone()));
+    let _ =
+        hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc).await;
 }
 
 async fn handle(req: Request<Incoming>, router: Router, peer: Peer) -> Result<Response<Body>, DropConnection> {

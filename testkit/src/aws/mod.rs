@@ -12,10 +12,15 @@
 //!   IMDSv2;
 //! * `GET /v1/credentials`: the EKS Pod Identity agent.
 //!
+//! The registry itself, `ACCOUNT.dkr.ecr.REGION.amazonaws.com`, is a
+//! separate TLS front ([`front`], [`Aws::start_registry_front`]) that takes
+//! the ECR tokens issued here.
+//!
 //! Errors use AWS's real shapes: JSON `{"__type", "message"}` with
 //! `x-amzn-ErrorType` for ECR, `<ErrorResponse>` XML for STS. Every key and
 //! token the kit issues is random and recorded.
 
+pub mod front;
 mod sigv4;
 
 use std::collections::{HashMap, HashSet};
@@ -30,12 +35,16 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::faults::Faults;
+use crate::front::{FrontConfig, FrontError, RegistryFront};
 use crate::google::sts::OidcProvider;
 use crate::kube::RecordedRequest;
 use crate::server::{self, Peer, Recorder, Server};
 
 const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
 const ECR_PUBLIC_TARGET: &str = "SpencerFrontendService.GetAuthorizationToken";
+/// The account every identity of the kit belongs to (AWS's documentation
+/// example account).
+pub const ACCOUNT_ID: &str = "111122223333";
 const SIGNATURE_MISMATCH: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
 
 /// One set of credentials the kit issued (or its IAM user's static key).
@@ -66,6 +75,15 @@ pub struct IssuedEcrToken {
     pub principal: String,
 }
 
+impl IssuedEcrToken {
+    /// `authorizationData.authorizationToken` as GetAuthorizationToken
+    /// answers it: base64 of `AWS:PASSWORD`, which is also the whole
+    /// credential of an HTTP Basic `Authorization` header.
+    pub fn authorization_token(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(format!("AWS:{}", self.password))
+    }
+}
+
 struct State {
     keys: HashMap<String, IssuedKey>,
     ecr_tokens: Vec<IssuedEcrToken>,
@@ -86,6 +104,24 @@ struct Shared {
 impl Shared {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Mints and records an ECR (or ECR Public) authorization token for a
+    /// request `key` signed for `region`.
+    fn issue_ecr_token(&self, service: &str, region: &str, key: &IssuedKey) -> IssuedEcrToken {
+        // Shaped like ECR's: base64 of a JSON document starting `{"payload":"`.
+        let password = format!("eyJwYXlsb2FkIjoi{}", random_b64(600).replace(['+', '/', '='], ""));
+        let mut st = self.state();
+        let token = IssuedEcrToken {
+            password,
+            expires_at: SystemTime::now() + st.ecr_lifetime,
+            service: service.into(),
+            region: region.into(),
+            access_key_id: key.access_key_id.clone(),
+            principal: key.principal.clone(),
+        };
+        st.ecr_tokens.push(token.clone());
+        token
     }
 
     /// Mints and records temporary credentials for `principal`.
@@ -131,15 +167,25 @@ pub struct Aws {
 }
 
 impl Aws {
-    /// Starts the emulator with one IAM user whose static key it accepts.
+    /// Starts the emulator with one IAM user whose static key it accepts, on
+    /// `127.0.0.1:<random port>`.
     pub async fn start() -> Aws {
+        Aws::start_with(server::bind().await)
+    }
+
+    /// Starts the emulator on `addr` (a node's IMDS: `169.254.169.254:80`).
+    pub async fn start_on(addr: std::net::SocketAddr) -> std::io::Result<Aws> {
+        Ok(Aws::start_with(tokio::net::TcpListener::bind(addr).await?))
+    }
+
+    fn start_with(listener: tokio::net::TcpListener) -> Aws {
         let static_key = IssuedKey {
             access_key_id: format!("AKIA{}", random_upper(16)),
             secret_access_key: random_b64(30),
             session_token: None,
             expires_at: None,
             source: "static".into(),
-            principal: "arn:aws:iam::111122223333:user/regcred".into(),
+            principal: format!("arn:aws:iam::{ACCOUNT_ID}:user/regcred"),
         };
         let mut keys = HashMap::new();
         keys.insert(static_key.access_key_id.clone(), static_key.clone());
@@ -162,7 +208,7 @@ impl Aws {
         let router = Router::new().fallback(dispatch).with_state(shared.clone());
         let peer =
             Peer { name: "aws", faults: faults.clone(), recorder: recorder.clone(), error: Arc::new(fault_response) };
-        let server = server::serve(router, peer).await;
+        let server = server::serve_on(listener, router, peer);
         Aws { shared, faults, recorder, server }
     }
 
@@ -217,6 +263,34 @@ impl Aws {
     pub fn current_ecr_token(&self, password: &str) -> Option<IssuedEcrToken> {
         let now = SystemTime::now();
         self.shared.state().ecr_tokens.iter().find(|t| t.password == password && t.expires_at > now).cloned()
+    }
+
+    /// Issues an ECR token for `region` to the IAM user, exactly as
+    /// GetAuthorizationToken signed with its static key would, without the
+    /// signing: for tests of what consumes the token (the registry front).
+    /// It expires after the ECR token lifetime; a zero lifetime makes one
+    /// that has already expired.
+    pub fn issue_ecr_token(&self, region: &str) -> IssuedEcrToken {
+        self.shared.issue_ecr_token("ecr", region, &self.shared.static_key)
+    }
+
+    /// The private registry of the kit's account in `region`.
+    pub fn ecr_registry(&self, region: &str) -> front::EcrRegistry {
+        front::EcrRegistry { account: ACCOUNT_ID.to_string(), region: region.to_string() }
+    }
+
+    /// Serves `registry` (normally [`Aws::ecr_registry`]; another account's
+    /// to test cross-account refusals) over TLS in front of a plain registry:
+    /// requests with an ECR token this emulator issued, as ECR checks them,
+    /// reach the backend.
+    pub async fn start_registry_front(
+        &self,
+        registry: front::EcrRegistry,
+        config: FrontConfig,
+    ) -> Result<RegistryFront, FrontError> {
+        let host = registry.host();
+        let gate = front::EcrGate::new(self.shared.clone(), registry);
+        crate::front::start("ecr", host, config, Arc::new(gate)).await
     }
 
     /// Every key the kit issued or holds (the static one first).
@@ -432,22 +506,11 @@ fn ecr(
         .and_then(sigv4::parse)
         .map(|a| a.region)
         .unwrap_or_default();
-    let password = format!("eyJwYXlsb2FkIjoi{}", random_b64(600).replace(['+', '/', '='], ""));
-    let mut st = shared.state();
-    let token = IssuedEcrToken {
-        password,
-        expires_at: SystemTime::now() + st.ecr_lifetime,
-        service: service.into(),
-        region: region.clone(),
-        access_key_id: key.access_key_id.clone(),
-        principal: key.principal.clone(),
-    };
-    st.ecr_tokens.push(token.clone());
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{}", token.password));
-    let data = json!({"authorizationToken": encoded, "expiresAt": epoch_secs(token.expires_at)});
+    let token = shared.issue_ecr_token(service, &region, &key);
+    let data = json!({"authorizationToken": token.authorization_token(), "expiresAt": epoch_secs(token.expires_at)});
     if service == "ecr" {
         let mut data = data;
-        data["proxyEndpoint"] = format!("https://111122223333.dkr.ecr.{region}.amazonaws.com").into();
+        data["proxyEndpoint"] = format!("https://{ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com").into();
         json_ok(&json!({"authorizationData": [data]}))
     } else {
         json_ok(&json!({"authorizationData": data}))
@@ -569,7 +632,7 @@ fn imds_get(shared: &Shared, path: &str, headers: &HeaderMap) -> Response {
         Some("") => text(StatusCode::OK, &role),
         Some(r) if r == role => {
             let key =
-                shared.issue_key("imds", &format!("arn:aws:sts::111122223333:assumed-role/{role}/i-0123456789abcdef0"));
+                shared.issue_key("imds", &format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/i-0123456789abcdef0"));
             json_ok(&credentials_json(&key))
         }
         _ => text(StatusCode::NOT_FOUND, ""),
@@ -599,9 +662,9 @@ fn pod_identity(shared: &Shared, headers: &HeaderMap) -> Response {
             ))
             .expect("valid response");
     }
-    let key = shared.issue_key("pod-identity", "arn:aws:sts::111122223333:assumed-role/regcred-pod/eks-pod");
+    let key = shared.issue_key("pod-identity", &format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/regcred-pod/eks-pod"));
     let mut v = credentials_json(&key);
-    v["AccountId"] = "111122223333".into();
+    v["AccountId"] = ACCOUNT_ID.into();
     json_ok(&v)
 }
 

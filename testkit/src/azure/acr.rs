@@ -12,7 +12,9 @@
 //!   (how a Docker client uses the refresh token as a password) answer
 //!   `{"access_token": "<JWT>"}` whose `access` grants `pull` to identities
 //!   holding AcrPull;
-//! * `GET /v2/` answers the `401` challenge naming the realm and service.
+//! * `GET /v2/` answers the `401` challenge naming the realm and service;
+//!   the registry's own paths ([`super::front`]) answer it with the `scope`
+//!   they need.
 //!
 //! Errors use the registry's shape, `{"errors": [{"code", "message"}]}`.
 
@@ -42,13 +44,54 @@ fn get<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
     p.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
 }
 
-pub(crate) fn challenge(shared: &Shared) -> Response {
-    let mut resp = errors(
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        "authentication required, visit https://aka.ms/acr/authorization for more information.",
-    );
-    let value = format!("Bearer realm=\"https://{0}/oauth2/token\",service=\"{0}\"", shared.login_server);
+const AUTHENTICATION_REQUIRED: &str =
+    "authentication required, visit https://aka.ms/acr/authorization for more information.";
+
+/// What a registry request needs, as the challenge's `scope` names it:
+/// `TYPE:NAME:ACTION[,ACTION]` (`repository:team/app:pull`, `registry:catalog:*`).
+pub(crate) struct Scope<'a> {
+    pub kind: &'static str,
+    pub name: &'a str,
+    pub actions: &'static [&'static str],
+}
+
+impl std::fmt::Display for Scope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.kind, self.name, self.actions.join(","))
+    }
+}
+
+/// The `401` that sends a client to the token server: `WWW-Authenticate:
+/// Bearer realm=...,service=...`, with the `scope` the request needs when it
+/// needs one, and the registry's error body (with the scope's actions as
+/// `detail`, as AAD-OAuth.md shows for `/v2/_catalog`).
+pub(crate) fn challenge(shared: &Shared, scope: Option<&Scope<'_>>) -> Response {
+    let mut error = json!({"code": "UNAUTHORIZED", "message": AUTHENTICATION_REQUIRED});
+    if let Some(s) = scope {
+        let detail: Vec<Value> =
+            s.actions.iter().map(|a| json!({"Type": s.kind, "Name": s.name, "Action": a})).collect();
+        error["detail"] = detail.into();
+    }
+    challenged(shared, scope, json!({"errors": [error]}))
+}
+
+/// A current access token that does not grant what the request needs: the
+/// same challenge, with `DENIED` before `UNAUTHORIZED` (what ACR answers a
+/// token without the scope, argoproj-labs/argocd-image-updater#473).
+pub(crate) fn insufficient_scope(shared: &Shared, scope: &Scope<'_>) -> Response {
+    let body = json!({"errors": [
+        {"code": "DENIED", "message": "requested access to the resource is denied"},
+        {"code": "UNAUTHORIZED", "message": AUTHENTICATION_REQUIRED},
+    ]});
+    challenged(shared, Some(scope), body)
+}
+
+fn challenged(shared: &Shared, scope: Option<&Scope<'_>>, body: Value) -> Response {
+    let mut resp = json_body(StatusCode::UNAUTHORIZED, &body);
+    let mut value = format!("Bearer realm=\"https://{0}/oauth2/token\",service=\"{0}\"", shared.login_server);
+    if let Some(scope) = scope {
+        value.push_str(&format!(",scope=\"{scope}\""));
+    }
     resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, value.parse().expect("header value"));
     resp
 }
@@ -131,15 +174,11 @@ pub(crate) fn token(shared: &Shared, method: &Method, uri: &Uri, headers: &Heade
     let (service, scopes, refresh_token) = if method == Method::GET {
         let query: Vec<(String, String)> = serde_urlencoded::from_str(uri.query().unwrap_or("")).unwrap_or_default();
         let Some((user, password)) = basic_auth(headers) else {
-            return unauthorized(
-                "authentication required, visit https://aka.ms/acr/authorization for more information.",
-            );
+            return unauthorized(AUTHENTICATION_REQUIRED);
         };
         if user != ACR_USERNAME {
             // Admin users and tokens (other usernames) are not emulated.
-            return unauthorized(
-                "authentication required, visit https://aka.ms/acr/authorization for more information.",
-            );
+            return unauthorized(AUTHENTICATION_REQUIRED);
         }
         let scopes: Vec<String> = query.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
         (get(&query, "service").map(str::to_string), scopes, password)

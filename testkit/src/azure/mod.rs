@@ -13,6 +13,10 @@
 //!   registry's own token server, which exchanges an Azure AD access token
 //!   for an ACR refresh token and that for an ACR access token — [`acr`].
 //!
+//! The registry itself, `https://NAME.azurecr.io`, is a separate TLS front
+//! ([`Azure::start_registry_front`], `front`) that serves the same token
+//! server and takes its access tokens.
+//!
 //! The kit stands for one tenant, one registry and the identities the test
 //! creates in them. It accepts what Azure would accept and answers errors
 //! with Azure's JSON shapes (`AADSTS...` errors from Entra ID, IMDS's OAuth
@@ -22,6 +26,7 @@
 
 mod aad;
 mod acr;
+mod front;
 mod imds;
 
 use std::collections::HashMap;
@@ -36,6 +41,7 @@ use rsa::PrivateKey;
 use serde_json::{json, Value};
 
 use crate::faults::Faults;
+use crate::front::{FrontConfig, FrontError, RegistryFront};
 use crate::google::{jwt, OidcProvider};
 use crate::kube::RecordedRequest;
 use crate::server::{self, Peer, Recorder, Server};
@@ -186,24 +192,34 @@ impl Azure {
     /// Starts the emulator for a fresh tenant and a registry `NAME.azurecr.io`
     /// with a random name, with a freshly generated RSA-2048 signing key.
     pub async fn start() -> Azure {
-        Azure::start_with(server::bind().await).await
+        Azure::start_with(server::bind().await, None).await
     }
 
     /// Starts the emulator on `addr` (a node's IMDS: `169.254.169.254:80`).
     pub async fn start_on(addr: std::net::SocketAddr) -> std::io::Result<Azure> {
-        Ok(Azure::start_with(tokio::net::TcpListener::bind(addr).await?).await)
+        Ok(Azure::start_with(tokio::net::TcpListener::bind(addr).await?, None).await)
     }
 
-    async fn start_with(listener: tokio::net::TcpListener) -> Azure {
+    /// Starts the emulator on `addr` for the registry `login_server`
+    /// (`NAME.azurecr.io`), a name known before it starts (a node's
+    /// certificate and `/etc/hosts` name it).
+    pub async fn start_on_for(addr: std::net::SocketAddr, login_server: &str) -> std::io::Result<Azure> {
+        Ok(Azure::start_with(tokio::net::TcpListener::bind(addr).await?, Some(login_server.to_string())).await)
+    }
+
+    async fn start_with(listener: tokio::net::TcpListener, login_server: Option<String>) -> Azure {
         let key = tokio::task::spawn_blocking(|| PrivateKey::new(&mut rand::rng(), 2048).expect("RSA key generation"))
             .await
             .expect("key generation task");
-        let name: String = (0..10).map(|_| (b'a' + rand::random_range(0..26u8)) as char).collect();
+        let login_server = login_server.unwrap_or_else(|| {
+            let name: String = (0..10).map(|_| (b'a' + rand::random_range(0..26u8)) as char).collect();
+            format!("regcred{name}.azurecr.io")
+        });
         let shared = Arc::new(Shared {
             key,
             key_id: random_b64(20),
             tenant_id: guid(),
-            login_server: format!("regcred{name}.azurecr.io"),
+            login_server,
             state: Mutex::new(AzureState {
                 token_lifetime: Duration::from_secs(3599),
                 imds_token_lifetime: Duration::from_secs(86_399),
@@ -270,6 +286,14 @@ impl Azure {
     /// token server expects and the `aud` of its tokens.
     pub fn login_server(&self) -> String {
         self.shared.login_server.clone()
+    }
+
+    /// Serves the registry, `https://NAME.azurecr.io`, over TLS in front of a
+    /// plain registry: its token server, and the images for requests with an
+    /// access token from it that grants them.
+    pub async fn start_registry_front(&self, config: FrontConfig) -> Result<RegistryFront, FrontError> {
+        let gate = front::AcrGate::new(self.shared.clone());
+        crate::front::start("acr", self.login_server(), config, Arc::new(gate)).await
     }
 
     /// Registers an app (a service principal) and returns its client id.
@@ -421,7 +445,7 @@ async fn dispatch(
     } else if path == "/oauth2/token" {
         acr::token(&shared, &method, &uri, &headers, &body)
     } else if path == "/v2/" || path == "/v2" {
-        acr::challenge(&shared)
+        acr::challenge(&shared, None)
     } else if let Some(tenant) = path.strip_suffix("/oauth2/v2.0/token").and_then(|t| t.strip_prefix('/')) {
         aad::token(&shared, tenant, &method, &headers, &body)
     } else {
