@@ -98,6 +98,64 @@ async fn pulls_keep_working_with_regcred_and_fail_with_a_docker_login_secret() {
     assert!(count("static", &unauthorized) >= 3, "too few static pulls after expiry to show anything");
 }
 
+/// Amazon ECR and Azure Container Registry beside Google in one Secret,
+/// keyless for each cloud, on a cluster without EKS's or AKS's webhooks:
+/// the chart projects the ServiceAccount's tokens (`aws.injectWebIdentity`,
+/// `azure.injectWorkloadIdentity`), the test kit's STS and Entra ID check
+/// them against the API server's keys, and pods pull from an ECR-named and
+/// an ACR-named repository through fronts that authenticate as ECR (HTTP
+/// Basic with an `AWS:` token) and ACR (its token server) do. Without the
+/// Secret the same pulls are refused.
+#[tokio::test]
+#[ignore = "needs the real node: testkit/control-plane/node up DIR, then REGCRED_NODE_DIR=DIR cargo test --test node -- --ignored"]
+async fn pods_pull_from_ecr_and_acr_with_each_clouds_keyless_identity() {
+    let node = Node::get().await;
+    let c = &node.clouds;
+    // The ServiceAccount `regcred-clouds/regcred` is the one Entra ID's app is federated with.
+    let ns = node.fixed_namespace("regcred-clouds").await;
+    let _scene = node.scene(&[&ns]);
+    let values = json!({
+        "image": node.regcred_image(),
+        "registries": [node.registry, c.ecr_registry, c.acr_registry],
+        "aws": {"roleArn": c.aws_role, "injectWebIdentity": true},
+        "azure": {
+            "clientId": c.azure_client_id,
+            "tenantId": c.azure_tenant_id,
+            "injectWorkloadIdentity": true,
+            "authorityHost": c.azure_url,
+        },
+        // Where the emulators are; the clouds' own endpoints otherwise.
+        "extraEnv": [
+            {"name": "AWS_ENDPOINT_URL_STS", "value": c.aws_url},
+            {"name": "AWS_ENDPOINT_URL_ECR", "value": c.aws_url},
+            {"name": "REGCRED_AZURE_REGISTRY_ENDPOINT", "value": c.azure_url},
+        ],
+    });
+    let out = node.helm_install("regcred", &ns, &values).await;
+    assert_eq!(out.code, Some(0), "helm install: {out:?}");
+    let doc = common::e2e::eventually(Duration::from_secs(60), "one document for the three registries", || async {
+        let doc = node.cluster.secret_doc(&ns, "gcr-pull", ".dockerconfigjson").await?;
+        (doc["auths"].as_object()?.len() == 3).then_some(doc)
+    })
+    .await;
+    let user = |host: &str| doc["auths"][host]["username"].as_str().unwrap_or_default().to_string();
+    assert_eq!(user(&node.registry), "oauth2accesstoken");
+    assert_eq!(user(&c.ecr_registry), "AWS");
+    assert_eq!(user(&c.acr_registry), "00000000-0000-0000-0000-000000000000");
+    for (cloud, host) in [("ecr", &c.ecr_registry), ("acr", &c.acr_registry)] {
+        let image = format!("{host}/{PRIVATE_IMAGE}");
+        node.create_pod(&ns, &format!("{cloud}-with-secret"), &image, Some("gcr-pull")).await;
+        node.create_pod(&ns, &format!("{cloud}-without"), &image, None).await;
+        assert_eq!(node.pull_outcome(&ns, &format!("{cloud}-with-secret")).await, Pull::Pulled, "{image}");
+        let refused = node.pull_outcome(&ns, &format!("{cloud}-without")).await;
+        assert!(
+            matches!(&refused, Pull::Refused(m) if m.contains("401 Unauthorized")),
+            "{image} without a credential: {refused:?}"
+        );
+        eprintln!("figure: {image}: pulled with regcred's Secret; without it: {refused:?}");
+    }
+}
+
 /// A test that cannot run where it is run is reported as ignored, with the
 /// reason, never as passed: every test that needs the real node or the real
 /// control plane carries the `#[ignore]` reason of its kind, word for word.

@@ -48,6 +48,25 @@ pub struct Node {
     pub token_lifetime: Duration,
     /// The emulator's workload identity pool provider (STS audience).
     pub sts_audience: String,
+    /// The AWS and Azure emulators and their registries.
+    pub clouds: Clouds,
+}
+
+/// What `node up` wrote to `aws/aws.json` and `azure/azure.json`.
+pub struct Clouds {
+    /// The ECR registry's host (its front authenticates as ECR does).
+    pub ecr_registry: String,
+    /// STS and ECR's API, where pods reach them.
+    pub aws_url: String,
+    /// The role a pod's ServiceAccount token may assume.
+    pub aws_role: String,
+    /// The ACR registry's host (its front serves ACR's token server).
+    pub acr_registry: String,
+    /// Entra ID and the registry's `/oauth2/exchange`, where pods reach them.
+    pub azure_url: String,
+    /// The app that may pull, federated with `regcred-clouds/regcred`.
+    pub azure_client_id: String,
+    pub azure_tenant_id: String,
 }
 
 impl Node {
@@ -57,15 +76,28 @@ impl Node {
         let dir = std::env::var_os("REGCRED_NODE_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| panic!("REGCRED_NODE_DIR is not set: {NEEDS_NODE}"));
-        let google: Value =
-            serde_json::from_slice(&std::fs::read(dir.join("google/google.json")).expect("node's google.json"))
-                .expect("google.json");
+        let about = |file: &str| -> Value {
+            serde_json::from_slice(&std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("node's {file}: {e}")))
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+        };
+        let (google, aws, azure) = (about("google/google.json"), about("aws/aws.json"), about("azure/azure.json"));
+        let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_else(|| panic!("no {key} in {v}")).to_string();
+        let clouds = Clouds {
+            ecr_registry: text(&aws, "registry"),
+            aws_url: text(&aws, "url"),
+            aws_role: text(&aws, "role_arn"),
+            acr_registry: text(&azure, "login_server"),
+            azure_url: text(&azure, "url"),
+            azure_client_id: text(&azure, "client_id"),
+            azure_tenant_id: text(&azure, "tenant_id"),
+        };
         Node {
             cluster: Cluster::at(dir).await,
             registry: "europe-west1-docker.pkg.dev".to_string(),
             service_account: google["service_account"].as_str().expect("service_account").to_string(),
             token_lifetime: Duration::from_secs(google["token_lifetime_seconds"].as_u64().expect("lifetime")),
             sts_audience: google["sts_audience"].as_str().expect("sts_audience").to_string(),
+            clouds,
         }
     }
 
@@ -85,13 +117,26 @@ impl Node {
     /// controller-manager makes it; a pod cannot be created before it exists).
     pub async fn namespace(&self, prefix: &str) -> String {
         let ns = self.cluster.unique(prefix);
-        self.cluster.create_namespace(&ns, &[]).await;
-        let sas: Api<ServiceAccount> = Api::namespaced(self.cluster.admin.clone(), &ns);
+        self.create_namespace(&ns).await;
+        ns
+    }
+
+    /// The namespace `name`, new: one that an earlier run on this node left
+    /// is deleted first. For what the node trusts by name (the ServiceAccount
+    /// Entra ID's app is federated with).
+    pub async fn fixed_namespace(&self, name: &str) -> String {
+        self.cluster.kubectl(&["delete", "namespace", name, "--ignore-not-found", "--wait=true"], "").await;
+        self.create_namespace(name).await;
+        name.to_string()
+    }
+
+    async fn create_namespace(&self, ns: &str) {
+        self.cluster.create_namespace(ns, &[]).await;
+        let sas: Api<ServiceAccount> = Api::namespaced(self.cluster.admin.clone(), ns);
         super::e2e::eventually(Duration::from_secs(30), "the namespace's default ServiceAccount", || async {
             sas.get_opt("default").await.ok().flatten()
         })
         .await;
-        ns
     }
 
     /// A fresh access token from the metadata server, and when it expires:
