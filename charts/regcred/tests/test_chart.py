@@ -747,9 +747,10 @@ def notes_tell_the_kubelet_flags():
 
 @test
 def readme_kubelet_configs_are_what_the_installer_writes():
-    """The README's two CredentialProviderConfig examples are byte-for-byte
-    what `regcred install-credential-provider` writes for the same identity
-    (as YAML there, JSON here). Needs the binary."""
+    """The README's CredentialProviderConfig examples (node identity, Google
+    pod identity, pod identity for Google, ECR and ACR) are what `regcred
+    install-credential-provider` writes for the same identities (as YAML
+    there, JSON here). Needs the binary."""
     binary = regcred_binary()
     if not binary:
         raise Skip("no regcred binary: cargo build --bin regcred, or set REGCRED_BIN")
@@ -757,13 +758,15 @@ def readme_kubelet_configs_are_what_the_installer_writes():
     readme = open(os.path.join(os.path.dirname(os.path.dirname(CHART)), "README.md")).read()
     blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", readme, re.S)
               if "kind: CredentialProviderConfig" in b]
-    assert len(blocks) == 2, f"{len(blocks)} CredentialProviderConfig examples in the README"
+    assert len(blocks) == 3, f"{len(blocks)} CredentialProviderConfig examples in the README"
     # The README's placeholders, which regcred refuses as a pool provider,
     # stand for these values.
     pool = "//iam.googleapis.com/projects/{}/locations/global/workloadIdentityPools/{}/providers/{}"
     placeholders, values = ("PROJECT_NUMBER", "POOL", "PROVIDER"), ("123456789012", "pool-id", "provider-id")
     for block, flags in zip(blocks, [["--", "--key-file=/etc/kubernetes/regcred/wif.json"],
-                                     [f"--workload-identity-provider={pool.format(*values)}"]]):
+                                     [f"--workload-identity-provider={pool.format(*values)}"],
+                                     [f"--workload-identity-provider={pool.format(*values)}",
+                                      "--ecr-pod-identity", "--acr-pod-identity"]]):
         with tempfile.TemporaryDirectory() as d:
             config = os.path.join(d, "config.json")
             p = subprocess.run([binary, "install-credential-provider", f"--bin-dir={d}", f"--config={config}",
