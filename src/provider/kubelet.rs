@@ -3,23 +3,27 @@
 //! `regcred credential-provider`. The README's examples and what
 //! `install-credential-provider` writes on nodes all come from [`config`].
 //!
-//! One provider entry is one identity. The kubelet's rules
-//! (`pkg/credentialprovider/plugin/config.go` and `plugin.go` in
-//! kubernetes/kubernetes, and the `CredentialProviderConfig` reference on
-//! kubernetes.io) shape the layout:
+//! One provider entry is one identity. The kubelet's rules (in
+//! kubernetes/kubernetes, `pkg/credentialprovider/plugin/`, and the
+//! `CredentialProviderConfig` reference on kubernetes.io) shape the layout:
 //! - an entry's `name` is the file the kubelet runs from its
-//!   `--image-credential-provider-bin-dir`, and names must be unique
-//!   (`validateCredentialProviderConfig` refuses a duplicate), so each
-//!   entry gets a file of its own ([`ProviderName`]: `regcred`,
-//!   `regcred-ecr`, `regcred-acr`, all the same program);
-//! - `tokenAttributes` holds one `serviceAccountTokenAudience` per entry,
-//!   and each cloud wants its own audience (Google: the pool provider;
-//!   AWS STS: `sts.amazonaws.com`; Entra ID: `api://AzureADTokenExchange`),
-//!   so each cloud answered with pods' identities is an entry of its own;
+//!   `--image-credential-provider-bin-dir` (`RegisterCredentialProviderPlugins`
+//!   and `execPlugin` in `plugin.go` join the two), and names must be unique
+//!   (`validateCredentialProviderConfig` in `config.go` refuses a
+//!   duplicate), so each entry gets a file of its own ([`ProviderName`]:
+//!   `regcred`, `regcred-ecr`, `regcred-acr`, all the same program);
+//! - `tokenAttributes` holds one `serviceAccountTokenAudience` per entry
+//!   (the kubelet's `TokenRequest` names that one audience), and each cloud
+//!   wants its own (Google: the pool provider; AWS STS: `sts.amazonaws.com`;
+//!   Entra ID: `api://AzureADTokenExchange`), so each cloud answered with
+//!   pods' identities is an entry of its own;
 //! - the kubelet runs every entry whose `matchImages` match an image and
-//!   tries the credentials of all of them (earlier entries first), so two
-//!   entries for the same images would let a pod pull with the node's
-//!   identity whenever its own was refused: a cloud is in one entry only;
+//!   keeps every answer (`externalCredentialProviderKeyring.Lookup` in
+//!   `plugins.go`), then pulls with each credential in turn until one works
+//!   (`kuberuntime_image.go`; the reference: "the value from the provider
+//!   earlier in this list is attempted first"), so two entries for the same
+//!   images would let a pod pull with the node's identity whenever its own
+//!   was refused: a cloud is in one entry only;
 //! - clouds answered with the node's identity need no token and share the
 //!   `regcred` entry while Google's images are answered with the node's
 //!   identity too; beside Google's pod identity each gets an entry without
@@ -50,8 +54,9 @@ pub(crate) const PROVIDER_NAME: &str = "regcred";
 pub(crate) const DEFAULT_CACHE_DURATION: &str = "10m";
 
 /// The audience AWS STS expects in a web identity token: the client id
-/// EKS registers for its clusters' OIDC providers, and the audience of
-/// AWS's own `ecr-credential-provider` entries with `tokenAttributes`.
+/// EKS registers for its clusters' IAM OIDC providers, and the audience of
+/// the `tokenAttributes` configs published for AWS's own
+/// `ecr-credential-provider` (kubernetes/cloud-provider-aws).
 pub(crate) const ECR_TOKEN_AUDIENCE: &str = "sts.amazonaws.com";
 
 /// The audience Microsoft Entra ID expects in a federated credential's
@@ -213,22 +218,29 @@ pub(crate) struct TokenAttributes {
     /// token, so the node's identity is never its fallback.
     pub(crate) require_service_account: bool,
     /// Passed when present, never required: with a required key missing
-    /// the kubelet skips the entry silently (logged at `-v=5` only), and
-    /// the pull fails with the registry's own 401. Optional keys let regcred
-    /// refuse in one line, in the kubelet's log, naming the annotation the
-    /// ServiceAccount lacks.
+    /// the kubelet skips the entry silently (`pluginProvider.provide` in
+    /// `plugin.go` logs it at `-v=5` only), and the pull fails with the
+    /// registry's own 401. Optional keys let regcred refuse in one line,
+    /// which the kubelet logs as an error, naming the annotation the
+    /// ServiceAccount lacks; either way the kubelet pulls without a
+    /// credential from this entry.
     pub(crate) optional_service_account_annotation_keys: Vec<&'static str>,
 }
 
 /// The ServiceAccount annotations regcred reads for ECR images: the role
 /// in `eks.amazonaws.com/ecr-role-arn`, else in `eks.amazonaws.com/role-arn`.
-/// AWS's own plugin declares the first alone; regcred also reads IRSA's.
+/// AWS's own plugin reads the first alone
+/// (`cmd/ecr-credential-provider/main.go`, `buildCredentialsProvider`, in
+/// kubernetes/cloud-provider-aws), and its configs declare it optional;
+/// regcred also reads IRSA's.
 const ECR_ANNOTATIONS: &[&str] = &[ECR_ROLE_ARN_ANNOTATION, ROLE_ARN_ANNOTATION];
 
 /// The ServiceAccount annotations regcred reads for ACR images: the
 /// identity's client id, and its tenant (else the provider's own
-/// `--azure-tenant-id` / `AZURE_TENANT_ID`). Azure's own plugin requires
-/// both; regcred lists them as optional (see
+/// `--azure-tenant-id` / `AZURE_TENANT_ID`). Azure's own plugin refuses a
+/// token without both (its tests in `pkg/credentialprovider/` of
+/// kubernetes-sigs/cloud-provider-azure), and configs written for it list
+/// both as required; regcred lists them as optional (see
 /// [`TokenAttributes::optional_service_account_annotation_keys`]).
 const ACR_ANNOTATIONS: &[&str] = &[ACR_CLIENT_ID_ANNOTATION, ACR_TENANT_ID_ANNOTATION];
 
