@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 
 use common::e2e::Cluster;
-use regcred_testkit::Google;
+use regcred_testkit::{Aws, Azure, Google};
 use serde_json::{json, Value};
 
 const ANNOTATION: &str = "iam.gke.io/gcp-service-account";
@@ -49,8 +49,9 @@ fn kubelet_config(dir: &Path, args: &[String], audience: Option<&str>) -> std::p
     config
 }
 
-/// Runs the kubelet's plugin code for `pod` (NAMESPACE/NAME): one JSON
-/// object per round, image → credentials.
+/// Runs the kubelet's plugin code for `pod` (NAMESPACE/NAME) with the
+/// Google images and another registry's: one JSON object per round, image →
+/// credentials.
 async fn kubelet_lookup(
     cluster: &Cluster,
     dir: &Path,
@@ -58,6 +59,21 @@ async fn kubelet_lookup(
     pod: &str,
     rounds: u32,
     interval: &str,
+) -> Vec<Value> {
+    let images: Vec<&str> = GOOGLE_IMAGES.iter().chain([&OTHER_IMAGE]).copied().collect();
+    kubelet_lookup_images(cluster, dir, config, pod, rounds, interval, &images).await
+}
+
+/// Runs the kubelet's plugin code for `pod` and `images`, with the bin dir
+/// `dir/bin`.
+async fn kubelet_lookup_images(
+    cluster: &Cluster,
+    dir: &Path,
+    config: &Path,
+    pod: &str,
+    rounds: u32,
+    interval: &str,
+    images: &[&str],
 ) -> Vec<Value> {
     let mut args = vec![
         "-config".to_string(),
@@ -72,7 +88,7 @@ async fn kubelet_lookup(
         interval.into(),
         pod.into(),
     ];
-    args.extend(GOOGLE_IMAGES.iter().chain([&OTHER_IMAGE]).map(|s| s.to_string()));
+    args.extend(images.iter().map(|s| s.to_string()));
     let out = tokio::process::Command::new(cluster.dir.join("bin/credprovider"))
         .args(&args)
         .env("HOME", dir)
@@ -106,6 +122,12 @@ fn google_password(round: &Value) -> Option<String> {
 /// and a Pod running as it; returns NAMESPACE/POD.
 async fn pod_as(cluster: &Cluster, ns: &str, sa: &str, google_sa: Option<&str>) -> String {
     let annotations = google_sa.map_or(json!({}), |g| json!({ANNOTATION: g}));
+    pod_annotated(cluster, ns, sa, annotations).await
+}
+
+/// A ServiceAccount with `annotations` and a Pod running as it; returns
+/// NAMESPACE/POD.
+async fn pod_annotated(cluster: &Cluster, ns: &str, sa: &str, annotations: Value) -> String {
     let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": ns, "annotations": annotations}},
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": sa, "namespace": ns},
@@ -292,4 +314,89 @@ async fn the_kubelet_runs_what_the_charts_installer_put_on_the_node() {
 
     let (code, stderr) = common::terminate(installer).await;
     assert_eq!(code, Some(0), "the installer stops cleanly on SIGTERM: {stderr}");
+}
+
+#[tokio::test]
+#[ignore = "needs a real control plane: testkit/control-plane/cluster up DIR, then REGCRED_E2E_DIR=DIR cargo test --test 'e2e_*' -- --ignored"]
+async fn the_kubelet_runs_one_installed_entry_per_cloud_each_with_its_own_audience() {
+    // One cluster issuer, trusted by the three clouds' exchanges, each for
+    // its own audience only.
+    let cluster = Cluster::get().await;
+    let (google, aws, azure) = (Google::start().await, Aws::start().await, Azure::start().await);
+    cluster.trust_in_google(&google).await;
+    let (issuer, jwks) = cluster.oidc_issuer().await;
+    aws.trust_oidc_issuer(&issuer, &jwks, "sts.amazonaws.com");
+    azure.trust_issuer(&issuer, &jwks);
+    let ns = cluster.unique("clouds");
+    cluster.create_namespace(&ns, &[]).await;
+    let role = "arn:aws:iam::111122223333:role/app-puller";
+    aws.allow_role(role);
+    let app = azure.create_app();
+    azure.add_federated_credential(&app, &issuer, &format!("system:serviceaccount:{ns}:puller"));
+    azure.allow_pull(&app);
+    let puller = pod_annotated(
+        &cluster,
+        &ns,
+        "puller",
+        json!({"eks.amazonaws.com/role-arn": role, "kubernetes.azure.com/acr-client-id": app}),
+    )
+    .await;
+    let plain = pod_as(&cluster, &ns, "plain", None).await;
+
+    // The installer, as the chart's DaemonSet runs it, for all three clouds.
+    let node = tempfile::tempdir().unwrap();
+    let config = node.path().join("etc/credential-provider.json");
+    std::fs::create_dir_all(node.path().join("bin")).unwrap();
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    let out = tokio::process::Command::new(common::BIN)
+        .arg("install-credential-provider")
+        .arg(format!("--bin-dir={}", node.path().join("bin").display()))
+        .arg(format!("--config={}", config.display()))
+        .args(["--exit-after-install", "--ecr-pod-identity", "--acr-pod-identity"])
+        .arg(format!("--workload-identity-provider={}", google.sts_audience()))
+        .arg("--")
+        .arg(format!("--sts-endpoint={}", google.sts_uri()))
+        .arg(format!("--aws-sts-endpoint={}", aws.url()))
+        .arg(format!("--aws-ecr-endpoint={}", aws.url()))
+        .arg(format!("--azure-authority-host={}", azure.url()))
+        .arg(format!("--azure-registry-endpoint={}", azure.url()))
+        .arg(format!("--azure-tenant-id={}", azure.tenant_id()))
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "installer: {}", String::from_utf8_lossy(&out.stderr));
+
+    // The kubelet's own code registers the three entries (unique names, a
+    // file for each) and asks the API server for a token of each entry's
+    // audience, bound to the pod.
+    let ecr = "111122223333.dkr.ecr.eu-west-1.amazonaws.com";
+    let acr = azure.login_server();
+    let images = ["gcr.io/p/i:1".to_string(), format!("{ecr}/team/app:1"), format!("{acr}/team/app:1")];
+    let images: Vec<&str> = images.iter().map(String::as_str).collect();
+    let round = kubelet_lookup_images(&cluster, node.path(), &config, &puller, 1, "0s", &images).await.remove(0);
+    let one = |image: &str| {
+        let creds = round[image].as_array().unwrap_or_else(|| panic!("{image}: {round}"));
+        assert_eq!(creds.len(), 1, "one credential, from its cloud's entry alone: {round}");
+        (creds[0]["username"].as_str().unwrap().to_string(), creds[0]["password"].as_str().unwrap().to_string())
+    };
+    let (_, password) = one(images[0]);
+    let issued = google.issued_tokens().into_iter().find(|t| t.access_token == password).expect("issued by STS");
+    assert!(issued.subject.ends_with(&format!("system:serviceaccount:{ns}:puller")), "{}", issued.subject);
+    let (username, password) = one(images[1]);
+    assert_eq!(username, "AWS");
+    let token = aws.current_ecr_token(&password).expect("an ECR token AWS issued");
+    assert!(token.principal.starts_with("arn:aws:sts::111122223333:assumed-role/app-puller/"), "{token:?}");
+    let (username, password) = one(images[2]);
+    assert_eq!(username, "00000000-0000-0000-0000-000000000000");
+    let refresh = azure.issued_tokens().into_iter().find(|t| t.token == password && t.kind == "acr_refresh");
+    assert_eq!(refresh.expect("an ACR refresh token Entra ID's identity got").client_id, app);
+
+    // A ServiceAccount that names no role and no identity: Google's
+    // federated token still, nothing for ECR or ACR (regcred refuses; the
+    // kubelet logs it and pulls without a credential from that entry).
+    let round = kubelet_lookup_images(&cluster, node.path(), &config, &plain, 1, "0s", &images).await.remove(0);
+    assert_eq!(round[images[0]].as_array().map(Vec::len), Some(1), "{round}");
+    assert_eq!(round[images[1]], json!([]), "{round}");
+    assert_eq!(round[images[2]], json!([]), "{round}");
 }

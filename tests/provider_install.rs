@@ -286,3 +286,235 @@ async fn stays_running_puts_removed_files_back_and_exits_0_on_sigterm() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("put them back"), "{stderr}");
 }
+
+/// Claims of a ServiceAccount token for `apps/puller`, as the kubelet
+/// requests one for an entry: audience `audience`, from `issuer`.
+fn pod_token_claims(issuer: &str, audience: &str) -> Value {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    json!({"iss": issuer, "aud": [audience], "sub": "system:serviceaccount:apps:puller", "iat": now, "nbf": now,
+           "exp": now + 3600, "kubernetes.io": {"namespace": "apps", "serviceaccount": {"name": "puller"}}})
+}
+
+/// Runs the binary the entry `name` of the installed config names, with
+/// that entry's `args`, as the kubelet would for a pod: the request carries
+/// a token with the entry's own audience, signed by `sign`.
+async fn run_entry(node: &Node, name: &str, image: &str, sign: &dyn Fn(&str) -> String, annotations: Value) -> Output {
+    let config = node.written_config();
+    let entry = config["providers"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
+    let audience = entry["tokenAttributes"]["serviceAccountTokenAudience"].as_str().unwrap();
+    let request = json!({"apiVersion": "credentialprovider.kubelet.k8s.io/v1", "kind": "CredentialProviderRequest",
+                         "image": image, "serviceAccountToken": sign(audience), "serviceAccountAnnotations": annotations});
+    let args: Vec<String> = serde_json::from_value(entry["args"].clone()).unwrap();
+    let mut child = Command::new(node.bin().join(name))
+        .args(&args)
+        .env_clear()
+        .env("HOME", node.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(request.to_string().as_bytes()).await.unwrap();
+    drop(stdin);
+    common::finish(child).await
+}
+
+/// Google, Amazon ECR and Azure Container Registry with each pod's own
+/// identity, side by side from one install: one file and one entry per
+/// cloud, each asking for a token with its cloud's audience. One cluster
+/// issuer signs every token; each cloud's token exchange (the test kit's
+/// Google STS, AWS STS and Entra ID) accepts only its own audience, so each
+/// entry pulls only if the installer wrote the audience that cloud expects.
+#[tokio::test]
+async fn installs_one_entry_per_cloud_for_google_ecr_and_acr_pod_identity() {
+    let kit = Kit::start().await;
+    let aws = regcred_testkit::Aws::start().await;
+    let azure = regcred_testkit::Azure::start().await;
+    let (issuer, jwks) = (azure.cluster_issuer(), azure.cluster_jwks());
+    kit.google.trust_oidc_issuer(&issuer, &jwks, &[]);
+    aws.trust_oidc_issuer(&issuer, &jwks, "sts.amazonaws.com");
+    let sign = |audience: &str| azure.sign_service_account_token(&pod_token_claims(&issuer, audience));
+
+    let node = Node::new();
+    let pool = kit.google.sts_audience();
+    let provider_args = [
+        format!("--sts-endpoint={}", kit.google.sts_uri()),
+        format!("--aws-sts-endpoint={}", aws.url()),
+        format!("--aws-ecr-endpoint={}", aws.url()),
+        format!("--azure-authority-host={}", azure.url()),
+        format!("--azure-registry-endpoint={}", azure.url()),
+        format!("--azure-tenant-id={}", azure.tenant_id()),
+    ];
+    let mut flags = vec![
+        format!("--workload-identity-provider={pool}"),
+        "--ecr-pod-identity".into(),
+        "--acr-pod-identity".into(),
+        "--".into(),
+    ];
+    flags.extend(provider_args.iter().cloned());
+    let out = node.install(&flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+
+    // One file per entry, the entry's name: the same executable, linked.
+    let names = ["regcred", "regcred-ecr", "regcred-acr"];
+    let mut listed: Vec<String> =
+        std::fs::read_dir(node.bin()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    listed.sort();
+    assert_eq!(listed, ["regcred", "regcred-acr", "regcred-ecr"], "no other file, no temporary one");
+    let copy = node.bin().join("regcred");
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(common::BIN).unwrap(), "a byte-for-byte copy");
+    for name in names {
+        let meta = std::fs::symlink_metadata(node.bin().join(name)).unwrap();
+        assert!(meta.file_type().is_file(), "{name}: a file, not a symbolic link");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o755, "{name}");
+        assert_eq!(meta.ino(), std::fs::metadata(&copy).unwrap().ino(), "{name}: one file on the node's disk");
+    }
+    let entry = |name: &str, images: Value, args: Vec<String>, audience: String, keys: Value| {
+        json!({
+            "name": name,
+            "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+            "matchImages": images,
+            "defaultCacheDuration": "10m",
+            "args": args,
+            "tokenAttributes": {"serviceAccountTokenAudience": audience, "cacheType": "ServiceAccount",
+                                "requireServiceAccount": true, "optionalServiceAccountAnnotationKeys": keys},
+        })
+    };
+    let args = |first: &[String]| -> Vec<String> {
+        let mut all = vec!["credential-provider".to_string()];
+        all.extend_from_slice(first);
+        all.extend(provider_args.iter().cloned());
+        all
+    };
+    assert_eq!(
+        node.written_config(),
+        json!({
+            "apiVersion": "kubelet.config.k8s.io/v1",
+            "kind": "CredentialProviderConfig",
+            "providers": [
+                entry("regcred", json!(["gcr.io", "*.gcr.io", "*-docker.pkg.dev"]),
+                      args(&[format!("--workload-identity-provider={pool}")]), format!("https:{pool}"),
+                      json!(["iam.gke.io/gcp-service-account"])),
+                entry("regcred-ecr", json!(["*.dkr.ecr.*.amazonaws.com", "*.dkr.ecr.*.amazonaws.com.cn",
+                                            "*.dkr.ecr-fips.*.amazonaws.com", "public.ecr.aws"]),
+                      args(&[]), "sts.amazonaws.com".into(),
+                      json!(["eks.amazonaws.com/ecr-role-arn", "eks.amazonaws.com/role-arn"])),
+                entry("regcred-acr", json!(["*.azurecr.io", "*.azurecr.cn", "*.azurecr.us"]),
+                      args(&[]), "api://AzureADTokenExchange".into(),
+                      json!(["kubernetes.azure.com/acr-client-id", "kubernetes.azure.com/acr-tenant-id"])),
+            ],
+        })
+    );
+
+    // Google: the pod's token exchanged at STS.
+    let out = run_entry(&node, "regcred", "gcr.io/p/i:1", &sign, json!({})).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let google = kit.issued().pop().expect("STS issued a token");
+    assert_eq!(v["auth"]["gcr.io"]["password"], json!(google));
+
+    // ECR: the role the ServiceAccount names, assumed with the pod's token.
+    let role = "arn:aws:iam::111122223333:role/app-puller";
+    aws.allow_role(role);
+    let ecr = "111122223333.dkr.ecr.eu-west-1.amazonaws.com";
+    let out = run_entry(
+        &node,
+        "regcred-ecr",
+        &format!("{ecr}/team/app:1"),
+        &sign,
+        json!({"eks.amazonaws.com/role-arn": role}),
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let token = aws.current_ecr_token(v["auth"][ecr]["password"].as_str().unwrap()).expect("an ECR token AWS issued");
+    assert!(token.principal.starts_with("arn:aws:sts::111122223333:assumed-role/app-puller/"), "{token:?}");
+
+    // ACR: the identity the ServiceAccount names, the pod's token as its
+    // federated credential.
+    let app = azure.create_app();
+    azure.add_federated_credential(&app, &issuer, "system:serviceaccount:apps:puller");
+    azure.allow_pull(&app);
+    let acr = azure.login_server();
+    let out = run_entry(
+        &node,
+        "regcred-acr",
+        &format!("{acr}/team/app:1"),
+        &sign,
+        json!({"kubernetes.azure.com/acr-client-id": app}),
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let password = v["auth"][acr.as_str()]["password"].as_str().unwrap();
+    let refresh = azure.issued_tokens().into_iter().find(|t| t.token == password && t.kind == "acr_refresh").unwrap();
+    assert_eq!(refresh.client_id, app, "the pod's identity");
+
+    // A ServiceAccount that names no role: refused in one line naming the
+    // annotations, never answered with the node's identity.
+    let out = run_entry(&node, "regcred-ecr", &format!("{ecr}/team/app:1"), &sign, json!({})).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("eks.amazonaws.com/ecr-role-arn nor an eks.amazonaws.com/role-arn"), "{}", out.stderr);
+    assert!(!aws.issued_keys().iter().any(|k| k.source == "imds"), "the node's identity was never used");
+
+    // Entra ID refuses a token with another cloud's audience: each entry's
+    // audience is its own cloud's.
+    let ecr_audience = |_: &str| sign("sts.amazonaws.com");
+    let out = run_entry(
+        &node,
+        "regcred-acr",
+        &format!("{acr}/team/app:2"),
+        &ecr_audience,
+        json!({"kubernetes.azure.com/acr-client-id": app}),
+    )
+    .await;
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.is_empty(), "no credential: {}", out.stdout);
+
+    // Installing again changes nothing; a missing or replaced name is put back.
+    let stamp = |name: &str| std::fs::symlink_metadata(node.bin().join(name)).unwrap().ino();
+    let out = node.install(&flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("regcred-ecr unchanged") && out.stderr.contains("regcred-acr unchanged"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_file(node.bin().join("regcred-acr")).unwrap();
+    std::fs::remove_file(node.bin().join("regcred-ecr")).unwrap();
+    std::fs::write(node.bin().join("regcred-ecr"), b"#!/bin/sh\nexit 1\n").unwrap();
+    let out = node.install(&flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("regcred-ecr updated") && out.stderr.contains("regcred-acr created"), "{}", out.stderr);
+    assert!(names.iter().all(|n| stamp(n) == stamp("regcred")), "every name is the copy again");
+}
+
+/// Node and pod identity for the same cloud, or an audience without its
+/// cloud's pod identity: refused in one line with the CLI's usage exit
+/// code, before anything is written.
+#[tokio::test]
+async fn contradictory_identity_flags_are_one_line_and_exit_2() {
+    let node = Node::new();
+    for (args, needle) in [
+        (&["--match-ecr", "--ecr-pod-identity"][..], "'--match-ecr' cannot be used with '--ecr-pod-identity'"),
+        (&["--match-acr", "--acr-pod-identity"], "'--match-acr' cannot be used with '--acr-pod-identity'"),
+        (&["--ecr-token-audience=sts.amazonaws.com"], "required arguments were not provided: --ecr-pod-identity"),
+        (
+            &["--acr-token-audience=api://AzureADTokenExchange"],
+            "required arguments were not provided: --acr-pod-identity",
+        ),
+        (&["--match-acr", "--acr-token-audience=api://x"], "cannot be used with"),
+        (&["--ecr-pod-identity", "--ecr-token-audience=sts amazonaws"], "' ' is not allowed"),
+    ] {
+        let out = node.install(args).await;
+        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line: {}", out.stderr);
+        assert!(lines[0].starts_with("regcred: error: ") && lines[0].contains(needle), "{args:?}: {}", lines[0]);
+        assert_eq!(std::fs::read_dir(node.bin()).unwrap().count(), 0, "{args:?}: nothing written");
+        assert!(!node.config().exists(), "{args:?}");
+    }
+}

@@ -1,12 +1,15 @@
 //! `regcred install-credential-provider`: puts the credential provider on a
 //! node, from a DaemonSet whose image holds nothing but regcred.
 //!
-//! It copies its own executable to `BIN_DIR/regcred` and writes the
-//! kubelet's `CredentialProviderConfig` ([`kubelet::config`]), both
+//! It copies its own executable to `BIN_DIR/regcred`, hard-links it under
+//! the name of every further entry of the kubelet's
+//! `CredentialProviderConfig` (`regcred-ecr`, `regcred-acr`: the kubelet
+//! runs each entry's `name` from its bin dir, and names are unique; see
+//! [`kubelet`]), and writes that config ([`kubelet::config`]), all
 //! atomically (a reader, the kubelet included, sees the old file or the new
-//! one), then checks that the copy runs and accepts the provider's flags by
-//! running it with `--dry-run`. Then it stays, putting the files back if they
-//! are removed or changed, so the DaemonSet's pod stays Running, until
+//! one), then checks that each file runs and accepts its entry's flags by
+//! running it with `--dry-run`. Then it stays, putting the files back if
+//! they are removed or changed, so the DaemonSet's pod stays Running, until
 //! SIGTERM.
 //!
 //! It runs as root with the node's directories mounted, so its paths are
@@ -22,9 +25,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::kubelet::{self, Identity, PROVIDER_NAME};
+use super::kubelet::{self, CloudIdentity, Clouds, Identity, TokenAudience, ACR_TOKEN_AUDIENCE, ECR_TOKEN_AUDIENCE};
 use super::PoolProvider;
-use crate::atomic_write::{write_atomically, WriteOutcome};
+use crate::atomic_write::{link_atomically, write_atomically, WriteOutcome};
 use crate::schedule::parse_duration;
 use crate::telemetry::LogFormat;
 
@@ -42,8 +45,8 @@ pub struct InstallArgs {
     #[arg(long, env = "REGCRED_PROVIDER_CONFIG", value_name = "FILE")]
     pub config: PathBuf,
 
-    /// Pod identity: the workload identity pool provider that pods'
-    /// ServiceAccount tokens are exchanged at
+    /// Pod identity for Google's images: the workload identity pool provider
+    /// that pods' ServiceAccount tokens are exchanged at
     /// (//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER);
     /// the kubelet asks for tokens with audience `https:` + this. Without it,
     /// node identity: pulls use the node's credentials.
@@ -53,18 +56,50 @@ pub struct InstallArgs {
     /// Also send Amazon ECR images (*.dkr.ecr.*.amazonaws.com[.cn],
     /// *.dkr.ecr-fips.*.amazonaws.com, public.ecr.aws) to regcred, answered
     /// with the node's AWS identity (IMDS, or AWS_* variables in the
-    /// kubelet's config). Node identity only: the installer writes per-pod identity for
-    /// Google alone so far.
-    #[arg(long, env = "REGCRED_MATCH_ECR", conflicts_with = "workload_identity_provider")]
+    /// kubelet's config). Beside --workload-identity-provider they get an
+    /// entry of their own (regcred-ecr) that asks for no token.
+    #[arg(long, env = "REGCRED_MATCH_ECR")]
     pub match_ecr: bool,
+
+    /// Per-pod identity for Amazon ECR images: an entry (regcred-ecr) for
+    /// which the kubelet hands regcred a token for the pod's ServiceAccount
+    /// (audience --ecr-token-audience), exchanged at AWS STS
+    /// (AssumeRoleWithWebIdentity) for the role its
+    /// eks.amazonaws.com/ecr-role-arn annotation names, else its
+    /// eks.amazonaws.com/role-arn. A pod whose ServiceAccount names no role
+    /// gets no credential from regcred, never the node's.
+    #[arg(long, env = "REGCRED_ECR_POD_IDENTITY", conflicts_with = "match_ecr")]
+    pub ecr_pod_identity: bool,
+
+    /// Audience of the pod tokens for --ecr-pod-identity: a client id of the
+    /// cluster's IAM OIDC identity provider.
+    #[arg(long, env = "REGCRED_ECR_TOKEN_AUDIENCE", value_name = "AUDIENCE", default_value = ECR_TOKEN_AUDIENCE, requires = "ecr_pod_identity", conflicts_with = "match_ecr")]
+    pub ecr_token_audience: TokenAudience,
 
     /// Also send Azure Container Registry images (*.azurecr.io, *.azurecr.cn,
     /// *.azurecr.us) to regcred, answered with the node's Azure identity (the
     /// kubelet identity through IMDS, or AZURE_* variables in the kubelet's
-    /// config). Node identity only: the installer writes per-pod identity for
-    /// Google alone so far.
-    #[arg(long, env = "REGCRED_MATCH_ACR", conflicts_with = "workload_identity_provider")]
+    /// config). Beside --workload-identity-provider they get an entry of
+    /// their own (regcred-acr) that asks for no token.
+    #[arg(long, env = "REGCRED_MATCH_ACR")]
     pub match_acr: bool,
+
+    /// Per-pod identity for Azure Container Registry images: an entry
+    /// (regcred-acr) for which the kubelet hands regcred a token for the
+    /// pod's ServiceAccount (audience --acr-token-audience), presented to
+    /// Microsoft Entra ID as the federated credential of the identity its
+    /// kubernetes.azure.com/acr-client-id annotation names, in the tenant
+    /// its kubernetes.azure.com/acr-tenant-id names (else
+    /// --azure-tenant-id after `--`). A pod whose ServiceAccount names no
+    /// identity gets no credential from regcred, never the node's.
+    #[arg(long, env = "REGCRED_ACR_POD_IDENTITY", conflicts_with = "match_acr")]
+    pub acr_pod_identity: bool,
+
+    /// Audience of the pod tokens for --acr-pod-identity: the audience the
+    /// identities' federated credentials were created with (a sovereign
+    /// cloud's, or a custom one).
+    #[arg(long, env = "REGCRED_ACR_TOKEN_AUDIENCE", value_name = "AUDIENCE", default_value = ACR_TOKEN_AUDIENCE, requires = "acr_pod_identity", conflicts_with = "match_acr")]
+    pub acr_token_audience: TokenAudience,
 
     /// Check the installed files this often and put them back when they are
     /// missing or changed; 0 never checks again.
@@ -76,7 +111,7 @@ pub struct InstallArgs {
     #[arg(long, env = "REGCRED_EXIT_AFTER_INSTALL")]
     pub exit_after_install: bool,
 
-    /// Check the flags, including PROVIDER_ARGS (with `regcred
+    /// Check the flags, including each entry's PROVIDER_ARGS (with `regcred
     /// credential-provider PROVIDER_ARGS --dry-run`), and exit without
     /// writing anything.
     #[arg(long, env = "REGCRED_DRY_RUN")]
@@ -87,9 +122,9 @@ pub struct InstallArgs {
     pub log_format: LogFormat,
 
     /// Further flags of `regcred credential-provider`, after `--`, written
-    /// into the config's `args` as given: for node identity a credentials file
-    /// on the node (--key-file=/etc/kubernetes/regcred/key.json),
-    /// --impersonate, --registry, endpoints.
+    /// into every entry's `args` as given: for node identity a credentials
+    /// file on the node (--key-file=/etc/kubernetes/regcred/key.json),
+    /// --impersonate, --registry, --azure-tenant-id, endpoints.
     #[arg(last = true, value_name = "PROVIDER_ARGS")]
     pub provider_args: Vec<String>,
 }
@@ -124,20 +159,47 @@ impl InstallError {
 }
 
 /// What one pass did to each file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Installed {
-    pub(crate) binary: WriteOutcome,
+    /// Each file in the bin dir, in the config's order.
+    pub(crate) binaries: Vec<WriteOutcome>,
     pub(crate) config: WriteOutcome,
+}
+
+impl Installed {
+    /// Whether the pass found every file as it should be.
+    fn unchanged(&self) -> bool {
+        self.binaries.iter().chain([&self.config]).all(|o| *o == WriteOutcome::Unchanged)
+    }
+}
+
+/// One file in the bin dir: an entry's `name`, run with its `args`.
+#[derive(Debug)]
+struct Binary {
+    path: PathBuf,
+    /// `credential-provider` and its flags, as the kubelet will run them.
+    args: Vec<String>,
 }
 
 /// The validated settings.
 #[derive(Debug)]
 struct Plan {
-    binary: PathBuf,
+    /// `regcred`: the copy of this executable.
+    main: Binary,
+    /// `regcred-ecr`, `regcred-acr`: hard links to `main`, one inode on the
+    /// node's disk however many entries run it.
+    links: Vec<Binary>,
     config_path: PathBuf,
     config: Vec<u8>,
-    /// `credential-provider` and its flags, as the kubelet will run them.
-    provider_args: Vec<String>,
+}
+
+/// A cloud's identity from its two flags, which clap keeps apart.
+fn cloud_identity(node: bool, pod: bool, audience: &TokenAudience) -> Option<CloudIdentity> {
+    match (node, pod) {
+        (_, true) => Some(CloudIdentity::Pod(audience.clone())),
+        (true, false) => Some(CloudIdentity::Node),
+        (false, false) => None,
+    }
 }
 
 impl Plan {
@@ -167,43 +229,61 @@ impl Plan {
         if !args.recheck_interval.is_zero() && args.recheck_interval < Duration::from_secs(1) {
             return Err(InstallError::RecheckInterval);
         }
-        let identity = match &args.workload_identity_provider {
-            None => Identity::Node,
-            Some(p) => Identity::Pod { pool_provider: p.clone() },
+        let clouds = Clouds {
+            google: match &args.workload_identity_provider {
+                None => Identity::Node,
+                Some(p) => Identity::Pod { pool_provider: p.clone() },
+            },
+            ecr: cloud_identity(args.match_ecr, args.ecr_pod_identity, &args.ecr_token_audience),
+            acr: cloud_identity(args.match_acr, args.acr_pod_identity, &args.acr_token_audience),
         };
-        let mut config = kubelet::config(&identity, &args.provider_args);
-        if args.match_ecr {
-            config.providers[0].match_images.extend_from_slice(super::ECR_PATTERNS);
-        }
-        if args.match_acr {
-            config.providers[0].match_images.extend_from_slice(super::ACR_PATTERNS);
-        }
-        let provider_args = config.providers[0].args.clone();
+        let config = kubelet::config(&clouds, &args.provider_args);
+        let binary = |p: &kubelet::Provider| Binary { path: args.bin_dir.join(p.name.as_str()), args: p.args.clone() };
         Ok(Plan {
-            binary: args.bin_dir.join(PROVIDER_NAME),
+            main: binary(&config.google),
+            links: config.others.iter().map(binary).collect(),
             config_path: args.config.clone(),
             config: kubelet::to_json(&config),
-            provider_args,
         })
     }
 
-    /// One pass: the paths, the binary, the check that it runs with the
-    /// config's flags, then the config, so that the kubelet never finds a
+    /// `/DIR/regcred created, /DIR/regcred-ecr unchanged`: each binary and
+    /// what a pass did to it, for the log.
+    fn describe(&self, done: &Installed) -> String {
+        let each = self.binaries().zip(&done.binaries);
+        each.map(|(b, o)| format!("{} {}", b.path.display(), describe(*o))).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Every file in the bin dir, `regcred` first.
+    fn binaries(&self) -> impl Iterator<Item = &Binary> {
+        std::iter::once(&self.main).chain(&self.links)
+    }
+
+    /// One pass: the paths, the binaries, the check that each runs with its
+    /// entry's flags, then the config, so that the kubelet never finds a
     /// config naming a binary that is not there.
     fn install(&self) -> Result<Installed, InstallError> {
         self.check_paths()?;
         let own = own_executable().map_err(InstallError::OwnExecutable)?;
-        let binary = self.write("bin-dir", &self.binary, 0o755, &own)?;
-        check_provider_args(&self.binary, &self.provider_args)?;
+        let mut binaries = vec![self.write("bin-dir", &self.main.path, 0o755, &own)?];
+        for link in &self.links {
+            let outcome =
+                link_atomically(&self.main.path, &link.path).map_err(|e| write_error("bin-dir", &link.path, e))?;
+            binaries.push(outcome);
+        }
+        for binary in self.binaries() {
+            check_provider_args(&binary.path, &binary.args)?;
+        }
         let config = self.write("config", &self.config_path, 0o644, &self.config)?;
-        Ok(Installed { binary, config })
+        Ok(Installed { binaries, config })
     }
 
     /// Before anything is written: each file's directory exists and is a
-    /// directory (the bin dir not through a symbolic link), and neither file
-    /// is a directory or a symbolic link.
+    /// directory (the bin dir not through a symbolic link), and no file is
+    /// a directory or a symbolic link.
     fn check_paths(&self) -> Result<(), InstallError> {
-        for (flag, path) in [("bin-dir", &self.binary), ("config", &self.config_path)] {
+        let binaries = self.binaries().map(|b| ("bin-dir", &b.path));
+        for (flag, path) in binaries.chain([("config", &self.config_path)]) {
             let dir = path.parent().unwrap_or(Path::new("/"));
             let named = if flag == "bin-dir" { dir } else { path };
             let problem = |p: String| Err(InstallError::Path { flag, path: named.to_path_buf(), problem: p });
@@ -238,20 +318,25 @@ impl Plan {
     }
 
     fn write(&self, flag: &'static str, path: &Path, mode: u32, bytes: &[u8]) -> Result<WriteOutcome, InstallError> {
-        let dir = path.parent().unwrap_or(Path::new("/"));
-        let named = if flag == "bin-dir" { dir } else { path };
-        let problem = |p: String| InstallError::Path { flag, path: named.to_path_buf(), problem: p };
-        write_atomically(path, mode, bytes).map_err(|e| match e.kind() {
-            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => problem(format!(
-                "cannot write {}: {e}; the installer needs write access to {} (root, and a read-write hostPath mount)",
-                path.display(),
-                dir.display()
-            )),
-            io::ErrorKind::IsADirectory => {
-                problem(format!("{} is a directory; remove it, or name a file", path.display()))
-            }
-            _ => InstallError::Write { path: path.to_path_buf(), source: e },
-        })
+        write_atomically(path, mode, bytes).map_err(|e| write_error(flag, path, e))
+    }
+}
+
+/// What a failed write of `path` (a file of `--flag`) tells the user: the
+/// flag and what to change when it is the node's setup, else the disk's
+/// error.
+fn write_error(flag: &'static str, path: &Path, e: io::Error) -> InstallError {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let named = if flag == "bin-dir" { dir } else { path };
+    let problem = |p: String| InstallError::Path { flag, path: named.to_path_buf(), problem: p };
+    match e.kind() {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => problem(format!(
+            "cannot write {}: {e}; the installer needs write access to {} (root, and a read-write hostPath mount)",
+            path.display(),
+            dir.display()
+        )),
+        io::ErrorKind::IsADirectory => problem(format!("{} is a directory; remove it, or name a file", path.display())),
+        _ => InstallError::Write { path: path.to_path_buf(), source: e },
     }
 }
 
@@ -297,7 +382,9 @@ pub(crate) async fn run(args: InstallArgs, mut shutdown: watch::Receiver<bool>) 
     let plan = Plan::new(&args)?;
     if args.dry_run {
         let own = std::env::current_exe().map_err(InstallError::OwnExecutable)?;
-        check_provider_args(&own, &plan.provider_args)?;
+        for binary in plan.binaries() {
+            check_provider_args(&own, &binary.args)?;
+        }
         println!("regcred: the flags and environment are valid; nothing was done (--dry-run)");
         return Ok(());
     }
@@ -305,8 +392,7 @@ pub(crate) async fn run(args: InstallArgs, mut shutdown: watch::Receiver<bool>) 
     // the signal handler: no need for a blocking thread.
     let done = plan.install()?;
     info!(
-        binary = %plan.binary.display(),
-        binary_outcome = describe(done.binary),
+        binaries = plan.describe(&done),
         config = %plan.config_path.display(),
         config_outcome = describe(done.config),
         "credential provider installed; the kubelet needs --image-credential-provider-bin-dir={} --image-credential-provider-config={}",
@@ -328,9 +414,9 @@ pub(crate) async fn run(args: InstallArgs, mut shutdown: watch::Receiver<bool>) 
             () = recheck => {}
         }
         let again = plan.install()?;
-        if again != (Installed { binary: WriteOutcome::Unchanged, config: WriteOutcome::Unchanged }) {
+        if !again.unchanged() {
             warn!(
-                binary = describe(again.binary),
+                binaries = plan.describe(&again),
                 config = describe(again.config),
                 "the installed files were missing or changed; put them back"
             );
@@ -353,50 +439,54 @@ mod tests {
         Plan::new(&Cli::try_parse_from([&["x"], argv].concat()).unwrap().args)
     }
 
+    const POOL: &str = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet";
+
+    fn config(p: &Plan) -> serde_json::Value {
+        serde_json::from_slice(&p.config).unwrap()
+    }
+
     #[test]
     fn flags_become_the_config_the_kubelet_reads() {
         let p = plan(&["--bin-dir", "/b", "--config", "/c/p.json", "--", "--key-file=/k.json"]).unwrap();
-        assert_eq!(p.binary, PathBuf::from("/b/regcred"));
-        assert_eq!(p.provider_args, ["credential-provider", "--key-file=/k.json"]);
-        let v: serde_json::Value = serde_json::from_slice(&p.config).unwrap();
-        assert_eq!(v["providers"][0]["args"], serde_json::json!(p.provider_args));
+        assert_eq!(p.main.path, PathBuf::from("/b/regcred"));
+        assert_eq!(p.main.args, ["credential-provider", "--key-file=/k.json"]);
+        assert!(p.links.is_empty());
+        let v = config(&p);
+        assert_eq!(v["providers"][0]["args"], serde_json::json!(p.main.args));
         assert!(v["providers"][0].get("tokenAttributes").is_none());
 
-        let pool = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet";
-        let p = plan(&["--bin-dir", "/b", "--config", "/c", "--workload-identity-provider", pool]).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&p.config).unwrap();
-        assert_eq!(v["providers"][0]["tokenAttributes"]["serviceAccountTokenAudience"], format!("https:{pool}"));
+        let p = plan(&["--bin-dir", "/b", "--config", "/c", "--workload-identity-provider", POOL]).unwrap();
+        let v = config(&p);
+        assert_eq!(v["providers"][0]["tokenAttributes"]["serviceAccountTokenAudience"], format!("https:{POOL}"));
     }
 
     #[test]
-    fn ecr_images_are_matched_only_when_asked_and_only_for_node_identity() {
-        let images = |argv: &[&str]| {
-            let p = plan(&[&["--bin-dir", "/b", "--config", "/c"], argv].concat()).unwrap();
-            serde_json::from_slice::<serde_json::Value>(&p.config).unwrap()["providers"][0]["matchImages"].clone()
-        };
-        assert_eq!(images(&[]), serde_json::json!(["gcr.io", "*.gcr.io", "*-docker.pkg.dev"]));
-        let with_ecr = images(&["--match-ecr"]);
+    fn ecr_images_are_matched_only_when_asked() {
+        let images = |argv: &[&str]| config(&plan(&[&["--bin-dir", "/b", "--config", "/c"], argv].concat()).unwrap());
+        assert_eq!(
+            images(&[])["providers"][0]["matchImages"],
+            serde_json::json!(["gcr.io", "*.gcr.io", "*-docker.pkg.dev"])
+        );
+        let with_ecr = images(&["--match-ecr"])["providers"][0]["matchImages"].clone();
         assert_eq!(with_ecr[3], "*.dkr.ecr.*.amazonaws.com");
         assert_eq!(with_ecr.as_array().unwrap().last().unwrap(), "public.ecr.aws");
-        let pool = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet";
-        let refused = Cli::try_parse_from([
-            "x",
-            "--bin-dir",
-            "/b",
-            "--config",
-            "/c",
-            "--match-ecr",
-            "--workload-identity-provider",
-            pool,
-        ]);
-        assert!(refused.is_err());
+        // Beside Google's pod identity: an entry of its own, asking for no
+        // token (the conflict between the two flags is lifted).
+        let p =
+            plan(&["--bin-dir", "/b", "--config", "/c", "--match-ecr", "--workload-identity-provider", POOL]).unwrap();
+        let v = config(&p);
+        assert_eq!(v["providers"][0]["matchImages"].as_array().unwrap().len(), 3, "Google's images alone");
+        assert_eq!(v["providers"][1]["name"], "regcred-ecr");
+        assert_eq!(v["providers"][1]["matchImages"][3], "public.ecr.aws");
+        assert!(v["providers"][1].get("tokenAttributes").is_none(), "node identity: no token");
+        assert_eq!(p.links.iter().map(|b| b.path.clone()).collect::<Vec<_>>(), [PathBuf::from("/b/regcred-ecr")]);
     }
 
     #[test]
-    fn acr_images_are_matched_only_when_asked_and_only_for_node_identity() {
+    fn acr_images_are_matched_only_when_asked() {
         let images = |argv: &[&str]| {
             let p = plan(&[&["--bin-dir", "/b", "--config", "/c"], argv].concat()).unwrap();
-            serde_json::from_slice::<serde_json::Value>(&p.config).unwrap()["providers"][0]["matchImages"].clone()
+            config(&p)["providers"][0]["matchImages"].clone()
         };
         let google = serde_json::json!(["gcr.io", "*.gcr.io", "*-docker.pkg.dev"]);
         assert_eq!(
@@ -406,18 +496,93 @@ mod tests {
         let both = images(&["--match-ecr", "--match-acr"]);
         assert_eq!(both.as_array().unwrap().len(), 3 + 4 + 3);
         assert_eq!(both.as_array().unwrap().last().unwrap(), "*.azurecr.us");
-        let pool = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet";
-        let refused = Cli::try_parse_from([
-            "x",
+        let p =
+            plan(&["--bin-dir", "/b", "--config", "/c", "--match-acr", "--workload-identity-provider", POOL]).unwrap();
+        let v = config(&p);
+        assert_eq!(v["providers"][1]["name"], "regcred-acr");
+        assert!(v["providers"][1].get("tokenAttributes").is_none());
+    }
+
+    #[test]
+    fn each_clouds_pod_identity_is_an_entry_and_a_file_of_its_own() {
+        let p = plan(&[
             "--bin-dir",
             "/b",
             "--config",
             "/c",
-            "--match-acr",
             "--workload-identity-provider",
-            pool,
-        ]);
-        assert!(refused.is_err());
+            POOL,
+            "--ecr-pod-identity",
+            "--acr-pod-identity",
+            "--",
+            "--azure-tenant-id=contoso.onmicrosoft.com",
+        ])
+        .unwrap();
+        let names: Vec<_> = p.binaries().map(|b| b.path.display().to_string()).collect();
+        assert_eq!(names, ["/b/regcred", "/b/regcred-ecr", "/b/regcred-acr"]);
+        let args: Vec<_> = p.binaries().map(|b| b.args.clone()).collect();
+        assert_eq!(args[1], ["credential-provider", "--azure-tenant-id=contoso.onmicrosoft.com"]);
+        assert_eq!(args[2], args[1], "the clouds' entries run the same flags; the image's host picks the cloud");
+        let v = config(&p);
+        let audiences: Vec<_> =
+            (0..3).map(|i| v["providers"][i]["tokenAttributes"]["serviceAccountTokenAudience"].clone()).collect();
+        assert_eq!(
+            audiences,
+            [format!("https:{POOL}"), "sts.amazonaws.com".into(), "api://AzureADTokenExchange".into()]
+        );
+        for (i, name) in ["regcred", "regcred-ecr", "regcred-acr"].into_iter().enumerate() {
+            assert_eq!(v["providers"][i]["name"], name, "the entry's name is its file's");
+        }
+
+        // Each audience can be set, for a cloud whose exchange expects another.
+        let p = plan(&[
+            "--bin-dir",
+            "/b",
+            "--config",
+            "/c",
+            "--ecr-pod-identity",
+            "--ecr-token-audience=sts.amazonaws.com.cn",
+            "--acr-pod-identity",
+            "--acr-token-audience",
+            "api://AzureADTokenExchangeChina",
+        ])
+        .unwrap();
+        let v = config(&p);
+        assert!(v["providers"][0].get("tokenAttributes").is_none(), "Google's images stay node identity");
+        assert_eq!(v["providers"][1]["tokenAttributes"]["serviceAccountTokenAudience"], "sts.amazonaws.com.cn");
+        assert_eq!(
+            v["providers"][2]["tokenAttributes"]["serviceAccountTokenAudience"],
+            "api://AzureADTokenExchangeChina"
+        );
+    }
+
+    /// One cloud, one identity: node and pod identity for the same images
+    /// would let any pod pull with the node's identity when its own is
+    /// refused (the kubelet tries every entry's credential). An audience
+    /// without its cloud's pod identity would be ignored: refused too.
+    #[test]
+    fn contradictory_flags_are_usage_errors() {
+        let base = ["x", "--bin-dir", "/b", "--config", "/c"];
+        for (argv, needle) in [
+            (&["--match-ecr", "--ecr-pod-identity"][..], "'--match-ecr' cannot be used with '--ecr-pod-identity'"),
+            (&["--acr-pod-identity", "--match-acr"], "'--acr-pod-identity' cannot be used with '--match-acr'"),
+            (&["--ecr-token-audience=sts.amazonaws.com"], "--ecr-pod-identity"),
+            // clap requires no argument that conflicts with one given: the
+            // audience conflicts with node identity itself.
+            (&["--match-ecr", "--ecr-token-audience=x"], "cannot be used with"),
+            (&["--match-acr", "--acr-token-audience=x"], "cannot be used with"),
+            (&["--acr-token-audience=api://x", "--ecr-pod-identity"], "--acr-pod-identity"),
+            (&["--ecr-pod-identity", "--ecr-token-audience="], "it is empty"),
+            (&["--acr-pod-identity", "--acr-token-audience=api://a b"], "' ' is not allowed"),
+        ] {
+            let e = match Cli::try_parse_from([&base[..], argv].concat()) {
+                Ok(_) => panic!("{argv:?} accepted"),
+                Err(e) => e,
+            };
+            assert_eq!(e.exit_code(), 2, "{argv:?}");
+            let message = e.to_string();
+            assert!(message.contains(needle), "{argv:?}: {message}");
+        }
     }
 
     #[test]

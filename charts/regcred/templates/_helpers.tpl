@@ -254,6 +254,12 @@ that says what to change.
 {{- if and $cp.workloadIdentityProvider $cp.keyFile }}
 {{- fail "credentialProvider.keyFile is for node identity, but credentialProvider.workloadIdentityProvider makes every pull use the pod's own identity: set one of them" }}
 {{- end }}
+{{- range $cloud := list "ecr" "acr" }}
+{{- $c := index $cp $cloud }}
+{{- if and $c.tokenAudience (ne $c.identity "pod") }}
+{{- fail (printf "credentialProvider.%s.tokenAudience is the audience of pods' tokens, but credentialProvider.%s.identity is not pod: set identity=pod, or leave tokenAudience empty" $cloud $cloud) }}
+{{- end }}
+{{- end }}
 {{- if $cp.nodeInstaller.enabled }}
 {{- $ms := include "regcred.durationMs" $cp.nodeInstaller.recheckInterval | float64 }}
 {{- if and (gt $ms 0.0) (lt $ms 1000.0) }}
@@ -663,6 +669,12 @@ paths, then after `--` the flags the kubelet's config passes to
 {{- $ni := $cp.nodeInstaller }}
 {{- $args := list "install-credential-provider" (printf "--bin-dir=%s" $ni.binDir) (printf "--config=%s" $ni.configFile) }}
 {{- with $cp.workloadIdentityProvider }}{{ $args = append $args (printf "--workload-identity-provider=%s" .) }}{{ end }}
+{{- if eq $cp.ecr.identity "node" }}{{ $args = append $args "--match-ecr" }}{{ end }}
+{{- if eq $cp.ecr.identity "pod" }}{{ $args = append $args "--ecr-pod-identity" }}{{ end }}
+{{- with $cp.ecr.tokenAudience }}{{ $args = append $args (printf "--ecr-token-audience=%s" .) }}{{ end }}
+{{- if eq $cp.acr.identity "node" }}{{ $args = append $args "--match-acr" }}{{ end }}
+{{- if eq $cp.acr.identity "pod" }}{{ $args = append $args "--acr-pod-identity" }}{{ end }}
+{{- with $cp.acr.tokenAudience }}{{ $args = append $args (printf "--acr-token-audience=%s" .) }}{{ end }}
 {{- $args = append $args (printf "--recheck-interval=%s" $ni.recheckInterval) }}
 {{- $args = append $args (printf "--log-format=%s" $v.log.format) }}
 {{- $provider := list }}

@@ -262,6 +262,23 @@ CASES = [
     Case("credentialProvider.keyFile with workloadIdentityProvider", {"credentialProvider.keyFile": "/k.json"},
          ["--key-file=/k.json"], {**NODE, "credentialProvider.workloadIdentityProvider": POOL}, expect=False,
          why="pod identity never reads the node's key: the chart asks for one or the other"),
+    # ECR and ACR images: not sent, node identity or pod identity; an
+    # audience only with pod identity (clap: requires, conflicts_with).
+    *[Case(f"credentialProvider.{cloud}.identity={v!r}{beside}", {f"credentialProvider.{cloud}.identity": v}, flags, ctx)
+      for cloud in ("ecr", "acr")
+      for beside, ctx in (("", NODE), (" with workloadIdentityProvider", {**NODE, "credentialProvider.workloadIdentityProvider": POOL}))
+      for v, flags in (("node", [f"--match-{cloud}"]), ("pod", [f"--{cloud}-pod-identity"]))],
+    *[Case(f"credentialProvider.{cloud}.identity='both'", {f"credentialProvider.{cloud}.identity": "both"}, context=NODE,
+           expect=False, why="one identity per cloud: the schema's enum, as clap refuses --match-X with --X-pod-identity")
+      for cloud in ("ecr", "acr")],
+    *[Case(f"credentialProvider.{cloud}.tokenAudience={v!r} with identity={identity!r}",
+           {f"credentialProvider.{cloud}.tokenAudience": v}, [f"--{cloud}-token-audience={v}"],
+           {**NODE, f"credentialProvider.{cloud}.identity": identity})
+      for cloud, v in (("ecr", "sts.amazonaws.com"), ("acr", "api://AzureADTokenExchangeChina"))
+      for identity in ("pod", "node", "")],
+    *[Case(f"credentialProvider.ecr.tokenAudience={v!r}", {"credentialProvider.ecr.tokenAudience": v},
+           [f"--ecr-token-audience={v}"], {**NODE, "credentialProvider.ecr.identity": "pod"})
+      for v in ["sts amazonaws", "sts.amazonaws.com\n", "a" * 1024, "a" * 1025, "stѕ.amazonaws.com"]],
     Case("credentialProvider.extraArgs=[--impersonate=...]", {"credentialProvider.extraArgs": [f"--impersonate={SA}"]},
          [f"--impersonate={SA}"], NODE),
     *[Case(f"credentialProvider.extraArgs={v!r}", {"credentialProvider.extraArgs": v}, context=NODE, expect=True,

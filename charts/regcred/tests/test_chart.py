@@ -649,6 +649,9 @@ def contradictions_fail():
         (["aws.injectWebIdentity=true"], "aws.roleArn"),
         (["azure.injectWorkloadIdentity=true", f"azure.clientId={CLIENT}"], "azure.tenantId"),
         (["azure.authorityHost=https://login.microsoftonline.us/"], "azure.injectWorkloadIdentity"),
+        (["credentialProvider.ecr.tokenAudience=sts.amazonaws.com"], "credentialProvider.ecr.identity is not pod"),
+        (["credentialProvider.acr.identity=node", "credentialProvider.acr.tokenAudience=api://AzureADTokenExchange"],
+         "credentialProvider.acr.identity is not pod"),
     ]
     for sets, needle in cases:
         err = render(sets=sets, expect_fail=True)
@@ -721,6 +724,7 @@ def node_installer_alone_renders_only_the_daemonset():
         "--bin-dir=/usr/local/lib/kubelet-credential-providers",
         "--config=/etc/kubernetes/credential-provider/regcred.json",
         "--workload-identity-provider=//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/pool/providers/kubelet",
+        "--ecr-pod-identity", "--acr-pod-identity", "--acr-token-audience=api://AzureADTokenExchange",
         "--recheck-interval=5m", "--log-format=json",
         "--", "--registry=europe-west1-docker.pkg.dev",
     ], c["args"]
@@ -756,6 +760,28 @@ def node_installer_shares_one_mount_when_the_config_sits_in_the_bin_dir():
 
 
 @test
+def node_installer_passes_each_clouds_identity():
+    base = ["credentialProvider.nodeInstaller.enabled=true"]
+    cloud_flags = lambda ds: [a for a in args(ds) if re.match(r"--(match-|ecr-|acr-)", a)]
+    assert cloud_flags(daemonset(render(sets=base))) == [], "neither cloud by default"
+    cases = [
+        (["credentialProvider.ecr.identity=node"], ["--match-ecr"]),
+        (["credentialProvider.acr.identity=node"], ["--match-acr"]),
+        (["credentialProvider.ecr.identity=pod"], ["--ecr-pod-identity"]),
+        (["credentialProvider.acr.identity=pod"], ["--acr-pod-identity"]),
+        (["credentialProvider.ecr.identity=pod", "credentialProvider.ecr.tokenAudience=sts.amazonaws.com.cn",
+          "credentialProvider.acr.identity=node"],
+         ["--ecr-pod-identity", "--ecr-token-audience=sts.amazonaws.com.cn", "--match-acr"]),
+    ]
+    for sets, flags in cases:
+        assert cloud_flags(daemonset(render(sets=base + sets))) == flags, sets
+    # Beside Google's pod identity too: each cloud gets an entry of its own.
+    pool = "credentialProvider.workloadIdentityProvider=//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/kubelet"
+    a = args(daemonset(render(sets=base + [pool, "credentialProvider.ecr.identity=node"])))
+    assert "--match-ecr" in a and any(x.startswith("--workload-identity-provider=") for x in a), a
+
+
+@test
 def admin_service_never_selects_the_installer():
     docs = render("ci/deployment-values.yaml", sets=["credentialProvider.nodeInstaller.enabled=true"])
     selector = one(docs, "Service")["spec"]["selector"]
@@ -773,13 +799,21 @@ def notes_tell_the_kubelet_flags():
     assert "--image-credential-provider-config=/etc/kubernetes/image-credential-provider/config.json\n" in text
     assert "Node identity" in text and "kubectl get secret" in text, "the Secret part stays"
     assert "credential provider" not in notes().lower(), "nothing about it when it is off"
+    assert "regcred-ecr" not in text and "Amazon ECR" not in text, "no ECR entry unless asked"
+    text = notes("credentialProvider.nodeInstaller.enabled=true", "credentialProvider.ecr.identity=pod",
+                 "credentialProvider.acr.identity=node")
+    assert "/etc/kubernetes/image-credential-provider/regcred-ecr (the same file" in text, text
+    assert "regcred-acr" not in text, "node identity beside Google's node identity shares regcred's entry"
+    assert "eks.amazonaws.com/ecr-role-arn" in text and "audience sts.amazonaws.com" in text, text
+    assert "Azure Container Registry, node identity" in text, text
 
 
 @test
 def readme_kubelet_configs_are_what_the_installer_writes():
-    """The README's two CredentialProviderConfig examples are byte-for-byte
-    what `regcred install-credential-provider` writes for the same identity
-    (as YAML there, JSON here). Needs the binary."""
+    """The README's CredentialProviderConfig examples (node identity, Google
+    pod identity, pod identity for Google, ECR and ACR) are what `regcred
+    install-credential-provider` writes for the same identities (as YAML
+    there, JSON here). Needs the binary."""
     binary = regcred_binary()
     if not binary:
         raise Skip("no regcred binary: cargo build --bin regcred, or set REGCRED_BIN")
@@ -787,13 +821,15 @@ def readme_kubelet_configs_are_what_the_installer_writes():
     readme = open(os.path.join(os.path.dirname(os.path.dirname(CHART)), "README.md")).read()
     blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", readme, re.S)
               if "kind: CredentialProviderConfig" in b]
-    assert len(blocks) == 2, f"{len(blocks)} CredentialProviderConfig examples in the README"
+    assert len(blocks) == 3, f"{len(blocks)} CredentialProviderConfig examples in the README"
     # The README's placeholders, which regcred refuses as a pool provider,
     # stand for these values.
     pool = "//iam.googleapis.com/projects/{}/locations/global/workloadIdentityPools/{}/providers/{}"
     placeholders, values = ("PROJECT_NUMBER", "POOL", "PROVIDER"), ("123456789012", "pool-id", "provider-id")
     for block, flags in zip(blocks, [["--", "--key-file=/etc/kubernetes/regcred/wif.json"],
-                                     [f"--workload-identity-provider={pool.format(*values)}"]]):
+                                     [f"--workload-identity-provider={pool.format(*values)}"],
+                                     [f"--workload-identity-provider={pool.format(*values)}",
+                                      "--ecr-pod-identity", "--acr-pod-identity"]]):
         with tempfile.TemporaryDirectory() as d:
             config = os.path.join(d, "config.json")
             p = subprocess.run([binary, "install-credential-provider", f"--bin-dir={d}", f"--config={config}",
