@@ -565,6 +565,83 @@ async fn pod_identity_pulls_as_each_pods_own_google_identity() {
     );
 }
 
+/// The kubelet plugin with each pod's own identity for ECR and ACR
+/// (KEP-4412 service-account tokens): the chart's installer writes an entry
+/// per cloud (`credentialProvider.ecr.identity: pod`, `acr.identity: pod`),
+/// the kubelet hands regcred a token for the pod's ServiceAccount with that
+/// cloud's audience, and regcred exchanges it for the role and the identity
+/// that the ServiceAccount's annotations name. A pod whose ServiceAccount
+/// names neither gets no credential, never the node's: its pull is refused.
+#[tokio::test]
+#[ignore = "needs the real node: testkit/control-plane/node up DIR, then REGCRED_NODE_DIR=DIR cargo test --test node -- --ignored"]
+async fn pod_identity_pulls_from_ecr_and_acr_as_each_pods_own_service_account() {
+    let node = Node::get().await;
+    let c = &node.clouds;
+    // `regcred-pods/puller` is the ServiceAccount Entra ID's app is federated with.
+    let ns = node.fixed_namespace("regcred-pods").await;
+    let _scene = node.scene(&[&ns]);
+    for sa in ["puller", "stranger"] {
+        node.cluster.kubectl(&["create", "serviceaccount", sa, "--namespace", &ns], "").await;
+    }
+    let annotations = [
+        format!("eks.amazonaws.com/role-arn={}", c.aws_role),
+        format!("kubernetes.azure.com/acr-client-id={}", c.azure_client_id),
+        format!("kubernetes.azure.com/acr-tenant-id={}", c.azure_tenant_id),
+    ];
+    let annotate = [
+        &["annotate", "serviceaccount", "puller", "--namespace", &ns][..],
+        &annotations.each_ref().map(String::as_str)[..],
+    ]
+    .concat();
+    node.cluster.kubectl(&annotate, "").await;
+    let host = node.cluster.dir.join("pod-identity-clouds");
+    let (bin_dir, config) = (host.join("bin"), host.join("config/config.json"));
+    let values = json!({
+        "mode": "none",
+        "image": node.regcred_image(),
+        "credentialProvider": {
+            "ecr": {"identity": "pod"},
+            "acr": {"identity": "pod"},
+            // Only for the node: AWS's and Azure's endpoints are the emulators.
+            "extraArgs": [
+                format!("--aws-sts-endpoint={}", c.aws_url),
+                format!("--aws-ecr-endpoint={}", c.aws_url),
+                format!("--azure-authority-host={}", c.azure_url),
+                format!("--azure-registry-endpoint={}", c.azure_url),
+            ],
+            "nodeInstaller": {"enabled": true, "binDir": bin_dir.to_str().unwrap(), "configFile": config.to_str().unwrap()},
+        },
+    });
+    let out = node.helm_install("regcred", &ns, &values).await;
+    assert_eq!(out.code, Some(0), "helm install: {out:?}");
+    node.installed_provider(&bin_dir, &config).await;
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    let names: Vec<&str> = written["providers"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["regcred", "regcred-ecr", "regcred-acr"], "{written}");
+    node.restart_kubelet_with_provider(&bin_dir, &config).await;
+    let mut outcomes = Vec::new();
+    for (cloud, registry) in [("ecr", &c.ecr_registry), ("acr", &c.acr_registry)] {
+        let image = format!("{registry}/{PRIVATE_IMAGE}");
+        for sa in ["puller", "stranger"] {
+            let pod = format!("{cloud}-{sa}");
+            node.create_pod_as(&ns, &pod, &image, sa).await;
+            outcomes.push((pod.clone(), node.pull_outcome(&ns, &pod).await));
+        }
+    }
+    node.restart_kubelet(&[]).await;
+    for (pod, outcome) in &outcomes {
+        eprintln!("figure: pod identity, {pod}: {outcome:?}");
+        if pod.ends_with("-puller") {
+            assert_eq!(*outcome, Pull::Pulled, "{pod}: the ServiceAccount names a role and an identity that may pull");
+        } else {
+            assert!(
+                matches!(outcome, Pull::Refused(m) if m.contains("401 Unauthorized")),
+                "{pod}: a ServiceAccount that names no identity gets no credential: {outcome:?}"
+            );
+        }
+    }
+}
+
 /// Two replicas, one writer (leader election with a Lease), installed with
 /// `replicaCount=2`: the Secret is written once per rotation, as with one
 /// replica, and only by the Lease's holder; deleting the leader's pod hands
