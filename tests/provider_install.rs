@@ -74,14 +74,17 @@ fn pool_flags(kit: &Kit) -> Vec<String> {
 /// Runs the installed binary as the kubelet would: the config's `args`, the
 /// request on stdin.
 async fn run_as_the_kubelet_would(kit: &Kit, node: &Node, request: &Value) -> Output {
-    let config = node.written_config();
-    let provider = &config["providers"][0];
-    let args: Vec<String> = serde_json::from_value(provider["args"].clone()).unwrap();
-    let binary = node.bin().join(provider["name"].as_str().unwrap());
-    let mut child = Command::new(binary)
+    exec_entry(node, &node.written_config()["providers"][0], kit.dir.path(), request).await
+}
+
+/// Runs the file the config entry `entry` names with its `args`, in an
+/// environment holding only `HOME`, `request` on stdin.
+async fn exec_entry(node: &Node, entry: &Value, home: &Path, request: &Value) -> Output {
+    let args: Vec<String> = serde_json::from_value(entry["args"].clone()).unwrap();
+    let mut child = Command::new(node.bin().join(entry["name"].as_str().unwrap()))
         .args(&args)
         .env_clear()
-        .env("HOME", kit.dir.path())
+        .env("HOME", home)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -304,21 +307,7 @@ async fn run_entry(node: &Node, name: &str, image: &str, sign: &dyn Fn(&str) -> 
     let audience = entry["tokenAttributes"]["serviceAccountTokenAudience"].as_str().unwrap();
     let request = json!({"apiVersion": "credentialprovider.kubelet.k8s.io/v1", "kind": "CredentialProviderRequest",
                          "image": image, "serviceAccountToken": sign(audience), "serviceAccountAnnotations": annotations});
-    let args: Vec<String> = serde_json::from_value(entry["args"].clone()).unwrap();
-    let mut child = Command::new(node.bin().join(name))
-        .args(&args)
-        .env_clear()
-        .env("HOME", node.dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(request.to_string().as_bytes()).await.unwrap();
-    drop(stdin);
-    common::finish(child).await
+    exec_entry(node, &entry, node.dir.path(), &request).await
 }
 
 /// Google, Amazon ECR and Azure Container Registry with each pod's own
