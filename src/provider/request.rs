@@ -7,6 +7,9 @@
 //! that is not a service account email, an image that is not an image
 //! reference or a token that is not a JWT stops the request, in one line
 //! that names the field, before anything is sent to Google.
+//!
+//! Only the annotations of the image's own cloud are read: a ServiceAccount
+//! whose AWS annotation is malformed still pulls from Google and Azure.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +21,7 @@ use super::{
 };
 use crate::acr::{ClientId, TenantId};
 use crate::aws::RoleArn;
+use crate::registry::{Cloud, RegistryHost};
 use crate::secret::Secret;
 use crate::source::ServiceAccountEmail;
 
@@ -153,33 +157,50 @@ pub(crate) fn parse_request(input: &[u8]) -> Result<Request, ProviderError> {
         Some(token) => PodToken::parse(token)?,
         None => None,
     };
-    let impersonate = match wire.service_account_annotations.get(GOOGLE_SERVICE_ACCOUNT_ANNOTATION) {
-        None => None,
-        Some(value) if value.is_empty() => None,
-        Some(value) => {
-            Some(value.parse().map_err(|problem| ProviderError::BadAnnotation { value: quoted(value), problem })?)
-        }
-    };
     let annotations = &wire.service_account_annotations;
-    let acr_client_id = azure_annotation(annotations, ACR_CLIENT_ID_ANNOTATION, "a client id (a GUID)")?;
-    let acr_tenant_id =
-        azure_annotation(annotations, ACR_TENANT_ID_ANNOTATION, "a tenant id (a GUID) or the tenant's domain name")?;
-    // ECR's own annotation wins; only the one that names the role is read.
+    let mut request =
+        Request { image, token, impersonate: None, acr_client_id: None, acr_tenant_id: None, ecr_role: None };
+    // Another cloud's annotations are not this image's business.
+    match request.image.host().parse::<RegistryHost>().ok().map(|h| h.cloud().clone()) {
+        Some(Cloud::Google) => request.impersonate = google_annotation(annotations)?,
+        Some(Cloud::Acr(_)) => {
+            request.acr_client_id = azure_annotation(annotations, ACR_CLIENT_ID_ANNOTATION, "a client id (a GUID)")?;
+            request.acr_tenant_id = azure_annotation(
+                annotations,
+                ACR_TENANT_ID_ANNOTATION,
+                "a tenant id (a GUID) or the tenant's domain name",
+            )?;
+        }
+        Some(Cloud::Ecr(_) | Cloud::EcrPublic) => request.ecr_role = ecr_annotation(annotations)?,
+        None => {}
+    }
+    Ok(request)
+}
+
+/// The Google service account the ServiceAccount names, if any.
+fn google_annotation(annotations: &BTreeMap<String, String>) -> Result<Option<ServiceAccountEmail>, ProviderError> {
+    match annotations.get(GOOGLE_SERVICE_ACCOUNT_ANNOTATION) {
+        None => Ok(None),
+        Some(value) if value.is_empty() => Ok(None),
+        Some(value) => {
+            value.parse().map(Some).map_err(|problem| ProviderError::BadAnnotation { value: quoted(value), problem })
+        }
+    }
+}
+
+/// The IAM role the ServiceAccount names for ECR: ECR's own annotation
+/// wins, and only the one that names the role is read.
+fn ecr_annotation(annotations: &BTreeMap<String, String>) -> Result<Option<EcrRole>, ProviderError> {
     let named = [ECR_ROLE_ARN_ANNOTATION, ROLE_ARN_ANNOTATION]
         .into_iter()
         .find_map(|key| annotations.get(key).filter(|v| !v.is_empty()).map(|value| (key, value)));
-    let ecr_role = match named {
-        None => None,
-        Some((annotation, value)) => Some(EcrRole {
-            arn: value.parse().map_err(|_| ProviderError::BadCloudAnnotation {
-                key: annotation,
-                value: quoted(value),
-                expected: "an IAM role ARN such as arn:aws:iam::123456789012:role/NAME",
-            })?,
-            annotation,
-        }),
-    };
-    Ok(Request { image, token, impersonate, acr_client_id, acr_tenant_id, ecr_role })
+    let Some((annotation, value)) = named else { return Ok(None) };
+    let arn = value.parse().map_err(|_| ProviderError::BadCloudAnnotation {
+        key: annotation,
+        value: quoted(value),
+        expected: "an IAM role ARN such as arn:aws:iam::123456789012:role/NAME",
+    })?;
+    Ok(Some(EcrRole { arn, annotation }))
 }
 
 /// An Azure annotation, parsed by the same type as the flag it stands in
@@ -327,6 +348,45 @@ mod tests {
                 assert_eq!(e.lines().count(), 1, "{e}");
             }
         }
+    }
+
+    /// One cloud's malformed annotation does not stop the pod's pulls from
+    /// another: only the image's own cloud's annotations are read.
+    #[test]
+    fn only_the_images_own_clouds_annotations_are_read() {
+        let annotations = serde_json::json!({
+            GOOGLE_SERVICE_ACCOUNT_ANNOTATION: "not an email",
+            ROLE_ARN_ANNOTATION: "arn:aws:iam::1:role/x",
+            ACR_CLIENT_ID_ANNOTATION: "app&x=1",
+        });
+        let with = |image: &str| {
+            parse(&serde_json::json!({"apiVersion": API_VERSION, "image": image,
+                "serviceAccountToken": "eyJ.pod.sig", "serviceAccountAnnotations": annotations}))
+        };
+        for (image, bad) in [
+            ("europe-west1-docker.pkg.dev/p/r/i", GOOGLE_SERVICE_ACCOUNT_ANNOTATION),
+            ("111122223333.dkr.ecr.eu-west-1.amazonaws.com/i", ROLE_ARN_ANNOTATION),
+            ("public.ecr.aws/a/i", ROLE_ARN_ANNOTATION),
+            ("myregistry.azurecr.io/i", ACR_CLIENT_ID_ANNOTATION),
+        ] {
+            let e = with(image).unwrap_err().to_string();
+            assert!(e.contains(bad), "{image}: its own cloud's annotation is refused: {e}");
+        }
+        let r = with("docker.io/library/nginx").unwrap();
+        assert!(
+            r.impersonate.is_none() && r.ecr_role.is_none() && r.acr_client_id.is_none(),
+            "none of regcred's clouds"
+        );
+        // With the other clouds' annotations well-formed, each image reads its own.
+        let good = serde_json::json!({
+            GOOGLE_SERVICE_ACCOUNT_ANNOTATION: "puller@project-1.iam.gserviceaccount.com",
+            ROLE_ARN_ANNOTATION: "arn:aws:iam::111122223333:role/puller",
+            ACR_CLIENT_ID_ANNOTATION: "app&x=1",
+        });
+        let r = parse(&serde_json::json!({"apiVersion": API_VERSION, "image": "gcr.io/p/i",
+            "serviceAccountToken": "eyJ.pod.sig", "serviceAccountAnnotations": good}))
+        .unwrap();
+        assert!(r.impersonate.is_some() && r.ecr_role.is_none(), "Google's image reads Google's annotation alone");
     }
 
     #[test]
