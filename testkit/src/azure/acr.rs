@@ -24,7 +24,6 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{json, Value};
 
 use super::{guid, json_body, now_secs, Shared, ACR_RESOURCE, ACR_USERNAME};
-use crate::google::jwt;
 
 /// The registry's error answer.
 pub(crate) fn errors(status: StatusCode, code: &str, message: &str) -> Response {
@@ -223,23 +222,19 @@ pub(crate) fn token(shared: &Shared, method: &Method, uri: &Uri, headers: &Heade
         .collect();
     let now = now_secs();
     let exp = now + 75 * 60;
-    let token = jwt::sign(
-        &shared.key,
-        Some(&shared.key_id),
-        &json!({
-            "jti": guid(),
-            "sub": refresh.client_id,
-            "nbf": now,
-            "exp": exp,
-            "iat": now,
-            "iss": "Azure Container Registry",
-            "aud": shared.login_server,
-            "version": "1.0",
-            "access": access,
-            "roles": [],
-            "grant_type": "refresh_token",
-        }),
-    );
+    let token = shared.sign(&json!({
+        "jti": guid(),
+        "sub": refresh.client_id,
+        "nbf": now,
+        "exp": exp,
+        "iat": now,
+        "iss": "Azure Container Registry",
+        "aud": shared.login_server,
+        "version": "1.0",
+        "access": access,
+        "roles": [],
+        "grant_type": "refresh_token",
+    }));
     let login_server = shared.login_server.clone();
     shared.record(token.clone(), "acr_access", &refresh.client_id, &login_server, exp);
     json_body(StatusCode::OK, &json!({ "access_token": token }))
