@@ -242,16 +242,14 @@ fn check_cloud_environments(command: &Command, http: &HttpClient) -> Result<(), 
         Command::InstallCredentialProvider(_) | Command::CredentialProvider { .. } => return Ok(()),
     };
     aws_credentials(hosts, aws, http)?;
-    for host in hosts {
-        if let Cloud::Acr(registry) = host.cloud() {
-            acr::check_identity(azure).map_err(|source| AppError::CloudCredentials {
-                provider: host.cloud().provider(),
-                hosts: registry.to_string(),
-                source: Box::new(source),
-            })?;
-        }
-    }
-    Ok(())
+    // One identity serves every ACR registry: checked once.
+    let acr_hosts: Vec<&RegistryHost> = hosts.iter().filter(|h| matches!(h.cloud(), Cloud::Acr(_))).collect();
+    let Some(first) = acr_hosts.first() else { return Ok(()) };
+    acr::check_identity(azure).map_err(|source| AppError::CloudCredentials {
+        provider: first.cloud().provider(),
+        hosts: acr_hosts.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", "),
+        source: Box::new(source),
+    })
 }
 
 /// `credential-provider`: one request from the kubelet on stdin, one
