@@ -23,15 +23,14 @@ async fn kits() -> (Kit, Aws) {
 
 /// `regcred ARGS` with the AWS endpoints on the emulator and `env` set.
 fn command(kit: &Kit, aws: &Aws, args: &[&str], env: &[(&str, String)]) -> Command {
-    let mut cmd = kit.command(args);
-    cmd.env("AWS_ENDPOINT_URL_ECR", aws.url())
-        .env("AWS_ENDPOINT_URL_ECR_PUBLIC", aws.url())
-        .env("AWS_ENDPOINT_URL_STS", aws.url())
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", aws.url());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
+    let endpoints = [
+        "AWS_ENDPOINT_URL_ECR",
+        "AWS_ENDPOINT_URL_ECR_PUBLIC",
+        "AWS_ENDPOINT_URL_STS",
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    ]
+    .map(|name| (name, aws.url()));
+    kit.command_with(args, &[&endpoints[..], env].concat())
 }
 
 async fn run(kit: &Kit, aws: &Aws, args: &[&str], env: &[(&str, String)]) -> Output {

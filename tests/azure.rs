@@ -27,14 +27,12 @@ async fn kits() -> (Kit, Azure) {
 /// `regcred ARGS` with Entra ID, IMDS and the registry's token server on the
 /// emulator, and `env` set.
 fn command(kit: &Kit, azure: &Azure, args: &[&str], env: &[(&str, String)]) -> Command {
-    let mut cmd = kit.command(args);
-    cmd.env("AZURE_AUTHORITY_HOST", azure.url())
-        .env("REGCRED_AZURE_IMDS_ENDPOINT", azure.imds_endpoint())
-        .env("REGCRED_AZURE_REGISTRY_ENDPOINT", azure.url());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
+    let endpoints = [
+        ("AZURE_AUTHORITY_HOST", azure.url()),
+        ("REGCRED_AZURE_IMDS_ENDPOINT", azure.imds_endpoint()),
+        ("REGCRED_AZURE_REGISTRY_ENDPOINT", azure.url()),
+    ];
+    kit.command_with(args, &[&endpoints[..], env].concat())
 }
 
 async fn run(kit: &Kit, azure: &Azure, args: &[&str], env: &[(&str, String)]) -> Output {

@@ -142,11 +142,7 @@ async fn without_any_credentials_the_error_says_what_was_tried() {
 
 /// Runs `regcred ARGS` with extra environment variables.
 async fn with_env(kit: &Kit, args: &[&str], env: &[(&str, &str)]) -> common::Output {
-    let mut cmd = kit.command(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    common::finish(cmd.spawn().unwrap()).await
+    common::finish(kit.command_with(args, env).spawn().unwrap()).await
 }
 
 #[tokio::test]

@@ -108,6 +108,16 @@ impl Kit {
         self.command(&all)
     }
 
+    /// `regcred ARGS` with these variables set (a cloud emulator's
+    /// endpoints, a test's identity).
+    pub fn command_with<V: AsRef<std::ffi::OsStr>>(&self, args: &[&str], env: &[(&str, V)]) -> Command {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
     /// Runs to completion with a deadline.
     pub async fn run(&self, args: &[&str]) -> Output {
         finish(self.command(args).spawn().unwrap()).await
